@@ -1,0 +1,130 @@
+"""The cluster port: the small interface every suite, fixture and check speaks, whatever the cluster."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from ..errors import ClusterError, WaitTimeout
+from ..kube import Obj, selector_matches
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """The outcome of a command run in a container."""
+
+    command: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def check(self) -> ExecResult:
+        if self.returncode != 0:
+            detail = (self.stderr or self.stdout).strip().splitlines()
+            raise ClusterError(f"{' '.join(self.command)} exited {self.returncode}: "
+                               f"{detail[-1] if detail else 'no output'}")
+        return self
+
+
+def wait_for(what: str, probe: Callable[[], tuple[T | None, str]], timeout: float, interval: float = 0.2) -> T:
+    """Poll ``probe`` until it returns a value; it returns (value or None, what it saw this time)."""
+    deadline = time.monotonic() + timeout
+    seen = "nothing yet"
+    while True:
+        value, seen = probe()
+        if value is not None:
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimeout(what, timeout, seen)
+        time.sleep(interval)
+
+
+def pod_is_ready(pod: Obj) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def describe_pod(pod: Obj) -> str:
+    status = pod.get("status") or {}
+    waiting = [f"{c['name']}: {c['state']['waiting'].get('reason')}"
+               + (f" ({c['state']['waiting']['message']})" if c["state"]["waiting"].get("message") else "")
+               for c in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+               if "waiting" in (c.get("state") or {})]
+    detail = "; ".join(waiting)
+    return f"{pod['metadata']['name']} {status.get('phase', 'Pending')}" + (f" [{detail}]" if detail else "")
+
+
+class Cluster(abc.ABC):
+    """What a suite may ask of a cluster. Adapters implement the abstract methods; waits live here."""
+
+    name: str
+
+    @abc.abstractmethod
+    def list_pods(self, namespace: str | None = None) -> list[Obj]:
+        """Pods as Kubernetes dicts; all namespaces when ``namespace`` is None."""
+
+    @abc.abstractmethod
+    def get(self, kind: str, name: str, namespace: str = "default") -> Obj | None:
+        """One object, or None when it does not exist."""
+
+    @abc.abstractmethod
+    def exec(self, namespace: str, pod: str, command: Sequence[str], container: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        """Run a command in a container (the pod's first container when none is named)."""
+
+    @abc.abstractmethod
+    def apply(self, objects: list[Obj]) -> list[Obj]:
+        """Create or update objects; returns one result per object. Refusals raise ClusterError."""
+
+    @abc.abstractmethod
+    def delete(self, objects: list[Obj]) -> list[Obj]:
+        """Delete objects; absent ones are reported, not an error."""
+
+    @abc.abstractmethod
+    def service_url(self, namespace: str, service: str, port: int) -> str:
+        """An http URL for a service port, reachable from the test process."""
+
+    @abc.abstractmethod
+    def ingress_url(self) -> str:
+        """The http URL of the mesh ingress, reachable from the test process."""
+
+    @abc.abstractmethod
+    def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
+        """A container's log (or its previous instance's)."""
+
+    @abc.abstractmethod
+    def events(self, namespace: str | None = None) -> list[Obj]:
+        """Kubernetes Events, oldest first."""
+
+    # -- waits, shared by every adapter -------------------------------------------------------------
+    def pods(self, namespace: str | None = None, selector: dict[str, str] | None = None) -> list[Obj]:
+        pods = self.list_pods(namespace)
+        if selector:
+            pods = [p for p in pods if selector_matches(selector, p["metadata"].get("labels") or {})]
+        return pods
+
+    def wait_pods_ready(self, namespace: str | None, timeout: float, selector: dict[str, str] | None = None,
+                        minimum: int = 1) -> list[Obj]:
+        """Wait until at least ``minimum`` pods match and every matching pod is Ready."""
+
+        def probe() -> tuple[list[Obj] | None, str]:
+            pods = [p for p in self.pods(namespace, selector) if not p["metadata"].get("deletionTimestamp")]
+            not_ready = [p for p in pods if not pod_is_ready(p)]
+            if len(pods) >= minimum and not not_ready:
+                return pods, ""
+            return None, "; ".join(describe_pod(p) for p in not_ready) or f"{len(pods)} pods"
+
+        where = f"namespace {namespace}" if namespace else "all namespaces"
+        return wait_for(f"pods ready in {where}", probe, timeout)
+
+    def wait_pods_gone(self, namespace: str | None, timeout: float, selector: dict[str, str] | None = None) -> None:
+        def probe() -> tuple[bool | None, str]:
+            left = self.pods(namespace, selector)
+            return (True, "") if not left else (None, ", ".join(p["metadata"]["name"] for p in left))
+
+        wait_for("pods to be deleted", probe, timeout)

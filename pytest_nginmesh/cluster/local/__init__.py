@@ -1,0 +1,1 @@
+"""The embedded local cluster: pods as network namespaces, real iptables, the host's NGINX as sidecar."""

@@ -1,0 +1,123 @@
+"""The local cluster as a cluster port: API calls over its socket, exec with ``ip netns exec``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from ...errors import ClusterError, NotFoundError
+from ...kube import Obj
+from ...settings import Settings
+from ..base import Cluster, ExecResult
+from . import lifecycle
+from .kubelet import container_env, user_prefix
+from .network import pod_netns
+
+
+class LocalCluster(Cluster):
+    """A running local cluster, addressed by its name."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = settings.cluster_name
+        self.state_dir = settings.state_dir
+        self.api = lifecycle.api_client(settings)
+        try:
+            self.info = json.loads((self.state_dir / "cluster.json").read_text())
+        except OSError as e:
+            raise NotFoundError(f"no local cluster named {self.name!r}: start one with "
+                                f"'nginmesh local up --name {self.name}'") from e
+
+    def list_pods(self, namespace: str | None = None) -> list[Obj]:
+        return self.list("Pod", namespace)
+
+    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        return list(self.api.get("/api/objects", kind=kind, namespace=namespace))
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> Obj | None:
+        try:
+            return dict(self.api.get("/api/object", kind=kind, namespace=namespace, name=name))
+        except NotFoundError:
+            return None
+
+    def _pod(self, namespace: str, name: str) -> Obj:
+        pod = self.get("Pod", name, namespace)
+        if pod is None:
+            raise NotFoundError(f'pod "{name}" not found in namespace "{namespace}"')
+        return pod
+
+    def _container(self, pod: Obj, container: str | None) -> Obj:
+        containers = pod["spec"]["containers"]
+        if container is None:
+            return dict(containers[0])
+        for candidate in containers + (pod["spec"].get("initContainers") or []):
+            if candidate["name"] == container:
+                return dict(candidate)
+        names = ", ".join(c["name"] for c in containers)
+        raise NotFoundError(f'container "{container}" not found in pod {pod["metadata"]["name"]}; '
+                            f"choose one of: {names}")
+
+    def exec_argv(self, namespace: str, pod_name: str, command: Sequence[str],
+                  container: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """The host argv and environment that run ``command`` as the container would run it."""
+        pod = self._pod(namespace, pod_name)
+        if (pod.get("status") or {}).get("phase") != "Running":
+            raise ClusterError(f"pod {pod_name} is {pod.get('status', {}).get('phase', 'Pending')}, "
+                               "not Running: wait for it (nginmesh local get pods)")
+        spec = self._container(pod, container)
+        netns = pod_netns(self.name, namespace, pod_name)
+        env = container_env(spec, pod, {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                        "HOME": "/tmp"})
+        return ["ip", "netns", "exec", netns, *user_prefix(spec, pod), *command], env
+
+    def exec(self, namespace: str, pod: str, command: Sequence[str], container: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        argv, env = self.exec_argv(namespace, pod, command, container)
+        limit = timeout or self.settings.timeouts.exec
+        try:
+            result = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=limit)
+        except subprocess.TimeoutExpired as e:
+            raise ClusterError(f"exec {' '.join(command)} in {pod}: no exit within {limit:g}s") from e
+        return ExecResult(tuple(command), result.returncode, result.stdout, result.stderr)
+
+    def apply(self, objects: list[Obj]) -> list[Obj]:
+        return list(self.api.post("/api/apply", {"objects": objects}))
+
+    def delete(self, objects: list[Obj]) -> list[Obj]:
+        return list(self.api.post("/api/delete", {"objects": objects}))
+
+    def service_url(self, namespace: str, service: str, port: int) -> str:
+        svc = self.get("Service", service, namespace)
+        if svc is None:
+            raise NotFoundError(f'service "{service}" not found in namespace "{namespace}"')
+        ports = [p["port"] for p in svc["spec"].get("ports") or []]
+        if port not in ports:
+            raise NotFoundError(f"service {service} has no port {port}; its ports: {ports}")
+        return f"http://{svc['spec']['clusterIP']}:{port}"
+
+    def ingress_url(self) -> str:
+        svc = self.get("Service", "istio-ingress", "istio-system")
+        if svc is None:
+            raise NotFoundError("service istio-ingress not found in istio-system: is the mesh installed?")
+        for port in svc["spec"].get("ports") or []:
+            if port.get("nodePort") and port["port"] == 80:
+                return f"http://{self.info['node_ip']}:{port['nodePort']}"
+        raise ClusterError("service istio-ingress has no NodePort for port 80 yet")
+
+    def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
+        spec = self._container(self._pod(namespace, pod), container)
+        suffix = ".previous.log" if previous else ".log"
+        path = self.state_dir / "pods" / f"{namespace}_{pod}" / f"{spec['name']}{suffix}"
+        try:
+            return path.read_text(errors="replace")
+        except FileNotFoundError as e:
+            which = "previous " if previous else ""
+            raise NotFoundError(f"no {which}log for container {spec['name']} of pod {pod}") from e
+
+    def events(self, namespace: str | None = None) -> list[Obj]:
+        return list(self.api.get("/api/events", namespace=namespace))
+
+    def pod_directory(self, namespace: str, pod: str) -> Path:
+        return self.state_dir / "pods" / f"{namespace}_{pod}"

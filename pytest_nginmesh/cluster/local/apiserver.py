@@ -1,0 +1,351 @@
+"""The local cluster's daemon: an API server on a unix socket, admission, controllers and the kubelet."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import logging
+import signal
+import socketserver
+import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+from ...errors import ClusterError, ManifestError, NginmeshError
+from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations, key_of
+from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
+from .controllers import Controllers, mark_deleted, pending_initializers
+from .kubelet import Kubelet
+from .network import Addresses, NodeNetwork
+from .store import Store, now
+
+log = logging.getLogger("nginmesh.local")
+
+BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
+
+
+class Admission:
+    """What the API server checks and mutates before an object is stored."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def validate(self, objects: list[Obj]) -> None:
+        namespaces = {o["metadata"]["name"] for o in self.store.list("Namespace")}
+        namespaces |= {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+        for obj in objects:
+            key = key_of(obj)
+            if key.namespace and key.namespace not in namespaces:
+                raise ManifestError(f'{key}: namespace "{key.namespace}" not found; create it first')
+            if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+                self._validate_pod_spec(key, ((obj.get("spec") or {}).get("template") or {}).get("spec"))
+            elif obj["kind"] == "Pod":
+                self._validate_pod_spec(key, obj.get("spec"))
+            elif obj["kind"] == "Service":
+                self._validate_service(key, obj.get("spec") or {})
+
+    @staticmethod
+    def _validate_pod_spec(key: ObjectKey, spec: Any) -> None:
+        if not isinstance(spec, dict) or not spec.get("containers"):
+            raise ManifestError(f"{key}: spec.containers is required")
+        seen = set()
+        for container in (spec.get("initContainers") or []) + spec["containers"]:
+            if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
+                raise ManifestError(f"{key}: every container needs a name and an image")
+            if container["name"] in seen:
+                raise ManifestError(f"{key}: container name {container['name']!r} is used twice")
+            seen.add(container["name"])
+
+    @staticmethod
+    def _validate_service(key: ObjectKey, spec: Obj) -> None:
+        for port in spec.get("ports") or []:
+            if not isinstance(port, dict) or not isinstance(port.get("port"), int):
+                raise ManifestError(f"{key}: every port of a Service needs an integer 'port'")
+
+    def mutate(self, obj: Obj, old: Obj | None) -> Obj:
+        obj = copy.deepcopy(obj)
+        if obj["kind"] in INJECTED_KINDS:
+            if old is None:
+                covering = self._initializers_for(obj["kind"])
+                if covering:
+                    obj["metadata"]["initializers"] = {"pending": [{"name": n} for n in covering]}
+            elif STATUS_ANNOTATION in annotations(old.get("spec", {}).get("template", {})):
+                obj = self._reinject(obj)
+        if obj["kind"] == "Service" and old is not None:
+            self._keep_allocations(obj, old)
+        return obj
+
+    def _initializers_for(self, kind: str) -> list[str]:
+        names = []
+        plural = kind.lower() + "s"
+        for config in self.store.list("InitializerConfiguration"):
+            for initializer in config.get("initializers") or []:
+                for rule in initializer.get("rules") or []:
+                    if plural in (rule.get("resources") or []) or "*" in (rule.get("resources") or []):
+                        names.append(initializer["name"])
+        return names
+
+    def _reinject(self, obj: Obj) -> Obj:
+        """Re-applying an injected workload keeps its sidecar, as a strategic merge would."""
+        configmap = self.store.get(ObjectKey("ConfigMap", "istio-system", "istio-inject"))
+        if configmap is None or STATUS_ANNOTATION in annotations(obj["spec"]["template"]):
+            return obj
+        config = InjectConfig.from_configmap(configmap)
+        mesh = MeshConfig.from_configmap(self.store.get(ObjectKey("ConfigMap", "istio-system",
+                                                                  config.mesh_config_map_name)))
+        return inject(obj, config, mesh)
+
+    @staticmethod
+    def _keep_allocations(obj: Obj, old: Obj) -> None:
+        spec, old_spec = obj.setdefault("spec", {}), old.get("spec", {})
+        spec.setdefault("clusterIP", old_spec.get("clusterIP"))
+        old_ports = {(p.get("name"), p.get("port")): p for p in old_spec.get("ports") or []}
+        for port in spec.get("ports") or []:
+            previous = old_ports.get((port.get("name"), port.get("port")))
+            if previous and "nodePort" in previous:
+                port.setdefault("nodePort", previous["nodePort"])
+
+
+class ApiServer:
+    """Everything the daemon holds; the HTTP handler calls into it."""
+
+    def __init__(self, state_dir: Path, info: Obj) -> None:
+        self.state_dir = state_dir
+        self.info = info
+        self.store = Store(state_dir / "objects.json")
+        addresses = Addresses(**info["addresses"])
+        self.network = NodeNetwork(info["name"], addresses, info["grace"])
+        self.kubelet = Kubelet(info["name"], self.store, self.network, state_dir, info["grace"])
+        self.controllers = Controllers(self.store, self.kubelet, self.network)
+        self.admission = Admission(self.store)
+        self.stopping = threading.Event()
+        self._apply_lock = threading.Lock()
+        for name in BUILTIN_NAMESPACES:
+            self.store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+                            "status": {"phase": "Active"}})
+
+    # -- API verbs ----------------------------------------------------------------------------------
+    def apply(self, objects: list[Obj]) -> list[Obj]:
+        with self._apply_lock:
+            self.admission.validate(objects)
+            prepared = [self.admission.mutate(o, self.store.get(key_of(o))) for o in objects]
+            results = []
+            for obj in prepared:
+                stored, action = self.store.put(obj)
+                results.append({"object": str(key_of(stored)), "action": action})
+            return results
+
+    def delete(self, objects: list[Obj]) -> list[Obj]:
+        results = []
+        with self._apply_lock:
+            for obj in objects:
+                key = key_of(obj)
+                results.append({"object": str(key), "action": "deleted" if self._delete(key) else "not found"})
+        return results
+
+    def _delete(self, key: ObjectKey) -> bool:
+        existing = self.store.get(key)
+        if existing is None:
+            return False
+        if key.kind == "Pod":
+            mark_deleted(self.store, key)
+            return True
+        if key.kind == "Namespace":
+            for obj in self.store.list(namespace=key.name):
+                self._delete(key_of(obj))
+        if key.kind == "Service":
+            self.controllers.release(existing)
+            self.store.delete(ObjectKey("Endpoints", key.namespace, key.name))
+        self.store.delete(key)
+        return True
+
+    def initialize(self, obj: Obj, initializer: str) -> Obj:
+        """An initializer hands back its mutated object and leaves the pending list."""
+        key = key_of(obj)
+        if self.store.get(key) is None:
+            raise ClusterError(f"{key} no longer exists")
+        obj = copy.deepcopy(obj)
+        pending = [p for p in pending_initializers(obj) if p.get("name") != initializer]
+        if pending:
+            obj["metadata"]["initializers"] = {"pending": pending}
+        else:
+            obj["metadata"].pop("initializers", None)
+        stored, _ = self.store.put(obj)
+        self.store.record_event(stored, "Initialized", f"initializer {initializer} done")
+        return stored
+
+    def uninitialized(self, initializer: str) -> list[Obj]:
+        return [o for o in self.store.list()
+                if pending_initializers(o) and pending_initializers(o)[0].get("name") == initializer]
+
+    def mesh_snapshot(self) -> Obj:
+        """What Pilot serves: services with their endpoints' pods and labels, route rules and ingresses."""
+        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.store.list("Pod")}
+        services = []
+        for service in self.store.list("Service"):
+            meta, spec = service["metadata"], service.get("spec") or {}
+            endpoints = self.store.get(ObjectKey("Endpoints", meta["namespace"], meta["name"])) or {}
+            instances = []
+            for subset in endpoints.get("subsets") or []:
+                for address in subset.get("addresses") or []:
+                    ref = address.get("targetRef") or {}
+                    pod = pods.get((ref.get("namespace"), ref.get("name")), {})
+                    instances.append({"ip": address["ip"], "pod": ref.get("name"),
+                                      "labels": (pod.get("metadata") or {}).get("labels") or {},
+                                      "ports": {p.get("name", ""): p["port"] for p in subset["ports"]}})
+            services.append({"name": meta["name"], "namespace": meta["namespace"],
+                             "clusterIP": spec.get("clusterIP"),
+                             "ports": [{"name": p.get("name", ""), "port": p["port"],
+                                        "protocol": p.get("protocol", "TCP")} for p in spec.get("ports") or []],
+                             "instances": sorted(instances, key=lambda i: (i["ip"], i["pod"]))})
+        snapshot: Obj = {
+            "services": services,
+            "routeRules": [_config_only(o) for o in self.store.list("RouteRule")],
+            "ingresses": [_config_only(o) for o in self.store.list("Ingress")],
+        }
+        text = json.dumps(snapshot, sort_keys=True)
+        snapshot["version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
+        return snapshot
+
+    # -- the loop -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        saved = -1
+        while not self.stopping.is_set():
+            with self.store.changed:
+                revision = self.store.revision
+                if revision == saved:
+                    self.store.changed.wait(1.0)
+            try:
+                self.controllers.reconcile()
+            except NginmeshError:
+                log.exception("reconcile failed")
+            if self.store.revision != saved:
+                saved = self.store.revision
+                self.store.save()
+
+    def shutdown(self) -> None:
+        self.stopping.set()
+        with self.store.changed:
+            self.store.changed.notify_all()
+        self.kubelet.shutdown()
+
+
+def _config_only(obj: Obj) -> Obj:
+    """An object without the fields that change when its configuration does not."""
+    meta = obj["metadata"]
+    return {"kind": obj["kind"], "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations")
+                                              if k in meta},
+            "spec": obj.get("spec", {})}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("api: " + format, *args)
+
+    def _reply(self, status: int, body: object) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        return json.loads(self.rfile.read(length) or b"null")
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+        api = self.server.api
+        try:
+            match method, url.path:
+                case "GET", "/healthz":
+                    body: object = {"status": "ok", "cluster": api.info["name"]}
+                case "GET", "/api/objects":
+                    body = api.store.list(query.get("kind"), query.get("namespace"))
+                case "GET", "/api/object":
+                    key = ObjectKey(query["kind"], "" if query["kind"] in CLUSTER_SCOPED_KINDS
+                                    else query.get("namespace", "default"), query["name"])
+                    body = api.store.get(key)
+                    if body is None:
+                        return self._reply(404, {"message": f"{key} not found", "reason": "NotFound"})
+                case "GET", "/api/events":
+                    body = api.store.events(query.get("namespace"))
+                case "GET", "/api/mesh":
+                    body = api.mesh_snapshot()
+                case "GET", "/api/uninitialized":
+                    body = api.uninitialized(query["initializer"])
+                case "POST", "/api/apply":
+                    body = api.apply(self._body()["objects"])
+                case "POST", "/api/delete":
+                    body = api.delete(self._body()["objects"])
+                case "POST", "/api/initialize":
+                    payload = self._body()
+                    body = api.initialize(payload["object"], payload["initializer"])
+                case _:
+                    return self._reply(404, {"message": f"no such API path {method} {url.path}"})
+        except ManifestError as e:
+            return self._reply(422, {"message": str(e), "reason": "Invalid"})
+        except ClusterError as e:
+            return self._reply(409, {"message": str(e), "reason": "Conflict"})
+        except (KeyError, TypeError, ValueError) as e:
+            return self._reply(400, {"message": f"bad request: {e!r}", "reason": "BadRequest"})
+        self._reply(200, body)
+
+
+class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def __init__(self, path: Path, api: ApiServer) -> None:
+        self.api = api
+        super().__init__(str(path), Handler)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The local cluster's daemon (started by 'nginmesh local up').")
+    parser.add_argument("--state-dir", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
+    info = json.loads((args.state_dir / "cluster.json").read_text())
+    api = ApiServer(args.state_dir, info)
+    socket_path = args.state_dir / "api.sock"
+    socket_path.unlink(missing_ok=True)
+    server = _Server(socket_path, api)
+    threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
+
+    def stop(signum: int, frame: object) -> None:
+        log.info("signal %d: shutting down", signum)
+        api.stopping.set()
+        with api.store.changed:
+            api.store.changed.notify_all()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("local cluster %s up at %s", info["name"], now())
+    try:
+        api.run()
+    finally:
+        api.shutdown()
+        server.shutdown()
+        socket_path.unlink(missing_ok=True)
+        log.info("local cluster %s stopped", info["name"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Bringing a local cluster up and down, and clearing what a crashed one left behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ...errors import ClusterError, PreflightError
+from ...settings import Settings
+from ..base import wait_for
+from . import network, system
+from .api import ApiClient
+
+DAEMON_MODULE = "pytest_nginmesh.cluster.local.apiserver"
+
+
+def addresses_of(settings: Settings) -> network.Addresses:
+    return network.Addresses(settings.pod_cidr, settings.service_cidr, settings.link_cidr)
+
+
+def api_client(settings: Settings) -> ApiClient:
+    return ApiClient(settings.state_dir / "api.sock", settings.timeouts.api_request)
+
+
+def is_running(settings: Settings) -> bool:
+    if not (settings.state_dir / "api.sock").exists():
+        return False
+    try:
+        api_client(settings).get("/healthz")
+    except ClusterError:
+        return False
+    return True
+
+
+def daemon_pid(state_dir: Path) -> int | None:
+    """The daemon's pid if it is alive and really our daemon for this state dir."""
+    try:
+        pid = int((state_dir / "daemon.pid").read_text())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if DAEMON_MODULE.encode() in cmdline and str(state_dir).encode() in cmdline else None
+
+
+def up(settings: Settings) -> bool:
+    """Start the cluster's network and daemon; False when one of that name was already running."""
+    if is_running(settings):
+        return False
+    addresses = addresses_of(settings)
+    link = network.host_link(settings.cluster_name)
+    system.preflight([settings.pod_cidr, settings.service_cidr, settings.link_cidr], own_links=[link])
+    down(settings)
+    state = settings.state_dir
+    state.mkdir(parents=True)
+    info = {
+        "name": settings.cluster_name,
+        "addresses": {"pod_cidr": settings.pod_cidr, "service_cidr": settings.service_cidr,
+                      "link_cidr": settings.link_cidr},
+        "node_ip": addresses.node_ip,
+        "host_ip": addresses.host_ip,
+        "grace": settings.timeouts.termination_grace,
+    }
+    (state / "cluster.json").write_text(json.dumps(info, indent=2))
+    try:
+        network.NodeNetwork(settings.cluster_name, addresses, settings.timeouts.termination_grace).create(
+            [settings.pod_cidr, settings.service_cidr])
+        with (state / "daemon.log").open("ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", DAEMON_MODULE, "--state-dir", str(state)],
+                                       stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        (state / "daemon.pid").write_text(str(process.pid))
+
+        def probe() -> tuple[bool | None, str]:
+            if process.poll() is not None:
+                tail = (state / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
+                raise ClusterError(f"the local cluster daemon exited at start: {' | '.join(tail)}")
+            return (True, "") if is_running(settings) else (None, "API socket not answering")
+
+        wait_for("the local cluster's API server", probe, settings.timeouts.cluster_up)
+    except BaseException:
+        down(settings)
+        raise
+    return True
+
+
+def down(settings: Settings) -> list[str]:
+    """Stop the daemon and remove every namespace, link, file and process of the cluster; say what went."""
+    if os.geteuid() != 0:
+        raise PreflightError("the local cluster needs root: run as root or with sudo")
+    removed: list[str] = []
+    state = settings.state_dir
+    pid = daemon_pid(state)
+    if pid is not None:
+        _stop_daemon(pid, settings.timeouts.teardown)
+        removed.append(f"daemon {pid}")
+    removed += network.remove_leftovers(settings.cluster_name, settings.timeouts.termination_grace)
+    if state.exists():
+        shutil.rmtree(state)
+        removed.append(f"dir {state}")
+        with contextlib.suppress(OSError):
+            state.parent.rmdir()
+    return removed
+
+
+def _stop_daemon(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not Path(f"/proc/{pid}").exists() or _is_zombie(pid):
+            return
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
+    except OSError:
+        return True

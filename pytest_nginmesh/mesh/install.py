@@ -1,0 +1,40 @@
+"""Installing the Istio control plane, the Nginmesh injector and Bookinfo on a cluster, and waiting for them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import requests
+
+from ..cluster.base import Cluster, wait_for
+from ..settings import Timeouts
+from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE, load_fixture
+
+Progress = Callable[[str], None]
+
+
+def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None) -> None:
+    """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress."""
+    progress("installing the Istio control plane and the Nginmesh injector")
+    cluster.apply(load_fixture(CONTROL_PLANE))
+    cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=3)
+    progress("deploying Bookinfo")
+    cluster.apply(load_fixture(BOOKINFO))
+    cluster.wait_pods_ready("default", timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
+    progress("waiting for /productpage through the ingress")
+    wait_for_productpage(cluster, timeouts)
+
+
+def wait_for_productpage(cluster: Cluster, timeouts: Timeouts) -> None:
+    url = cluster.ingress_url() + "/productpage"
+
+    def probe() -> tuple[bool | None, str]:
+        try:
+            response = requests.get(url, timeout=timeouts.http_request)
+        except requests.RequestException as e:
+            return None, str(e)
+        if response.status_code == 200 and "Simple Bookstore App" in response.text:
+            return True, ""
+        return None, f"HTTP {response.status_code} {response.text[:80]!r}"
+
+    wait_for(f"GET {url} to answer 200", probe, timeouts.pod_ready)

@@ -1,0 +1,163 @@
+"""Render the NGINX configuration of a sidecar or the ingress from Pilot's mesh snapshot (pure)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Snapshot = dict[str, Any]
+PROXY_PORT = 15001
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """Who the proxy is: its mode, pod, address, and where its files go."""
+
+    mode: str  # "sidecar" or "ingress"
+    pod_name: str
+    namespace: str
+    pod_ip: str
+    directory: Path
+    ingress_port: int = 80
+    run_as_root: bool = False
+
+
+def upstream_name(namespace: str, service: str, port: int) -> str:
+    return f"svc_{namespace}_{service}_{port}".replace("-", "_")
+
+
+def host_pattern(service: str, namespace: str, port: int, local: bool) -> str:
+    """A regex matching every Host header a client may send for the service port."""
+    names = rf"{re.escape(service)}\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?"
+    if local:
+        names = rf"{re.escape(service)}(\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?)?"
+    optional_port = "?" if port == 80 else ""
+    return f"~^{names}(:{port}){optional_port}$"
+
+
+def render(snapshot: Snapshot, proxy: Proxy) -> str:
+    d = proxy.directory
+    lines = [
+        "# rendered by the nginmesh agent; version " + str(snapshot.get("version", "")),
+        "worker_processes 1;",
+        f"pid {d}/nginx.pid;",
+    ]
+    if proxy.run_as_root:
+        lines.append("user root;")
+    lines += [
+        "events { worker_connections 1024; }",
+        "http {",
+        f"  client_body_temp_path {d}/tmp/body;",
+        f"  proxy_temp_path {d}/tmp/proxy;",
+        f"  fastcgi_temp_path {d}/tmp/fastcgi;",
+        f"  uwsgi_temp_path {d}/tmp/uwsgi;",
+        f"  scgi_temp_path {d}/tmp/scgi;",
+        "  log_format nginmesh '$time_iso8601 $nginmesh_direction $remote_addr \"$request\" $status "
+        "$body_bytes_sent $request_time host=$http_host upstream=$upstream_addr';",
+        f"  access_log {d}/access.log nginmesh;",
+        "  proxy_http_version 1.1;",
+        '  proxy_set_header Connection "";',
+        "  proxy_set_header Host $http_host;",
+        "  proxy_set_header x-request-id $nginmesh_request_id;",
+        "  map $http_x_request_id $nginmesh_request_id { \"\" $request_id; default $http_x_request_id; }",
+    ]
+    lines += _upstreams(snapshot)
+    if proxy.mode == "ingress":
+        lines += _ingress_server(snapshot, proxy)
+    else:
+        lines += _inbound_server(snapshot, proxy)
+        lines += _outbound_server(snapshot, proxy)
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def _upstreams(snapshot: Snapshot) -> list[str]:
+    lines = []
+    for service in snapshot.get("services", []):
+        for port in service["ports"]:
+            servers = [f"    server {i['ip']}:{i['ports'].get(port['name'], port['port'])};"
+                       for i in service["instances"]]
+            if servers:
+                lines += [f"  upstream {upstream_name(service['namespace'], service['name'], port['port'])} {{",
+                          *servers, "  }"]
+    return lines
+
+
+def _has_instances(service: Snapshot) -> bool:
+    return bool(service["instances"])
+
+
+def _inbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
+    app_port = None
+    for service in snapshot.get("services", []):
+        for instance in service["instances"]:
+            if instance["pod"] == proxy.pod_name and service["namespace"] == proxy.namespace:
+                app_port = app_port or next(iter(instance["ports"].values()), None)
+    target = f"proxy_pass http://127.0.0.1:{app_port};" if app_port else 'return 503 "no inbound service\\n";'
+    return [
+        "  server {",
+        f"    listen {proxy.pod_ip}:{PROXY_PORT};",
+        "    set $nginmesh_direction inbound;",
+        f"    location / {{ {target} }}",
+        "  }",
+    ]
+
+
+def _outbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
+    lines = ["  map $http_host $nginmesh_upstream {", '    default "";']
+    for service in snapshot.get("services", []):
+        local = service["namespace"] == proxy.namespace
+        for port in service["ports"]:
+            if port.get("protocol", "TCP") != "TCP":
+                continue
+            pattern = host_pattern(service["name"], service["namespace"], port["port"], local)
+            target = (upstream_name(service["namespace"], service["name"], port["port"])
+                      if _has_instances(service) else "unavailable")
+            lines.append(f'    "{pattern}" {target};')
+    lines += [
+        "  }",
+        "  server {",
+        f"    listen 127.0.0.1:{PROXY_PORT} default_server;",
+        "    set $nginmesh_direction outbound;",
+        "    location / {",
+        '      if ($nginmesh_upstream = "") { return 404 "no route to $http_host\\n"; }',
+        '      if ($nginmesh_upstream = unavailable) { return 503 "no healthy upstream\\n"; }',
+        "      proxy_pass http://$nginmesh_upstream;",
+        "    }",
+        "  }",
+    ]
+    return lines
+
+
+def _ingress_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
+    services = {(s["namespace"], s["name"]): s for s in snapshot.get("services", [])}
+    locations = []
+    for ingress in snapshot.get("ingresses", []):
+        annotations = ingress["metadata"].get("annotations") or {}
+        if annotations.get("kubernetes.io/ingress.class", "istio") != "istio":
+            continue
+        namespace = ingress["metadata"].get("namespace", "default")
+        for rule in ingress.get("spec", {}).get("rules") or []:
+            for path in (rule.get("http") or {}).get("paths") or []:
+                backend = path.get("backend") or {}
+                service = services.get((namespace, backend.get("serviceName")))
+                if service is None or not _has_instances(service):
+                    target = 'return 503 "no healthy upstream\\n";'
+                else:
+                    port = int(backend.get("servicePort", service["ports"][0]["port"]))
+                    target = f"proxy_pass http://{upstream_name(namespace, service['name'], port)};"
+                raw = path.get("path", "/")
+                if raw.endswith(".*"):
+                    locations.append(f"    location {raw[:-2]} {{ {target} }}")
+                else:
+                    locations.append(f"    location = {raw} {{ {target} }}")
+    return [
+        "  server {",
+        f"    listen {proxy.ingress_port} default_server;",
+        "    set $nginmesh_direction ingress;",
+        *sorted(set(locations)),
+        '    location / { return 404 "no ingress rule for $uri\\n"; }',
+        "  }",
+    ]

@@ -1,0 +1,128 @@
+"""One frozen settings object, built from options, ini keys and ``PYTEST_NGINMESH_*`` environment."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import UsageError
+
+CLUSTER_KINDS = ("local", "kind", "kubeadm", "existing")
+AVAILABLE_CLUSTER_KINDS = ("local",)
+ENV_PREFIX = "PYTEST_NGINMESH_"
+CLUSTER_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Every bounded wait of the project, in seconds."""
+
+    cluster_up: float = 180.0
+    pod_ready: float = 90.0
+    api_request: float = 10.0
+    exec: float = 30.0
+    http_request: float = 10.0
+    termination_grace: float = 5.0
+    teardown: float = 60.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the plugin, the CLI and the local cluster are told to do."""
+
+    cluster: str = "local"
+    cluster_name: str = "nginmesh"
+    keep_cluster: bool = False
+    state_root: Path = Path("/run/nginmesh")
+    pod_cidr: str = "10.213.0.0/16"
+    service_cidr: str = "10.214.0.0/16"
+    link_cidr: str = "10.212.0.0/30"
+    timeouts: Timeouts = field(default_factory=Timeouts)
+
+    def __post_init__(self) -> None:
+        if self.cluster not in CLUSTER_KINDS:
+            raise UsageError(
+                f"unknown cluster kind {self.cluster!r}: choose one of {', '.join(CLUSTER_KINDS)}"
+            )
+        if not CLUSTER_NAME_PATTERN.match(self.cluster_name):
+            raise UsageError(
+                f"bad cluster name {self.cluster_name!r}: use 1-32 lowercase letters, digits and '-'"
+            )
+        networks = {}
+        for name in ("pod_cidr", "service_cidr", "link_cidr"):
+            value = getattr(self, name)
+            try:
+                networks[name] = ipaddress.IPv4Network(value)
+            except ValueError as e:
+                raise UsageError(f"bad {name} {value!r}: give an IPv4 network such as 10.213.0.0/16") from e
+        if networks["link_cidr"].prefixlen > 30:
+            raise UsageError(f"link_cidr {self.link_cidr} is too small: give a /30 or larger")
+        names = list(networks)
+        for i, a in enumerate(names):
+            for b in names[i + 1 :]:
+                if networks[a].overlaps(networks[b]):
+                    raise UsageError(f"{a} {networks[a]} overlaps {b} {networks[b]}: give disjoint ranges")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.state_root / self.cluster_name
+
+    def with_overrides(self, values: Mapping[str, object]) -> Settings:
+        """Return a copy with the given fields replaced (unknown names are a UsageError)."""
+        known = {f.name for f in fields(self)}
+        unknown = set(values) - known
+        if unknown:
+            raise UsageError(f"unknown setting(s) {', '.join(sorted(unknown))}")
+        return replace(self, **values)  # type: ignore[arg-type]
+
+
+def parse_bool(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise UsageError(f"bad value {value!r} for {name}: use true or false")
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, object]:
+    """Read ``PYTEST_NGINMESH_<FIELD>`` variables into settings overrides."""
+    environ = os.environ if environ is None else environ
+    overrides: dict[str, object] = {}
+    for f in fields(Settings):
+        if f.name == "timeouts":
+            continue
+        raw = environ.get(ENV_PREFIX + f.name.upper())
+        if raw is None:
+            continue
+        overrides[f.name] = convert(f.name, raw)
+    timeout_overrides = {}
+    for f in fields(Timeouts):
+        raw = environ.get(f"{ENV_PREFIX}TIMEOUT_{f.name.upper()}")
+        if raw is not None:
+            timeout_overrides[f.name] = parse_seconds(f"{ENV_PREFIX}TIMEOUT_{f.name.upper()}", raw)
+    if timeout_overrides:
+        overrides["timeouts"] = replace(Timeouts(), **timeout_overrides)
+    return overrides
+
+
+def convert(name: str, raw: str) -> object:
+    if name == "keep_cluster":
+        return parse_bool(name, raw)
+    if name == "state_root":
+        return Path(raw)
+    return raw
+
+
+def parse_seconds(name: str, raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError as e:
+        raise UsageError(f"bad value {raw!r} for {name}: give seconds as a number") from e
+    if not 0 < value <= 3600:
+        raise UsageError(f"bad value {raw!r} for {name}: give seconds between 0 and 3600")
+    return value

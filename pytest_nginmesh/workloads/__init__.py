@@ -1,0 +1,1 @@
+"""Local programs that stand in for container images on the embedded cluster (see cluster/local/catalogue)."""

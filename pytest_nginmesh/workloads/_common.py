@@ -1,0 +1,43 @@
+"""What the local programs share: mapped volume paths, the API socket, HTTP without proxies, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import urllib.request
+from pathlib import Path
+
+NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def volume_path(mount_path: str) -> Path | None:
+    """The host directory behind a container mount path (the kubelet passes them in NGINMESH_VOLUMES)."""
+    mounts: dict[str, str] = json.loads(os.environ.get("NGINMESH_VOLUMES") or "{}")
+    wanted = mount_path.rstrip("/") or "/"
+    for mount, directory in sorted(mounts.items(), key=lambda item: -len(item[0])):
+        if wanted == mount or wanted.startswith(mount + "/"):
+            return Path(directory + wanted[len(mount):])
+    return None
+
+
+def api_socket() -> Path:
+    return Path(os.environ["NGINMESH_API_SOCKET"])
+
+
+def stop_event() -> threading.Event:
+    """An event set by SIGTERM or SIGINT, for programs whose main loop polls."""
+    event = threading.Event()
+
+    def handle(signum: int, frame: object) -> None:
+        event.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return event
+
+
+def get_json(url: str, timeout: float) -> object:
+    with NO_PROXY_OPENER.open(url, timeout=timeout) as response:
+        return json.loads(response.read())

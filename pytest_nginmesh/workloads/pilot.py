@@ -1,0 +1,58 @@
+"""The ``pilot`` image: serves the mesh snapshot (services, endpoints, route rules, ingresses) to agents."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from ..cluster.local.api import ApiClient
+from ..errors import ClusterError
+from ._common import api_socket, stop_event
+
+
+class Discovery(BaseHTTPRequestHandler):
+    api: ApiClient
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == "/v1/mesh":
+            try:
+                status, body = 200, self.api.get("/api/mesh")
+            except ClusterError as e:
+                status, body = 503, {"message": str(e)}
+        elif self.path == "/healthz":
+            status, body = 200, {"status": "ok"}
+        else:
+            status, body = 404, {"message": f"no such path {self.path}"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pilot", description="Local Pilot discovery service.")
+    parser.add_argument("command", nargs="?", default="discovery")
+    parser.add_argument("--port", type=int, default=15003)
+    args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    Discovery.api = ApiClient(api_socket())
+    server = ThreadingHTTPServer(("0.0.0.0", args.port), Discovery)
+    server.daemon_threads = True
+    stop = stop_event()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print(f"pilot: serving discovery on :{args.port}", flush=True)
+    stop.wait()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
