@@ -101,6 +101,10 @@ class Cluster(abc.ABC):
     def events(self, namespace: str | None = None) -> list[Obj]:
         """Kubernetes Events, oldest first."""
 
+    @abc.abstractmethod
+    def wait_converged(self, timeout: float) -> None:
+        """Return once every proxy runs the mesh's current configuration (routes, endpoints)."""
+
     # -- waits, shared by every adapter -------------------------------------------------------------
     def pods(self, namespace: str | None = None, selector: dict[str, str] | None = None) -> list[Obj]:
         pods = self.list_pods(namespace)

@@ -21,6 +21,7 @@ def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lamb
     progress("deploying Bookinfo")
     cluster.apply(load_fixture(BOOKINFO))
     cluster.wait_pods_ready("default", timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
+    cluster.wait_converged(timeouts.pod_ready)
     progress("waiting for /productpage through the ingress")
     wait_for_productpage(cluster, timeouts)
 

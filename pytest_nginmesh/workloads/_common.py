@@ -41,3 +41,10 @@ def stop_event() -> threading.Event:
 def get_json(url: str, timeout: float) -> object:
     with NO_PROXY_OPENER.open(url, timeout=timeout) as response:
         return json.loads(response.read())
+
+
+def post_json(url: str, body: object, timeout: float) -> object:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with NO_PROXY_OPENER.open(request, timeout=timeout) as response:
+        return json.loads(response.read())

@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from ..mesh.nginx_config import Proxy, Snapshot, render
-from ._common import get_json, stop_event, volume_path
+from ._common import get_json, post_json, stop_event, volume_path
 
 APPLIED_VERSION_FILE = "applied-version"
 
@@ -53,7 +52,8 @@ class Agent:
     """Polls Pilot, re-renders, validates with ``nginx -t``, reloads, and records the applied version."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        directory = volume_path(args.configPath) or Path(tempfile.mkdtemp(prefix="nginmesh-proxy-", dir="."))
+        directory = volume_path(args.configPath) or Path("proxy")
+        directory.mkdir(exist_ok=True)
         self.proxy = Proxy(
             mode=args.mode,
             pod_name=os.environ.get("POD_NAME", os.environ.get("HOSTNAME", "")),
@@ -63,10 +63,11 @@ class Agent:
             ingress_port=args.ingressPort,
             run_as_root=os.geteuid() == 0,
         )
-        self.pilot = f"http://{args.discoveryAddress}/v1/mesh"
+        self.pilot = f"http://{args.discoveryAddress}"
         self.refresh = max(0.1, parse_duration(args.discoveryRefreshDelay))
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
+        self.reported = ""
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.proxy.directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
 
@@ -106,7 +107,7 @@ class Agent:
                 log(f"nginx exited with status {self.nginx.returncode}")
                 return 1
             try:
-                snapshot = get_json(self.pilot, timeout=max(2.0, self.refresh))
+                snapshot = get_json(self.pilot + "/v1/mesh", timeout=max(2.0, self.refresh))
                 failing = False
             except OSError as e:
                 if not failing:
@@ -116,9 +117,21 @@ class Agent:
                 assert isinstance(snapshot, dict)
                 if snapshot.get("version") != self.version:
                     self.apply(snapshot)
+                if self.reported != self.version:
+                    self.report()
             stop.wait(self.refresh)
         self.shutdown()
         return 0
+
+    def report(self) -> None:
+        """Tell Pilot which config version this proxy runs, as an ADS ack would."""
+        body = {"pod": self.proxy.pod_name, "namespace": self.proxy.namespace, "version": self.version}
+        try:
+            post_json(self.pilot + "/v1/status", body, timeout=2.0)
+        except OSError as e:
+            log(f"could not report version {self.version}: {e}")
+        else:
+            self.reported = self.version
 
     def shutdown(self) -> None:
         if self.nginx is None or self.nginx.poll() is not None:

@@ -30,6 +30,19 @@ class Discovery(BaseHTTPRequestHandler):
             status, body = 200, {"status": "ok"}
         else:
             status, body = 404, {"message": f"no such path {self.path}"}
+        self._reply(status, body)
+
+    def do_POST(self) -> None:
+        if self.path != "/v1/status":
+            return self._reply(404, {"message": f"no such path {self.path}"})
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            status, body = 200, self.api.post("/api/proxy-status", json.loads(self.rfile.read(length)))
+        except (ClusterError, ValueError) as e:
+            status, body = 503, {"message": str(e)}
+        self._reply(status, body)
+
+    def _reply(self, status: int, body: object) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")

@@ -10,8 +10,8 @@ from pathlib import Path
 from ...errors import ClusterError, NotFoundError
 from ...kube import Obj
 from ...settings import Settings
-from ..base import Cluster, ExecResult
-from . import lifecycle
+from ..base import Cluster, ExecResult, wait_for
+from . import catalogue, lifecycle
 from .kubelet import container_env, user_prefix
 from .network import pod_netns
 
@@ -118,6 +118,26 @@ class LocalCluster(Cluster):
 
     def events(self, namespace: str | None = None) -> list[Obj]:
         return list(self.api.get("/api/events", namespace=namespace))
+
+    def wait_converged(self, timeout: float) -> None:
+        """Every running proxy has reported the version Pilot serves now (the agents ack what they apply)."""
+
+        def probe() -> tuple[str | None, str]:
+            target = self.api.get("/api/mesh")["version"]
+            reported = {(s["namespace"], s["pod"]): s["version"] for s in self.api.get("/api/proxy-status")}
+            behind = []
+            for pod in self.list_pods():
+                if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+                    continue
+                if any(catalogue.is_proxy(c) for c in pod["spec"]["containers"]):
+                    key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+                    if reported.get(key) != target:
+                        behind.append(f"{key[1]} at {reported.get(key, 'nothing')}")
+            if behind:
+                return None, f"mesh version {target}; behind: {', '.join(behind)}"
+            return str(target), ""
+
+        wait_for("every proxy to apply the current mesh config", probe, timeout)
 
     def pod_directory(self, namespace: str, pod: str) -> Path:
         return self.state_dir / "pods" / f"{namespace}_{pod}"

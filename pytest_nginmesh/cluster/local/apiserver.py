@@ -125,6 +125,7 @@ class ApiServer:
         self.admission = Admission(self.store)
         self.stopping = threading.Event()
         self._apply_lock = threading.Lock()
+        self.proxy_versions: dict[tuple[str, str], Obj] = {}
         for name in BUILTIN_NAMESPACES:
             self.store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
                             "status": {"phase": "Active"}})
@@ -212,6 +213,17 @@ class ApiServer:
         snapshot["version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
         return snapshot
 
+    def record_proxy_status(self, report: Obj) -> Obj:
+        entry = {"pod": str(report["pod"]), "namespace": str(report["namespace"]),
+                 "version": str(report["version"]), "reportedAt": now()}
+        self.proxy_versions[(entry["namespace"], entry["pod"])] = entry
+        return entry
+
+    def proxy_status(self) -> list[Obj]:
+        """The config version each live proxy last reported, like ``istioctl proxy-status``."""
+        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self.store.list("Pod")}
+        return [entry for key, entry in sorted(self.proxy_versions.items()) if key in live]
+
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> None:
         saved = -1
@@ -287,6 +299,10 @@ class Handler(BaseHTTPRequestHandler):
                     body = api.store.events(query.get("namespace"))
                 case "GET", "/api/mesh":
                     body = api.mesh_snapshot()
+                case "GET", "/api/proxy-status":
+                    body = api.proxy_status()
+                case "POST", "/api/proxy-status":
+                    body = api.record_proxy_status(self._body())
                 case "GET", "/api/uninitialized":
                     body = api.uninitialized(query["initializer"])
                 case "POST", "/api/apply":

@@ -35,6 +35,14 @@ def _declared_ports(container: Obj) -> tuple[int, ...]:
                  if p.get("protocol", "TCP") == "TCP")
 
 
+PROXY_REPOSITORIES = frozenset({"proxy_debug", "proxy", "nginmesh_proxy_debug", "proxyv2"})
+
+
+def is_proxy(container: Obj) -> bool:
+    """Whether the container runs the Nginmesh agent (a sidecar or the ingress)."""
+    return repository(container.get("image", "")) in PROXY_REPOSITORIES
+
+
 def resolve(container: Obj) -> Program | None:
     """The program for a container spec, or None when its image is not in the catalogue."""
     image = container.get("image", "")
@@ -43,7 +51,7 @@ def resolve(container: Obj) -> Program | None:
     ports = _declared_ports(container)
     if repo in ("proxy_init", "nginmesh_proxy_init"):
         return Program(_module("proxy_init", *args), ())
-    if repo in ("proxy_debug", "proxy", "nginmesh_proxy_debug", "proxyv2"):
+    if repo in PROXY_REPOSITORIES:
         extra = (15001,) if "sidecar" in args else ()
         return Program(_module("agent", *args), ports + extra)
     if repo == "pilot":

@@ -101,6 +101,10 @@ def down(settings: Settings) -> list[str]:
         _stop_daemon(pid, settings.timeouts.teardown)
         removed.append(f"daemon {pid}")
     removed += network.remove_leftovers(settings.cluster_name, settings.timeouts.termination_grace)
+    for stray, command in marked_processes(state):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(stray, signal.SIGKILL)
+        removed.append(f"process {stray} {command}")
     if state.exists():
         shutil.rmtree(state)
         removed.append(f"dir {state}")
@@ -126,3 +130,36 @@ def _is_zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def leftovers(settings: Settings) -> list[str]:
+    """Everything of this cluster that still exists on the host: empty after a clean teardown."""
+    found = [f"netns {n}" for n in system.netns_list() if n.startswith(network.netns_prefix(settings.cluster_name))]
+    link = network.host_link(settings.cluster_name)
+    if system.link_exists(link):
+        found.append(f"link {link}")
+    if network.ETC_NETNS.is_dir():
+        found += [f"dir {d}" for d in network.ETC_NETNS.glob(network.netns_prefix(settings.cluster_name) + "*")]
+    if settings.state_dir.exists():
+        found.append(f"dir {settings.state_dir}")
+    ranges = [settings.pod_cidr, settings.service_cidr, settings.link_cidr]
+    for route in system.host_routes():
+        if route.get("dst") in ranges or route.get("dev") == link:
+            found.append(f"route {route.get('dst')} dev {route.get('dev')}")
+    found += [f"process {pid} {command}" for pid, command in marked_processes(settings.state_dir)]
+    return found
+
+
+def marked_processes(state_dir: Path) -> list[tuple[int, str]]:
+    """Processes whose command line or environment names the state dir: the cluster's own."""
+    marker = str(state_dir).encode()
+    found = []
+    for pid_dir in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (pid_dir / "cmdline").read_bytes()
+            environ = (pid_dir / "environ").read_bytes()
+        except OSError:
+            continue
+        if int(pid_dir.name) != os.getpid() and (marker in cmdline or marker in environ):
+            found.append((int(pid_dir.name), cmdline.replace(b"\0", b" ").decode(errors="replace")[:80]))
+    return found

@@ -1,0 +1,3 @@
+"""Repository root: the plugin itself is registered through its pytest11 entry point."""
+
+collect_ignore = ["benchmarks", "fixtures", "reports"]

@@ -1,0 +1,311 @@
+"""The ``nginmesh`` command: control of the local cluster (``nginmesh local …``)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+from .cluster.base import pod_is_ready, wait_for
+from .cluster.local import lifecycle
+from .cluster.local.adapter import LocalCluster
+from .errors import ClusterError, NginmeshError, PreflightError, UsageError
+from .kube import Obj, as_list, dumps, key_of, read_manifest_file
+from .mesh.install import install_mesh
+from .settings import Settings, settings_from_env
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+KIND_ALIASES = {
+    "po": "Pod", "pod": "Pod", "pods": "Pod",
+    "svc": "Service", "service": "Service", "services": "Service",
+    "deploy": "Deployment", "deployment": "Deployment", "deployments": "Deployment",
+    "ep": "Endpoints", "endpoints": "Endpoints",
+    "cm": "ConfigMap", "configmap": "ConfigMap", "configmaps": "ConfigMap",
+    "ns": "Namespace", "namespace": "Namespace", "namespaces": "Namespace",
+    "ing": "Ingress", "ingress": "Ingress", "ingresses": "Ingress",
+    "routerule": "RouteRule", "routerules": "RouteRule",
+    "initializerconfiguration": "InitializerConfiguration",
+    "initializerconfigurations": "InitializerConfiguration",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nginmesh", description="pytest-nginmesh command line.")
+    parser.add_argument("--version", action="version", version=f"pytest-nginmesh {__version__}")
+    commands = parser.add_subparsers(dest="group", required=True, metavar="{local}")
+    local = commands.add_parser("local", help="Control the embedded local cluster.")
+    verbs = local.add_subparsers(dest="verb", required=True)
+
+    def verb(name: str, help_: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(name, help=help_, description=help_)
+        sub.add_argument("--name", default=None, help="Cluster name (default: nginmesh).")
+        sub.set_defaults(handler=handler)
+        return sub
+
+    def namespaced(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-n", "--namespace", default="default", help="Namespace (default: default).")
+
+    up = verb("up", "Start a local cluster with Istio, Nginmesh and Bookinfo, and wait until it serves.", cmd_up)
+    up.add_argument("--bare", action="store_true", help="Start the cluster only: no control plane, no Bookinfo.")
+    for flag in ("pod-cidr", "service-cidr", "link-cidr"):
+        up.add_argument(f"--{flag}", help=f"Address range ({flag.replace('-', ' ')}).")
+    verb("down", "Stop a local cluster and remove everything it made.", cmd_down)
+    verb("status", "Say whether the cluster runs, and its addresses.", cmd_status)
+
+    get = verb("get", "List objects (pods, services, deployments, routerules, …).", cmd_get)
+    get.add_argument("kind", help="What to list, e.g. pods.")
+    namespaced(get)
+    get.add_argument("-A", "--all-namespaces", action="store_true", help="List across all namespaces.")
+    get.add_argument("-o", "--output", choices=["table", "json", "yaml"], default="table")
+
+    for name, help_ in (("apply", "Create or update the objects of a manifest file."),
+                        ("delete", "Delete the objects of a manifest file.")):
+        sub = verb(name, help_, cmd_apply if name == "apply" else cmd_delete)
+        sub.add_argument("-f", "--filename", required=True, help="YAML or JSON file, or - for stdin.")
+        sub.add_argument("--no-wait", action="store_true", help="Return without waiting for the result.")
+
+    exec_ = verb("exec", "Run a command in a container of a pod.", cmd_exec)
+    namespaced(exec_)
+    exec_.add_argument("pod")
+    exec_.add_argument("-c", "--container", default=None)
+    exec_.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG…]")
+
+    logs = verb("logs", "Print a container's log.", cmd_logs)
+    namespaced(logs)
+    logs.add_argument("pod")
+    logs.add_argument("-c", "--container", default=None)
+    logs.add_argument("-p", "--previous", action="store_true", help="The previous instance's log.")
+
+    events = verb("events", "Print the cluster's events.", cmd_events)
+    namespaced(events)
+
+    url = verb("url", "Print an http URL for SERVICE:PORT, reachable from this host.", cmd_url)
+    namespaced(url)
+    url.add_argument("target", metavar="SERVICE:PORT")
+    verb("ingress-url", "Print the http URL of the mesh ingress.", cmd_ingress_url)
+    return parser
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    overrides = settings_from_env()
+    if args.name:
+        overrides["cluster_name"] = args.name
+    for field in ("pod_cidr", "service_cidr", "link_cidr"):
+        if getattr(args, field, None):
+            overrides[field] = getattr(args, field)
+    return Settings().with_overrides(overrides)
+
+
+def progress(line: str) -> None:
+    print(f"nginmesh: {line}", file=sys.stderr, flush=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    started = lifecycle.up(settings)
+    progress(f"cluster {settings.cluster_name} {'started' if started else 'is already running'}")
+    cluster = LocalCluster(settings)
+    if not args.bare and started:
+        try:
+            install_mesh(cluster, settings.timeouts, progress)
+        except BaseException:
+            progress("install failed; removing the half-made cluster")
+            lifecycle.down(settings)
+            raise
+    if not args.bare:
+        print(f"ingress: {cluster.ingress_url()}")
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    removed = lifecycle.down(settings_for(args))
+    progress("removed " + (", ".join(removed) if removed else "nothing: no such cluster"))
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    if not lifecycle.is_running(settings):
+        print(f"cluster {settings.cluster_name}: not running")
+        return EXIT_FAILED
+    cluster = LocalCluster(settings)
+    pods = cluster.list_pods()
+    ready = sum(1 for p in pods if pod_is_ready(p))
+    print(f"cluster {settings.cluster_name}: running; node {cluster.info['node_ip']}; "
+          f"pods {ready}/{len(pods)} ready; state {settings.state_dir}")
+    return EXIT_OK
+
+
+def kind_of(word: str) -> str:
+    kind = KIND_ALIASES.get(word.lower())
+    if kind is None:
+        if word[:1].isupper():
+            return word
+        raise UsageError(f"unknown kind {word!r}: use e.g. pods, services, deployments, routerules, or a Kind")
+    return kind
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(settings_for(args))
+    kind = kind_of(args.kind)
+    namespace = None if args.all_namespaces else args.namespace
+    objects = cluster.list(kind, None if kind in ("Namespace", "InitializerConfiguration") else namespace)
+    if args.output != "table":
+        sys.stdout.write(dumps(as_list(objects), args.output))
+        return EXIT_OK
+    rows = [pod_row(o, args.all_namespaces) if kind == "Pod" else object_row(o, args.all_namespaces)
+            for o in objects]
+    header = pod_header(args.all_namespaces) if kind == "Pod" else object_header(args.all_namespaces)
+    print_table([header, *rows])
+    return EXIT_OK
+
+
+def age(obj: Obj) -> str:
+    created = obj["metadata"].get("creationTimestamp")
+    if not created:
+        return "?"
+    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    seconds = int((datetime.datetime.now(datetime.UTC) - then).total_seconds())
+    return f"{seconds}s" if seconds < 120 else f"{seconds // 60}m" if seconds < 7200 else f"{seconds // 3600}h"
+
+
+def pod_header(all_namespaces: bool) -> list[str]:
+    return (["NAMESPACE"] if all_namespaces else []) + ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP"]
+
+
+def pod_row(pod: Obj, all_namespaces: bool) -> list[str]:
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    waiting = [c["state"]["waiting"]["reason"] for c in containers if "waiting" in c["state"]]
+    phase = "Terminating" if pod["metadata"].get("deletionTimestamp") else (waiting or [status.get("phase", "")])[0]
+    row = [pod["metadata"]["name"], f"{sum(1 for c in containers if c['ready'])}/{len(pod['spec']['containers'])}",
+           phase, str(sum(c["restartCount"] for c in containers)), age(pod), status.get("podIP") or "<none>"]
+    return ([pod["metadata"]["namespace"]] if all_namespaces else []) + row
+
+
+def object_header(all_namespaces: bool) -> list[str]:
+    return (["NAMESPACE"] if all_namespaces else []) + ["NAME", "KIND", "AGE"]
+
+
+def object_row(obj: Obj, all_namespaces: bool) -> list[str]:
+    row = [obj["metadata"]["name"], obj["kind"], age(obj)]
+    return ([obj["metadata"].get("namespace", "")] if all_namespaces else []) + row
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    objects = read_manifest_file(args.filename)
+    cluster = LocalCluster(settings)
+    for result in cluster.apply(objects):
+        print(f"{result['object']} {result['action']}")
+    if not args.no_wait:
+        wait_for_workloads(cluster, objects, settings)
+    return EXIT_OK
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    objects = read_manifest_file(args.filename)
+    cluster = LocalCluster(settings)
+    for result in cluster.delete(objects):
+        print(f"{result['object']} {result['action']}")
+    if not args.no_wait:
+        for obj in objects:
+            selector = workload_selector(obj)
+            if selector is not None:
+                cluster.wait_pods_gone(key_of(obj).namespace, settings.timeouts.pod_ready, selector)
+    return EXIT_OK
+
+
+def workload_selector(obj: Obj) -> dict[str, str] | None:
+    if obj["kind"] not in ("Deployment", "StatefulSet", "DaemonSet"):
+        return None
+    labels = ((obj.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+    return dict(labels) or None
+
+
+def wait_for_workloads(cluster: LocalCluster, objects: list[Obj], settings: Settings) -> None:
+    for obj in objects:
+        selector = workload_selector(obj)
+        if selector is not None:
+            cluster.wait_pods_ready(key_of(obj).namespace, settings.timeouts.pod_ready, selector,
+                                    minimum=int((obj.get("spec") or {}).get("replicas", 1)))
+        elif obj["kind"] == "Pod":
+            name = obj["metadata"]["name"]
+
+            def probe(name: str = name, namespace: str = key_of(obj).namespace) -> tuple[bool | None, str]:
+                pod = cluster.get("Pod", name, namespace)
+                return (True, "") if pod and pod_is_ready(pod) else (None, str((pod or {}).get("status")))
+
+            wait_for(f"pod {name} ready", probe, settings.timeouts.pod_ready)
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise UsageError("no command given: nginmesh local exec POD [-c CONTAINER] -- COMMAND [ARG…]")
+    cluster = LocalCluster(settings_for(args))
+    argv, env = cluster.exec_argv(args.namespace, args.pod, command, args.container)
+    sys.stdout.flush()
+    os.execvpe(argv[0], argv, env)
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(settings_for(args))
+    sys.stdout.write(cluster.logs(args.namespace, args.pod, args.container, args.previous))
+    return EXIT_OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    cluster = LocalCluster(settings_for(args))
+    rows = [["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]]
+    for event in cluster.events(args.namespace):
+        involved = event["involvedObject"]
+        rows.append([event["lastTimestamp"], event["type"], event["reason"],
+                     f"{str(involved['kind']).lower()}/{involved['name']}", event["message"]])
+    print_table(rows)
+    return EXIT_OK
+
+
+def cmd_url(args: argparse.Namespace) -> int:
+    service, _, port = args.target.partition(":")
+    if not service or not port.isdigit():
+        raise UsageError(f"bad target {args.target!r}: give SERVICE:PORT, e.g. productpage:9080")
+    print(LocalCluster(settings_for(args)).service_url(args.namespace, service, int(port)))
+    return EXIT_OK
+
+
+def cmd_ingress_url(args: argparse.Namespace) -> int:
+    print(LocalCluster(settings_for(args)).ingress_url())
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except UsageError as e:
+        print(f"nginmesh: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClusterError as e:
+        print(f"nginmesh: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if e.status.get("reason") == "Invalid" else EXIT_FAILED
+    except NginmeshError as e:
+        print(f"nginmesh: error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, PreflightError) else EXIT_FAILED
+    except KeyboardInterrupt:
+        print("nginmesh: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

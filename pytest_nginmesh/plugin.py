@@ -1,0 +1,104 @@
+"""The pytest plugin: the ``nginmesh`` option group, settings, and the session cluster fixture."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+
+from .cluster.base import Cluster
+from .cluster.local import lifecycle
+from .cluster.local.adapter import LocalCluster
+from .errors import NginmeshError
+from .mesh.install import install_mesh
+from .settings import AVAILABLE_CLUSTER_KINDS, CLUSTER_KINDS, Settings, parse_bool, settings_from_env
+
+settings_key = pytest.StashKey[Settings]()
+previous_sigterm_key = pytest.StashKey[object]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("nginmesh", "Nginmesh conformance")
+    group.addoption("--nginmesh-cluster", dest="nginmesh_cluster", metavar="KIND", default=None,
+                    help=f"Cluster to test: {', '.join(CLUSTER_KINDS)} (default: local).")
+    group.addoption("--nginmesh-cluster-name", dest="nginmesh_cluster_name", metavar="NAME", default=None,
+                    help="Name of the cluster to create or reuse (default: nginmesh).")
+    group.addoption("--nginmesh-keep-cluster", dest="nginmesh_keep_cluster", action="store_true", default=None,
+                    help="Leave the cluster running after the session, for reuse or debugging.")
+    parser.addini("nginmesh_cluster", "Cluster to test (local, kind, kubeadm, existing).", default="")
+    parser.addini("nginmesh_cluster_name", "Name of the cluster to create or reuse.", default="")
+    parser.addini("nginmesh_keep_cluster", "Leave the cluster running after the session.", default="")
+
+
+def build_settings(config: pytest.Config) -> Settings:
+    """Defaults < PYTEST_NGINMESH_* environment < ini keys < command-line options."""
+    overrides = settings_from_env()
+    for field in ("cluster", "cluster_name", "keep_cluster"):
+        ini = config.getini(f"nginmesh_{field}")
+        if ini:
+            overrides[field] = parse_bool(f"nginmesh_{field}", ini) if field == "keep_cluster" else ini
+        option = config.getoption(f"nginmesh_{field}")
+        if option is not None:
+            overrides[field] = option
+    settings = Settings().with_overrides(overrides)
+    if settings.cluster not in AVAILABLE_CLUSTER_KINDS:
+        raise NginmeshError(f"--nginmesh-cluster={settings.cluster} is not available yet: "
+                            "use --nginmesh-cluster=local (the Kubernetes adapters are being built)")
+    return settings
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        config.stash[settings_key] = build_settings(config)
+    except NginmeshError as e:
+        raise pytest.UsageError(str(e)) from e
+    config.stash[previous_sigterm_key] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(previous_sigterm_key, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
+    # pytest runs every finalizer on KeyboardInterrupt; SIGTERM must not skip the cluster's teardown.
+    raise KeyboardInterrupt("SIGTERM")
+
+
+@pytest.fixture(scope="session")
+def nginmesh_settings(pytestconfig: pytest.Config) -> Settings:
+    """The session's settings, built from options, ini keys and ``PYTEST_NGINMESH_*`` variables.
+
+    Override this fixture in a conftest.py to set them in code::
+
+        @pytest.fixture(scope="session")
+        def nginmesh_settings():
+            return Settings(cluster_name="ci", keep_cluster=True)
+    """
+    return pytestconfig.stash[settings_key]
+
+
+@pytest.fixture(scope="session")
+def mesh_cluster(nginmesh_settings: Settings) -> Iterator[Cluster]:
+    """A cluster with Istio, Nginmesh and Bookinfo running, shared by the whole session.
+
+    A running cluster of the same name is reused and left running; a cluster this session
+    started is torn down at the end (also after Ctrl-C or SIGTERM) unless
+    ``--nginmesh-keep-cluster`` is given. Example::
+
+        def test_productpage(mesh_cluster):
+            url = mesh_cluster.ingress_url() + "/productpage"
+    """
+    settings = nginmesh_settings
+    started = lifecycle.up(settings)
+    try:
+        cluster = LocalCluster(settings)
+        if started:
+            install_mesh(cluster, settings.timeouts)
+        yield cluster
+    finally:
+        if started and not settings.keep_cluster:
+            lifecycle.down(settings)

@@ -1,0 +1,23 @@
+"""Smoke: Bookinfo answers through the mesh ingress, and every reviews version takes part."""
+
+from collections import Counter
+
+import requests
+
+from pytest_nginmesh.bookinfo import reviews_version
+from pytest_nginmesh.cluster.base import Cluster
+
+REQUESTS = 30
+
+
+def test_productpage_serves_all_reviews_versions(mesh_cluster: Cluster) -> None:
+    url = mesh_cluster.ingress_url() + "/productpage"
+    seen: Counter[str] = Counter()
+    statuses: Counter[int] = Counter()
+    with requests.Session() as session:
+        for _ in range(REQUESTS):
+            response = session.get(url, timeout=10)
+            statuses[response.status_code] += 1
+            seen[reviews_version(response.text)] += 1
+    assert statuses == {200: REQUESTS}
+    assert set(seen) == {"v1", "v2", "v3"}, f"reviews versions seen: {dict(seen)}"
