@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     namespaced(exec_)
     exec_.add_argument("pod")
     exec_.add_argument("-c", "--container", default=None)
-    exec_.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARG…]")
+    exec_.epilog = "The command follows '--': nginmesh local exec POD -c CONTAINER -- COMMAND [ARG…]"
 
     logs = verb("logs", "Print a container's log.", cmd_logs)
     namespaced(logs)
@@ -250,7 +250,7 @@ def wait_for_workloads(cluster: LocalCluster, objects: list[Obj], settings: Sett
 
 
 def cmd_exec(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = args.command
     if not command:
         raise UsageError("no command given: nginmesh local exec POD [-c CONTAINER] -- COMMAND [ARG…]")
     cluster = LocalCluster(settings_for(args))
@@ -290,7 +290,10 @@ def cmd_ingress_url(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    head, command = (words[: words.index("--")], words[words.index("--") + 1:]) if "--" in words else (words, [])
+    args = build_parser().parse_args(head)
+    args.command = command
     try:
         return int(args.handler(args))
     except UsageError as e:

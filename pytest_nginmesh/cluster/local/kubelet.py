@@ -298,6 +298,8 @@ class PodRunner(threading.Thread):
         return None
 
     def _record_exit(self, container: Container, code: int) -> None:
+        if code < 0:  # killed by a signal: report it as a container runtime does, 128 + signal
+            code = 128 - code
         started = container.state.get("running", {}).get("startedAt", now())
         container.state = {"terminated": {
             "exitCode": code, "reason": "Completed" if code == 0 else "Error",

@@ -1,0 +1,39 @@
+"""One local cluster with the whole mesh, shared by the end-to-end tests of this folder."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_nginmesh.cluster.local import lifecycle
+from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.mesh.install import install_mesh
+from pytest_nginmesh.settings import Settings
+
+from helpers import NEEDS_ROOT, cluster_settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "/e2e/" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
+            item.add_marker(NEEDS_ROOT)
+
+
+@pytest.fixture(scope="session")
+def e2e_settings() -> Settings:
+    return cluster_settings("nmtest", 0)
+
+
+@pytest.fixture(scope="session")
+def local_mesh(e2e_settings: Settings) -> Iterator[LocalCluster]:
+    """A local cluster with Istio, Nginmesh and Bookinfo; torn down, and checked clean, at the end."""
+    lifecycle.up(e2e_settings)
+    try:
+        cluster = LocalCluster(e2e_settings)
+        install_mesh(cluster, e2e_settings.timeouts)
+        yield cluster
+    finally:
+        lifecycle.down(e2e_settings)
+    assert lifecycle.leftovers(e2e_settings) == []

@@ -1,0 +1,36 @@
+"""Helpers of the project's own tests: settings for throwaway clusters that never clash."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from pytest_nginmesh.settings import Settings
+
+
+NEEDS_ROOT = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("nginx") is None or shutil.which("iptables") is None,
+    reason="the local cluster needs root, nginx and iptables (run scripts/setup-host)",
+)
+
+
+def cluster_settings(name: str, index: int) -> Settings:
+    """A cluster of its own name and address ranges (10.22x), so test clusters never clash."""
+    return Settings(
+        cluster_name=name,
+        pod_cidr=f"10.{230 + index}.0.0/16",
+        service_cidr=f"10.{240 + index}.0.0/16",
+        link_cidr=f"10.{250 + index}.0.0/30",
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The PYTEST_NGINMESH_* variables that select these settings in a child process."""
+    return {
+        "PYTEST_NGINMESH_CLUSTER_NAME": settings.cluster_name,
+        "PYTEST_NGINMESH_POD_CIDR": settings.pod_cidr,
+        "PYTEST_NGINMESH_SERVICE_CIDR": settings.service_cidr,
+        "PYTEST_NGINMESH_LINK_CIDR": settings.link_cidr,
+    }
