@@ -305,6 +305,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NginmeshError as e:
         print(f"nginmesh: error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PreflightError) else EXIT_FAILED
+    except OSError as e:
+        print(f"nginmesh: error: {e}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         print("nginmesh: interrupted", file=sys.stderr)
         return 130

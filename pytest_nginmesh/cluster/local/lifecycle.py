@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from ...errors import ClusterError, PreflightError
+from ...errors import ClusterError
 from ...settings import Settings
 from ..base import wait_for
 from . import network, system
@@ -51,6 +51,7 @@ def daemon_pid(state_dir: Path) -> int | None:
 
 def up(settings: Settings) -> bool:
     """Start the cluster's network and daemon; False when one of that name was already running."""
+    system.require_root()
     if is_running(settings):
         return False
     addresses = addresses_of(settings)
@@ -92,8 +93,7 @@ def up(settings: Settings) -> bool:
 
 def down(settings: Settings) -> list[str]:
     """Stop the daemon and remove every namespace, link, file and process of the cluster; say what went."""
-    if os.geteuid() != 0:
-        raise PreflightError("the local cluster needs root: run as root or with sudo")
+    system.require_root()
     removed: list[str] = []
     state = settings.state_dir
     pid = daemon_pid(state)

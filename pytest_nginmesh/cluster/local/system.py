@@ -39,10 +39,14 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0, input
     return result
 
 
-def preflight(ranges: Iterable[str], own_links: Iterable[str] = ()) -> None:
-    """Refuse to start unless we are root, every tool is there and no host route overlaps our ranges."""
+def require_root() -> None:
     if os.geteuid() != 0:
         raise PreflightError("the local cluster needs root (network namespaces, iptables): run as root or with sudo")
+
+
+def preflight(ranges: Iterable[str], own_links: Iterable[str] = ()) -> None:
+    """Refuse to start unless we are root, every tool is there and no host route overlaps our ranges."""
+    require_root()
     missing = sorted({package for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
     if missing:
         raise PreflightError(
