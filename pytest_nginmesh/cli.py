@@ -152,7 +152,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     cluster = LocalCluster(settings_for(args))
     kind = kind_of(args.kind)
     namespace = None if args.all_namespaces else args.namespace
-    objects = cluster.list(kind, None if kind in ("Namespace", "InitializerConfiguration") else namespace)
+    objects = cluster.list_objects(kind, None if kind in ("Namespace", "InitializerConfiguration") else namespace)
     if args.output != "table":
         sys.stdout.write(dumps(as_list(objects), args.output))
         return EXIT_OK

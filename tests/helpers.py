@@ -9,7 +9,6 @@ import pytest
 
 from pytest_nginmesh.settings import Settings
 
-
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("nginx") is None or shutil.which("iptables") is None,
     reason="the local cluster needs root, nginx and iptables (run scripts/setup-host)",

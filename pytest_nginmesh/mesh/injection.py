@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from ..errors import ManifestError
-from ..kube import Obj, annotations
+from ..kube import Obj, annotations_of
 
 INJECT_ANNOTATION = "sidecar.istio.io/inject"
 STATUS_ANNOTATION = "sidecar.istio.io/status"
@@ -121,7 +121,7 @@ def wants_injection(workload: Obj, config: InjectConfig) -> bool:
     template = workload.get("spec", {}).get("template", {})
     if template.get("spec", {}).get("hostNetwork"):
         return False
-    marks = {**annotations(workload), **annotations(template)}
+    marks = {**annotations_of(workload), **annotations_of(template)}
     if STATUS_ANNOTATION in marks:
         return False
     requested = marks.get(INJECT_ANNOTATION, "").lower()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import html
 import http.client
@@ -505,10 +506,8 @@ def serve_until_signalled(server: BookinfoServer) -> None:
     """Serve until SIGTERM or SIGINT arrives (both surface as KeyboardInterrupt)."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from helpers import NEEDS_ROOT, cluster_settings
 
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
 from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.settings import Settings
-
-from helpers import NEEDS_ROOT, cluster_settings
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

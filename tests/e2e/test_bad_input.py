@@ -10,10 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import cluster_settings, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle
-
-from helpers import cluster_settings, settings_env
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, user: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 import yaml
+from helpers import settings_env
 
 from pytest_nginmesh.bookinfo import reviews_version
 from pytest_nginmesh.cluster.base import pod_is_ready, wait_for
@@ -21,8 +22,6 @@ from pytest_nginmesh.cluster.local.adapter import LocalCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import STATUS_ANNOTATION
 from pytest_nginmesh.settings import Settings
-
-from helpers import settings_env
 
 
 def nginmesh(settings: Settings, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -10,11 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import cluster_settings, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.settings import Settings
-
-from helpers import cluster_settings, settings_env
 
 WAITING_TEST = """
 import pathlib, time

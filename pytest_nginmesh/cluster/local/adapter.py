@@ -31,9 +31,9 @@ class LocalCluster(Cluster):
                                 f"'nginmesh local up --name {self.name}'") from e
 
     def list_pods(self, namespace: str | None = None) -> list[Obj]:
-        return self.list("Pod", namespace)
+        return self.list_objects("Pod", namespace)
 
-    def list(self, kind: str, namespace: str | None = None) -> list[Obj]:
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[Obj]:
         return list(self.api.get("/api/objects", kind=kind, namespace=namespace))
 
     def get(self, kind: str, name: str, namespace: str = "default") -> Obj | None:

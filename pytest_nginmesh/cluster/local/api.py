@@ -31,7 +31,7 @@ class ApiClient:
         self.socket_path = socket_path
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: object = None, **query: str) -> Any:
+    def request(self, method: str, path: str, body: object = None, **query: str | None) -> Any:
         if query:
             path += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         connection = _UnixConnection(self.socket_path, self.timeout)
@@ -53,7 +53,7 @@ class ApiClient:
             raise ClusterError(data.get("message", f"HTTP {response.status}"), data)
         return data
 
-    def get(self, path: str, **query: str) -> Any:
+    def get(self, path: str, **query: str | None) -> Any:
         return self.request("GET", path, **query)
 
     def post(self, path: str, body: object) -> Any:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ClusterError, ManifestError, NginmeshError
-from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations, key_of
+from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of
 from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet
@@ -36,7 +36,7 @@ class Admission:
         self.store = store
 
     def validate(self, objects: list[Obj]) -> None:
-        namespaces = {o["metadata"]["name"] for o in self.store.list("Namespace")}
+        namespaces = {o["metadata"]["name"] for o in self.store.objects("Namespace")}
         namespaces |= {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
         for obj in objects:
             key = key_of(obj)
@@ -74,7 +74,7 @@ class Admission:
                 covering = self._initializers_for(obj["kind"])
                 if covering:
                     obj["metadata"]["initializers"] = {"pending": [{"name": n} for n in covering]}
-            elif STATUS_ANNOTATION in annotations(old.get("spec", {}).get("template", {})):
+            elif STATUS_ANNOTATION in annotations_of(old.get("spec", {}).get("template", {})):
                 obj = self._reinject(obj)
         if obj["kind"] == "Service" and old is not None:
             self._keep_allocations(obj, old)
@@ -83,7 +83,7 @@ class Admission:
     def _initializers_for(self, kind: str) -> list[str]:
         names = []
         plural = kind.lower() + "s"
-        for config in self.store.list("InitializerConfiguration"):
+        for config in self.store.objects("InitializerConfiguration"):
             for initializer in config.get("initializers") or []:
                 for rule in initializer.get("rules") or []:
                     if plural in (rule.get("resources") or []) or "*" in (rule.get("resources") or []):
@@ -93,7 +93,7 @@ class Admission:
     def _reinject(self, obj: Obj) -> Obj:
         """Re-applying an injected workload keeps its sidecar, as a strategic merge would."""
         configmap = self.store.get(ObjectKey("ConfigMap", "istio-system", "istio-inject"))
-        if configmap is None or STATUS_ANNOTATION in annotations(obj["spec"]["template"]):
+        if configmap is None or STATUS_ANNOTATION in annotations_of(obj["spec"]["template"]):
             return obj
         config = InjectConfig.from_configmap(configmap)
         mesh = MeshConfig.from_configmap(self.store.get(ObjectKey("ConfigMap", "istio-system",
@@ -157,7 +157,7 @@ class ApiServer:
             mark_deleted(self.store, key)
             return True
         if key.kind == "Namespace":
-            for obj in self.store.list(namespace=key.name):
+            for obj in self.store.objects(namespace=key.name):
                 self._delete(key_of(obj))
         if key.kind == "Service":
             self.controllers.release(existing)
@@ -181,14 +181,14 @@ class ApiServer:
         return stored
 
     def uninitialized(self, initializer: str) -> list[Obj]:
-        return [o for o in self.store.list()
+        return [o for o in self.store.objects()
                 if pending_initializers(o) and pending_initializers(o)[0].get("name") == initializer]
 
     def mesh_snapshot(self) -> Obj:
         """What Pilot serves: services with their endpoints' pods and labels, route rules and ingresses."""
-        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.store.list("Pod")}
+        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.store.objects("Pod")}
         services = []
-        for service in self.store.list("Service"):
+        for service in self.store.objects("Service"):
             meta, spec = service["metadata"], service.get("spec") or {}
             endpoints = self.store.get(ObjectKey("Endpoints", meta["namespace"], meta["name"])) or {}
             instances = []
@@ -206,8 +206,8 @@ class ApiServer:
                              "instances": sorted(instances, key=lambda i: (i["ip"], i["pod"]))})
         snapshot: Obj = {
             "services": services,
-            "routeRules": [_config_only(o) for o in self.store.list("RouteRule")],
-            "ingresses": [_config_only(o) for o in self.store.list("Ingress")],
+            "routeRules": [_config_only(o) for o in self.store.objects("RouteRule")],
+            "ingresses": [_config_only(o) for o in self.store.objects("Ingress")],
         }
         text = json.dumps(snapshot, sort_keys=True)
         snapshot["version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
@@ -221,7 +221,7 @@ class ApiServer:
 
     def proxy_status(self) -> list[Obj]:
         """The config version each live proxy last reported, like ``istioctl proxy-status``."""
-        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self.store.list("Pod")}
+        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self.store.objects("Pod")}
         return [entry for key, entry in sorted(self.proxy_versions.items()) if key in live]
 
     # -- the loop -----------------------------------------------------------------------------------
@@ -288,7 +288,7 @@ class Handler(BaseHTTPRequestHandler):
                 case "GET", "/healthz":
                     body: object = {"status": "ok", "cluster": api.info["name"]}
                 case "GET", "/api/objects":
-                    body = api.store.list(query.get("kind"), query.get("namespace"))
+                    body = api.store.objects(query.get("kind"), query.get("namespace"))
                 case "GET", "/api/object":
                     key = ObjectKey(query["kind"], "" if query["kind"] in CLUSTER_SCOPED_KINDS
                                     else query.get("namespace", "default"), query["name"])

@@ -9,7 +9,7 @@ import random
 import string
 import threading
 
-from ...kube import Obj, ObjectKey, key_of, labels, selector_matches
+from ...kube import Obj, ObjectKey, key_of, labels_of, selector_matches
 from .kubelet import Kubelet
 from .network import Allocator, NodeNetwork, ServicePort
 from .store import Store, now
@@ -98,9 +98,9 @@ class Controllers:
 
     # -- deployments --------------------------------------------------------------------------------
     def _deployments(self) -> None:
-        deployments = {d["metadata"]["uid"]: d for d in self.store.list("Deployment")}
+        deployments = {d["metadata"]["uid"]: d for d in self.store.objects("Deployment")}
         pods_by_owner: dict[str, list[Obj]] = {}
-        for pod in self.store.list("Pod"):
+        for pod in self.store.objects("Pod"):
             uid = owner_uid(pod)
             if uid is None or pod["metadata"].get("deletionTimestamp"):
                 continue
@@ -115,7 +115,7 @@ class Controllers:
 
     def _scale(self, deployment: Obj, pods: list[Obj]) -> None:
         hash_ = template_hash(deployment["spec"]["template"])
-        current = [p for p in pods if labels(p).get("pod-template-hash") == hash_]
+        current = [p for p in pods if labels_of(p).get("pod-template-hash") == hash_]
         for pod in pods:
             if pod not in current:
                 mark_deleted(self.store, key_of(pod))
@@ -133,8 +133,8 @@ class Controllers:
 
     # -- services -----------------------------------------------------------------------------------
     def _services(self) -> None:
-        services = self.store.list("Service")
-        pods = self.store.list("Pod")
+        services = self.store.objects("Service")
+        pods = self.store.objects("Pod")
         ports: list[ServicePort] = []
         for service in services:
             service = self._allocate(service)
@@ -179,8 +179,9 @@ class Controllers:
         selector = service["spec"].get("selector")
         ready: list[Obj] = []
         not_ready: list[Obj] = []
+        target_ports: list[int] = []
         for pod in pods:
-            if pod["metadata"]["namespace"] != namespace or not selector_matches(selector, labels(pod)):
+            if pod["metadata"]["namespace"] != namespace or not selector_matches(selector, labels_of(pod)):
                 continue
             ip = pod.get("status", {}).get("podIP")
             if not ip:
@@ -202,7 +203,7 @@ class Controllers:
             subsets.append(subset)
         endpoints = {"apiVersion": "v1", "kind": "Endpoints",
                      "metadata": {"name": service["metadata"]["name"], "namespace": namespace,
-                                  "labels": labels(service)},
+                                  "labels": labels_of(service)},
                      "subsets": subsets}
         if selector:
             self.store.put(endpoints)
@@ -212,7 +213,7 @@ class Controllers:
     def _target_port(port: Obj, pod: Obj) -> int:
         target = port.get("targetPort", port["port"])
         if isinstance(target, int) or str(target).isdigit():
-            return int(target)
+            return int(str(target))
         for container in pod["spec"].get("containers") or []:
             for declared in container.get("ports") or []:
                 if declared.get("name") == target:
@@ -258,7 +259,7 @@ class Controllers:
     def on_pod_network(self, namespace: str, netns: str, pod_name: str, pod_ip: str) -> None:
         """Called by the kubelet once a pod has its namespace, before any container starts."""
         self.pod_networks[netns] = (namespace, pod_name, pod_ip)
-        self._write_hosts(self.store.list("Service"))
+        self._write_hosts(self.store.objects("Service"))
 
     def forget_pod_network(self, netns: str) -> None:
         with self._hosts_lock:

@@ -397,7 +397,7 @@ class Kubelet:
         }
 
     def sync(self) -> None:
-        for pod in self.store.list("Pod"):
+        for pod in self.store.objects("Pod"):
             key = key_of(pod)
             with self._lock:
                 runner = self.runners.get(key)

@@ -38,7 +38,7 @@ class Store:
             obj = self._objects.get(key)
             return copy.deepcopy(obj) if obj is not None else None
 
-    def list(self, kind: str | None = None, namespace: str | None = None) -> list[Obj]:
+    def objects(self, kind: str | None = None, namespace: str | None = None) -> list[Obj]:
         with self.changed:
             return [
                 copy.deepcopy(obj)

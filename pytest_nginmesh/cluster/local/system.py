@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -104,10 +105,8 @@ def kill_netns_processes(name: str, grace: float) -> None:
         if time.monotonic() > deadline:
             sig = signal.SIGKILL
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
         time.sleep(0.1)
         if sig == signal.SIGKILL and time.monotonic() > deadline + 5:
             raise ClusterError(f"processes {pids} in network namespace {name} do not die")
