@@ -78,7 +78,10 @@ def _flatten(document: object, where: str) -> Iterable[Obj]:
     for required in ("apiVersion", "kind"):
         if not isinstance(document.get(required), str) or not document.get(required):
             raise ManifestError(f"{where} has no {required}: every object needs apiVersion, kind and metadata.name")
-    name = (document.get("metadata") or {}).get("name")
+    metadata = document.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ManifestError(f"{where} ({document['kind']}): metadata must be a mapping")
+    name = metadata.get("name")
     if not isinstance(name, str) or not name:
         raise ManifestError(f"{where} ({document['kind']}) has no metadata.name")
     yield document

@@ -81,9 +81,15 @@ class InjectConfig:
             policy = str(config.get("policy", "enabled"))
             if policy not in ("enabled", "disabled"):
                 raise ValueError(f"policy {policy!r} is neither enabled nor disabled")
+            namespaces = config.get("namespaces") or [""]
+            if not isinstance(namespaces, list):
+                raise ValueError(f"namespaces must be a list, not {namespaces!r}")
+            debug_mode = params.get("debugMode", False)
+            if not isinstance(debug_mode, bool):
+                raise ValueError(f"debugMode must be true or false, not {debug_mode!r}")
             return cls(
                 policy=policy,
-                namespaces=tuple(str(n) for n in config.get("namespaces") or [""]),
+                namespaces=tuple(str(n) for n in namespaces),
                 initializer_name=str(config.get("initializerName", INITIALIZER_NAME)),
                 init_image=str(params["initImage"]),
                 proxy_image=str(params["proxyImage"]),
@@ -91,7 +97,7 @@ class InjectConfig:
                 version=str(params.get("version", "unknown")),
                 mesh_config_map_name=str(params.get("meshConfigMapName", "istio")),
                 image_pull_policy=str(params.get("imagePullPolicy", "IfNotPresent")),
-                debug_mode=bool(params.get("debugMode", False)),
+                debug_mode=debug_mode,
                 include_ip_ranges=str(params.get("includeIPRanges", "")),
             )
         except (KeyError, ValueError, TypeError) as e:
@@ -124,7 +130,7 @@ def wants_injection(workload: Obj, config: InjectConfig) -> bool:
     marks = {**annotations_of(workload), **annotations_of(template)}
     if STATUS_ANNOTATION in marks:
         return False
-    requested = marks.get(INJECT_ANNOTATION, "").lower()
+    requested = str(marks.get(INJECT_ANNOTATION, "")).lower()
     if requested in ("false", "no", "n", "off"):
         return False
     if config.policy == "disabled":

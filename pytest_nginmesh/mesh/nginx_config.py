@@ -28,13 +28,17 @@ def upstream_name(namespace: str, service: str, port: int) -> str:
     return f"svc_{namespace}_{service}_{port}".replace("-", "_")
 
 
-def host_pattern(service: str, namespace: str, port: int, local: bool) -> str:
-    """A regex matching every Host header a client may send for the service port."""
+def host_pattern(service: str, namespace: str, port: int, local: bool, only_port: bool) -> str:
+    """A case-insensitive regex for every Host header a client may send for the service port.
+
+    The port may be left out for port 80, and for a service with one port: the proxy cannot
+    tell the original destination port, so a bare name is unambiguous only then.
+    """
     names = rf"{re.escape(service)}\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?"
     if local:
         names = rf"{re.escape(service)}(\.{re.escape(namespace)}(\.svc(\.cluster\.local)?)?)?"
-    optional_port = "?" if port == 80 else ""
-    return f"~^{names}(:{port}){optional_port}$"
+    optional_port = "?" if port == 80 or only_port else ""
+    return f"~*^{names}(:{port}){optional_port}$"
 
 
 def render(snapshot: Snapshot, proxy: Proxy) -> str:
@@ -109,10 +113,9 @@ def _outbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
     lines = ["  map $http_host $nginmesh_upstream {", '    default "";']
     for service in snapshot.get("services", []):
         local = service["namespace"] == proxy.namespace
-        for port in service["ports"]:
-            if port.get("protocol", "TCP") != "TCP":
-                continue
-            pattern = host_pattern(service["name"], service["namespace"], port["port"], local)
+        tcp_ports = [p for p in service["ports"] if p.get("protocol", "TCP") == "TCP"]
+        for port in tcp_ports:
+            pattern = host_pattern(service["name"], service["namespace"], port["port"], local, len(tcp_ports) == 1)
             target = (upstream_name(service["namespace"], service["name"], port["port"])
                       if _has_instances(service) else "unavailable")
             lines.append(f'    "{pattern}" {target};')
@@ -131,6 +134,17 @@ def _outbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
     return lines
 
 
+def _backend_port(service: Snapshot | None, backend: Snapshot) -> int | None:
+    """The service port an Ingress backend names (by number or name), if it has instances to serve it."""
+    if service is None or not _has_instances(service):
+        return None
+    wanted = backend.get("servicePort", service["ports"][0]["port"] if service["ports"] else None)
+    for port in service["ports"]:
+        if wanted in (port["port"], str(port["port"]), port.get("name")):
+            return int(port["port"])
+    return None
+
+
 def _ingress_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
     services = {(s["namespace"], s["name"]): s for s in snapshot.get("services", [])}
     locations = []
@@ -142,12 +156,11 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
         for rule in ingress.get("spec", {}).get("rules") or []:
             for path in (rule.get("http") or {}).get("paths") or []:
                 backend = path.get("backend") or {}
-                service = services.get((namespace, backend.get("serviceName")))
-                if service is None or not _has_instances(service):
+                port = _backend_port(services.get((namespace, backend.get("serviceName"))), backend)
+                if port is None:
                     target = 'return 503 "no healthy upstream\\n";'
                 else:
-                    port = int(backend.get("servicePort", service["ports"][0]["port"]))
-                    target = f"proxy_pass http://{upstream_name(namespace, service['name'], port)};"
+                    target = f"proxy_pass http://{upstream_name(namespace, backend['serviceName'], port)};"
                 raw = path.get("path", "/")
                 if raw.endswith(".*"):
                     locations.append(f"    location {raw[:-2]} {{ {target} }}")

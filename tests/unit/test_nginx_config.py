@@ -117,18 +117,30 @@ def server_block(conf: str, direction: str) -> list[str]:
 
 
 def outbound_map(conf: str) -> list[tuple[re.Pattern[str], str]]:
-    """The regex entries of the Host map, compiled with Python's re after the leading ``~``."""
+    """The regex entries of the Host map, compiled with Python's re (``~*`` means case-insensitive)."""
     entries = []
     for line in block(conf, "map $http_host $nginmesh_upstream {"):
         match = MAP_ENTRY.match(line)
         if match:
-            entries.append((re.compile(match.group(1)[1:]), match.group(2)))
+            pattern = match.group(1)
+            assert pattern.startswith("~*"), pattern
+            entries.append((re.compile(pattern[2:], re.IGNORECASE), match.group(2)))
     return entries
 
 
 def route(conf: str, host: str) -> str | None:
     """The map's value for a Host header: nginx tries the regexes in order and the first match wins."""
     return next((target for pattern, target in outbound_map(conf) if pattern.search(host)), None)
+
+
+def used_upstreams(conf: str) -> set[str]:
+    """Upstream names in proxy_pass directives and in the outbound map's values."""
+    return set(re.findall(r"proxy_pass http://(svc_\w+);", conf)) | set(re.findall(r'" (svc_\w+);$', conf, re.M))
+
+
+def undefined_upstreams(conf: str) -> set[str]:
+    """Upstreams used without an ``upstream`` block: nginx would try to resolve them as host names."""
+    return used_upstreams(conf) - set(re.findall(r"^\s*upstream (\S+) \{$", conf, re.MULTILINE))
 
 
 def write(proxy: Proxy, snapshot: Snapshot) -> Path:
@@ -225,8 +237,6 @@ def test_outbound_map_routes_names_of_a_local_service(snapshot: Snapshot, proxy_
     assert route(render(snapshot, sidecar(proxy_dir)), host) == "svc_default_reviews_9080"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nginx_config.host_pattern makes the port optional only for port 80, "
-                                        "so a bare 'reviews' Host (routed by Istio) gets 'no route'")
 def test_outbound_map_routes_the_bare_service_name(snapshot: Snapshot, proxy_dir: Path) -> None:
     assert route(render(snapshot, sidecar(proxy_dir)), "reviews") == "svc_default_reviews_9080"
 
@@ -327,10 +337,25 @@ def test_ingress_backend_without_instances_answers_503(snapshot: Snapshot, gatew
     assert 'location = /ratings { return 503 "no healthy upstream\\n"; }' in server
 
 
-@pytest.mark.xfail(strict=True, reason="bug: nginx_config._ingress_server calls int() on servicePort, so a named "
-                                        "port (IntOrString) raises ValueError and the agent dies")
 def test_ingress_backend_with_a_named_port(snapshot: Snapshot, gateway: Obj, proxy_dir: Path) -> None:
     gateway["spec"]["rules"][0]["http"]["paths"] = [{"path": "/productpage",
                                                      "backend": {"serviceName": "productpage", "servicePort": "http"}}]
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
     assert "location = /productpage { proxy_pass http://svc_default_productpage_9080; }" in server
+
+
+@pytest.mark.parametrize("make_proxy", [sidecar, ingress], ids=["sidecar", "ingress"])
+def test_every_proxy_pass_names_a_defined_upstream(
+    snapshot: Snapshot, proxy_dir: Path, make_proxy: Callable[[Path], Proxy]
+) -> None:
+    conf = render(snapshot, make_proxy(proxy_dir))
+    assert used_upstreams(conf)
+    assert undefined_upstreams(conf) == set()
+
+
+def test_ingress_backend_with_an_unknown_port_does_not_name_a_missing_upstream(
+    snapshot: Snapshot, gateway: Obj, proxy_dir: Path
+) -> None:
+    gateway["spec"]["rules"][0]["http"]["paths"] = [{"path": "/productpage",
+                                                     "backend": {"serviceName": "productpage", "servicePort": 9999}}]
+    assert undefined_upstreams(render(snapshot, ingress(proxy_dir))) == set()

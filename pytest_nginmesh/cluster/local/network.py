@@ -70,12 +70,16 @@ class Allocator:
     def allocate(self, wanted: str | None = None) -> str:
         network = ipaddress.IPv4Network(self.cidr)
         if wanted:
-            if ipaddress.IPv4Address(wanted) not in network or wanted in self.used:
-                raise ClusterError(f"address {wanted} is outside {self.cidr} or already taken")
+            address = ipaddress.IPv4Address(wanted)
+            if address not in network or address in (network.network_address, network.broadcast_address):
+                raise ClusterError(f"address {wanted} is not a usable address of {self.cidr}")
+            if wanted in self.used:
+                raise ClusterError(f"address {wanted} is already taken")
             self.used.add(wanted)
             return wanted
         for address in network.hosts():
             candidate = str(address)
+            # The first host address stays free, as Kubernetes keeps it for the API server's Service.
             if candidate not in self.used and address != network.network_address + 1:
                 self.used.add(candidate)
                 return candidate

@@ -1,0 +1,138 @@
+"""Which local program stands in for which image (pytest_nginmesh.cluster.local.catalogue)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_nginmesh.cluster.local.catalogue import is_proxy, repository, resolve
+from pytest_nginmesh.kube import Obj, read_manifest_file
+
+REPO = Path(__file__).resolve().parents[2]
+BOOKINFO_MANIFEST = REPO / "fixtures" / "bookinfo" / "bookinfo.yaml"
+ISTIO_MANIFEST = REPO / "fixtures" / "istio" / "istio-0.2.12.yaml"
+SEED_POD = REPO / "tests" / "data" / "seed-reviews-v3-pod.yaml"
+
+
+def module(name: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", f"pytest_nginmesh.workloads.{name}", *args]
+
+
+def containers(path: Path, key: str = "containers") -> list[Obj]:
+    found: list[Obj] = []
+    for obj in read_manifest_file(str(path)):
+        spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Deployment" else obj.get("spec") or {}
+        found += spec.get(key) or []
+    return found
+
+
+def named(items: list[Obj], name: str) -> Obj:
+    (item,) = [c for c in items if c["name"] == name]
+    return item
+
+
+# -- repository ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("pilot", "pilot"),
+        ("docker.io/istio/pilot:0.2.12", "pilot"),
+        ("istio/examples-bookinfo-reviews-v2:0.2.3", "examples-bookinfo-reviews-v2"),
+        ("localhost:5000/nginmesh/proxy_debug:0.2.12", "proxy_debug"),
+        ("nginmesh/proxy_init@sha256:f73b68839f6ac1596d6286ca498e4478b8fcfa834e4884418d23f9f625cbe5f5", "proxy_init"),
+        ("registry.example.com:443/a/b/sidecar_initializer:0.2.12@sha256:abcd", "sidecar_initializer"),
+    ],
+)
+def test_repository_strips_registry_tag_and_digest(image: str, expected: str) -> None:
+    assert repository(image) == expected
+
+
+# -- resolve ---------------------------------------------------------------------------------------
+
+
+def test_proxy_init_runs_with_the_container_args() -> None:
+    seed_init = named(containers(SEED_POD, "initContainers"), "istio-init")
+    program = resolve(seed_init)
+    assert program is not None
+    assert program.argv == module("proxy_init", "-p", "15001", "-u", "1337")
+    assert program.ready_ports == ()
+
+
+def test_sidecar_proxy_runs_the_agent_and_is_ready_on_15001() -> None:
+    proxy = named(containers(SEED_POD), "istio-proxy")
+    program = resolve(proxy)
+    assert program is not None
+    assert program.argv == module("agent", *proxy["args"])
+    assert program.ready_ports == (15001,)
+    assert is_proxy(proxy)
+
+
+def test_ingress_runs_the_agent_and_is_ready_on_its_declared_port() -> None:
+    ingress = named(containers(ISTIO_MANIFEST), "istio-ingress")
+    program = resolve(ingress)
+    assert program is not None
+    assert program.argv == module("agent", *ingress["args"])
+    assert program.ready_ports == (80,)
+    assert is_proxy(ingress)
+
+
+def test_pilot_runs_with_its_args_and_declared_port() -> None:
+    program = resolve(named(containers(ISTIO_MANIFEST), "discovery"))
+    assert program is not None
+    assert program.argv == module("pilot", "discovery", "-v", "2", "--port", "15003")
+    assert program.ready_ports == (15003,)
+
+
+def test_sidecar_initializer_runs_the_initializer() -> None:
+    program = resolve(named(containers(ISTIO_MANIFEST), "initializer"))
+    assert program is not None
+    assert program.argv == module("initializer", "--port=8083", "--namespace=istio-system", "-v=2")
+    assert program.ready_ports == ()
+
+
+def test_every_image_of_the_fixtures_is_known() -> None:
+    every = containers(BOOKINFO_MANIFEST) + containers(ISTIO_MANIFEST)
+    assert len(every) >= 9
+    assert [c["image"] for c in every if resolve(c) is None] == []
+
+
+@pytest.mark.parametrize(
+    ("image", "service", "version"),
+    [("istio/examples-bookinfo-details-v1:0.2.3", "details", "v1"),
+     ("istio/examples-bookinfo-ratings-v1:0.2.3", "ratings", "v1"),
+     ("istio/examples-bookinfo-reviews-v1:0.2.3", "reviews", "v1"),
+     ("istio/examples-bookinfo-reviews-v2:0.2.3", "reviews", "v2"),
+     ("istio/examples-bookinfo-reviews-v3:0.2.3", "reviews", "v3"),
+     ("istio/examples-bookinfo-productpage-v1:0.2.3", "productpage", "v1")],
+)
+def test_bookinfo_images_run_their_service_version_on_the_container_port(
+    image: str, service: str, version: str
+) -> None:
+    (container,) = [c for c in containers(BOOKINFO_MANIFEST) if c["image"] == image]
+    program = resolve(container)
+    assert program is not None
+    assert program.argv == module("bookinfo", service, version, "--port", "9080")
+    assert program.ready_ports == (9080,)
+    assert not is_proxy(container)
+
+
+def test_bookinfo_port_follows_the_declared_container_port() -> None:
+    container = {"name": "reviews", "image": "istio/examples-bookinfo-reviews-v2:0.2.3",
+                 "ports": [{"containerPort": 9181}, {"containerPort": 9999, "protocol": "UDP"}]}
+    program = resolve(container)
+    assert program is not None
+    assert program.argv == module("bookinfo", "reviews", "v2", "--port", "9181")
+    assert program.ready_ports == (9181,)
+
+
+@pytest.mark.parametrize(
+    "image",
+    ["nginx:1.25", "busybox", "istio/examples-bookinfo-mongodb-v1:0.2.3", "istio/examples-bookinfo-reviews-v2x:1",
+     "istio/mixer:0.2.12", ""],
+)
+def test_unknown_image_resolves_to_none(image: str) -> None:
+    assert resolve({"name": "c", "image": image}) is None
