@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from typing import ClassVar
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def running(specs: list[tuple[str, str, dict[str, str]]], log_dir: Path) -> Iter
 class RecordingRatings(BaseHTTPRequestHandler):
     """A ratings stand-in that remembers the headers of each request."""
 
-    seen: list[dict[str, str]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
 
     def do_GET(self) -> None:
         self.seen.append(dict(self.headers))
@@ -167,13 +168,13 @@ def mesh(log_dir: Path) -> Iterator[dict[str, int]]:
                 for r in reviewers
             ]
             with running(page_specs, log_dir) as pages:
-                ports = {f"page-{v}": page.port for v, page in zip(("v1", "v2", "v3"), pages)}
+                ports = {f"page-{v}": page.port for v, page in zip(("v1", "v2", "v3"), pages, strict=True)}
                 yield {**ports, "details": details.port, "ratings": ratings.port}
 
 
 @pytest.fixture
 def recording_ratings() -> Iterator[tuple[int, list[dict[str, str]]]]:
-    seen: list[dict[str, str]] = []
+    seen: ClassVar[list[dict[str, str]]] = []
     handler = type("Recorder", (RecordingRatings,), {"seen": seen})
     server = ThreadingHTTPServer((LOOPBACK, 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -207,7 +208,8 @@ def test_rated_pages_show_coloured_stars(mesh: dict[str, int], page: str, color:
 def test_backend_json(mesh: dict[str, int]) -> None:
     details = json.loads(call(mesh["details"], "/details/7").body)
     assert details["id"] == 7 and details["ISBN-10"] == "1234567890"
-    assert json.loads(call(mesh["ratings"], "/ratings/3").body) == {"id": 3, "ratings": {"Reviewer1": 5, "Reviewer2": 4}}
+    ratings = json.loads(call(mesh["ratings"], "/ratings/3").body)
+    assert ratings == {"id": 3, "ratings": {"Reviewer1": 5, "Reviewer2": 4}}
     reviews = json.loads(call(mesh["page-v3"], "/api/v1/products/0/reviews").body)
     assert reviews["id"] == "0"
     assert [r["rating"] for r in reviews["reviews"]] == [{"stars": 5, "color": "red"}, {"stars": 4, "color": "red"}]
