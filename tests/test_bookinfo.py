@@ -12,13 +12,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from typing import ClassVar
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
