@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import ipaddress
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .cluster.base import pod_is_ready, wait_for
 from .cluster.local import lifecycle
 from .cluster.local.adapter import LocalCluster
 from .errors import ClusterError, NginmeshError, PreflightError, UsageError
-from .kube import Obj, as_list, dumps, key_of, read_manifest_file
+from .checks.iptables import CaptureExpectations, check_rules
+from .checks.report import render as render_results
+from .checks.report import subject_result
+from .checks.sidecar import SidecarExpectations, check_pod, subject_of
+from .kube import Obj, as_list, dumps, key_of, parse_manifests, read_manifest_file
+from .mesh.injection import PROXY_PORT, PROXY_UID
 from .mesh.install import install_mesh
 from .settings import Settings, settings_from_env
 
@@ -35,7 +43,7 @@ KIND_ALIASES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nginmesh", description="pytest-nginmesh command line.")
     parser.add_argument("--version", action="version", version=f"pytest-nginmesh {__version__}")
-    commands = parser.add_subparsers(dest="group", required=True, metavar="{local}")
+    commands = parser.add_subparsers(dest="group", required=True, metavar="{local,check}")
     local = commands.add_parser("local", help="Control the embedded local cluster.")
     verbs = local.add_subparsers(dest="verb", required=True)
 
@@ -86,7 +94,30 @@ def build_parser() -> argparse.ArgumentParser:
     namespaced(url)
     url.add_argument("target", metavar="SERVICE:PORT")
     verb("ingress-url", "Print the http URL of the mesh ingress.", cmd_ingress_url)
+    add_check_commands(commands)
     return parser
+
+
+def add_check_commands(commands: Any) -> None:
+    check = commands.add_parser("check", help="Check recorded artefacts offline (exit 0 conformant, 1 findings).")
+    kinds = check.add_subparsers(dest="verb", required=True)
+    pod = kinds.add_parser("pod", help="Check pods (YAML or JSON: a Pod or a List of Pods; - for stdin).",
+                           description="Check that pods carry a conformant sidecar.")
+    pod.add_argument("files", nargs="+", metavar="FILE")
+    pod.add_argument("--proxy-image", default=None, help="Expected istio-proxy image.")
+    pod.add_argument("--init-image", default=None, help="Expected istio-init image.")
+    pod.set_defaults(handler=cmd_check_pod)
+    iptables = kinds.add_parser("iptables", help="Check an iptables-save dump (- for stdin).",
+                                description="Evaluate a pod's iptables-save dump for traffic capture.")
+    iptables.add_argument("file", metavar="FILE")
+    iptables.add_argument("--include-ranges", default="", metavar="CIDR,…",
+                          help="Outbound ranges the mesh captures (prepare_proxy.sh -i).")
+    iptables.add_argument("--pod-ip", default="10.251.0.10", help="The pod's address, if the rules name it.")
+    iptables.set_defaults(handler=cmd_check_iptables)
+    for sub in (pod, iptables):
+        sub.add_argument("--proxy-port", type=int, default=PROXY_PORT, help="Proxy port (default 15001).")
+        sub.add_argument("--proxy-uid", type=int, default=PROXY_UID, help="Proxy uid (default 1337).")
+        sub.add_argument("--output", choices=["text", "json"], default="text")
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
@@ -287,6 +318,46 @@ def cmd_url(args: argparse.Namespace) -> int:
 def cmd_ingress_url(args: argparse.Namespace) -> int:
     print(LocalCluster(settings_for(args)).ingress_url())
     return EXIT_OK
+
+
+def read_text(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as e:
+        raise UsageError(f"{path}: no such file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot be read ({e.__class__.__name__})") from e
+
+
+def cmd_check_pod(args: argparse.Namespace) -> int:
+    expect = SidecarExpectations(proxy_port=args.proxy_port, proxy_uid=args.proxy_uid,
+                                 proxy_image=args.proxy_image, init_image=args.init_image)
+    pods: list[Obj] = []
+    for path in args.files:
+        for obj in parse_manifests(read_text(path), "<stdin>" if path == "-" else path):
+            if obj["kind"] != "Pod":
+                raise UsageError(f"{path}: {obj['kind']} {obj['metadata']['name']} is not a Pod; "
+                                 "give Pods or a List of Pods (kubectl get pods -o yaml)")
+            pods.append(obj)
+    results = [subject_result(subject_of(pod), check_pod(pod, expect)) for pod in pods]
+    sys.stdout.write(render_results(results, args.output))
+    return EXIT_OK if all(r["conformant"] for r in results) else EXIT_FAILED
+
+
+def cmd_check_iptables(args: argparse.Namespace) -> int:
+    ranges = tuple(r.strip() for r in args.include_ranges.split(",") if r.strip())
+    for cidr in ranges + (f"{args.pod_ip}/32",):
+        try:
+            ipaddress.IPv4Network(cidr, strict=False)
+        except ValueError as e:
+            raise UsageError(f"bad address or range {cidr!r}: give IPv4 CIDRs such as 10.0.0.0/8") from e
+    expect = CaptureExpectations(args.proxy_port, args.proxy_uid, ranges, args.pod_ip)
+    subject = "<stdin>" if args.file == "-" else args.file
+    findings, probes = check_rules(read_text(args.file), expect, subject)
+    sys.stdout.write(render_results([subject_result(subject, findings, probes)], args.output))
+    return EXIT_OK if not findings else EXIT_FAILED
 
 
 def main(argv: Sequence[str] | None = None) -> int:

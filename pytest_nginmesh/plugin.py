@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 import signal
 from collections.abc import Iterator
 from types import FrameType
 
 import pytest
 
+from .checks.sidecar import SidecarExpectations
 from .cluster.base import Cluster
 from .cluster.local import lifecycle
 from .cluster.local.adapter import LocalCluster
 from .errors import NginmeshError
 from .mesh.install import install_mesh
+from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 from .settings import AVAILABLE_CLUSTER_KINDS, CLUSTER_KINDS, Settings, parse_bool, settings_from_env
 
 settings_key = pytest.StashKey[Settings]()
@@ -27,6 +31,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Name of the cluster to create or reuse (default: nginmesh).")
     group.addoption("--nginmesh-keep-cluster", dest="nginmesh_keep_cluster", action="store_true", default=None,
                     help="Leave the cluster running after the session, for reuse or debugging.")
+    group.addoption("--nginmesh-profile", dest="nginmesh_profile", metavar="PROFILE", default=None,
+                    help=f"Mesh profile to judge against: {', '.join(PROFILES)} (default: {DEFAULT_PROFILE}).")
+    parser.addini("nginmesh_profile", "Mesh profile to judge against.", default="")
     parser.addini("nginmesh_cluster", "Cluster to test (local, kind, kubeadm, existing).", default="")
     parser.addini("nginmesh_cluster_name", "Name of the cluster to create or reuse.", default="")
     parser.addini("nginmesh_keep_cluster", "Leave the cluster running after the session.", default="")
@@ -35,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def build_settings(config: pytest.Config) -> Settings:
     """Defaults < PYTEST_NGINMESH_* environment < ini keys < command-line options."""
     overrides = settings_from_env()
-    for field in ("cluster", "cluster_name", "keep_cluster"):
+    for field in ("cluster", "cluster_name", "keep_cluster", "profile"):
         ini = config.getini(f"nginmesh_{field}")
         if ini:
             overrides[field] = parse_bool(f"nginmesh_{field}", ini) if field == "keep_cluster" else ini
@@ -82,6 +89,19 @@ def nginmesh_settings(pytestconfig: pytest.Config) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def mesh_profile(nginmesh_settings: Settings) -> Profile:
+    """The mesh profile the suites judge against: images, proxy port and uid (``--nginmesh-profile``)."""
+    return get_profile(nginmesh_settings.profile)
+
+
+@pytest.fixture(scope="session")
+def sidecar_expectations(mesh_profile: Profile) -> SidecarExpectations:
+    """What every injected pod must look like under the session's profile."""
+    return SidecarExpectations(proxy_port=mesh_profile.proxy_port, proxy_uid=mesh_profile.proxy_uid,
+                               proxy_image=mesh_profile.proxy_image, init_image=mesh_profile.init_image)
+
+
+@pytest.fixture(scope="session")
 def mesh_cluster(nginmesh_settings: Settings) -> Iterator[Cluster]:
     """A cluster with Istio, Nginmesh and Bookinfo running, shared by the whole session.
 
@@ -102,3 +122,29 @@ def mesh_cluster(nginmesh_settings: Settings) -> Iterator[Cluster]:
     finally:
         if started and not settings.keep_cluster:
             lifecycle.down(settings)
+
+
+def label_value(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
+
+
+@pytest.fixture
+def isolated_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, request: pytest.FixtureRequest,
+                       ) -> Iterator[str]:
+    """A namespace of the test's own, deleted afterwards, waiting until its pods are gone.
+
+    Example::
+
+        def test_something(mesh_cluster, isolated_namespace):
+            mesh_cluster.apply([...objects with metadata.namespace = isolated_namespace...])
+    """
+    name = f"nginmesh-{secrets.token_hex(4)}"
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": name, "labels": {"created-by": "pytest-nginmesh",
+                                                       "test": label_value(request.node.name)}}}
+    mesh_cluster.apply([namespace])
+    try:
+        yield name
+    finally:
+        mesh_cluster.delete([namespace])
+        mesh_cluster.wait_pods_gone(name, nginmesh_settings.timeouts.pod_ready)

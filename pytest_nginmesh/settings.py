@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import UsageError
+from .profiles import DEFAULT_PROFILE, get_profile
 
 CLUSTER_KINDS = ("local", "kind", "kubeadm", "existing")
 AVAILABLE_CLUSTER_KINDS = ("local",)
@@ -37,6 +38,7 @@ class Settings:
     cluster: str = "local"
     cluster_name: str = "nginmesh"
     keep_cluster: bool = False
+    profile: str = DEFAULT_PROFILE
     state_root: Path = Path("/run/nginmesh")
     pod_cidr: str = "10.213.0.0/16"
     service_cidr: str = "10.214.0.0/16"
@@ -48,6 +50,7 @@ class Settings:
             raise UsageError(
                 f"unknown cluster kind {self.cluster!r}: choose one of {', '.join(CLUSTER_KINDS)}"
             )
+        get_profile(self.profile)
         if not CLUSTER_NAME_PATTERN.match(self.cluster_name):
             raise UsageError(
                 f"bad cluster name {self.cluster_name!r}: use 1-32 lowercase letters, digits and '-'"

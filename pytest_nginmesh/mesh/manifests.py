@@ -9,6 +9,8 @@ from ..kube import Obj, read_manifest_file
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CONTROL_PLANE = "istio/istio-0.2.12.yaml"
 BOOKINFO = "bookinfo/bookinfo.yaml"
+BOOKINFO_NAMESPACE = "default"
+CONTROL_PLANE_NAMESPACE = "istio-system"
 BOOKINFO_SERVICES = ("productpage", "details", "reviews", "ratings")
 BOOKINFO_DEPLOYMENTS = ("productpage-v1", "details-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3")
 

@@ -58,9 +58,9 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
         f"  fastcgi_temp_path {d}/tmp/fastcgi;",
         f"  uwsgi_temp_path {d}/tmp/uwsgi;",
         f"  scgi_temp_path {d}/tmp/scgi;",
-        "  log_format nginmesh '$time_iso8601 $nginmesh_direction $remote_addr \"$request\" $status "
-        "$body_bytes_sent $request_time host=$http_host upstream=$upstream_addr';",
-        f"  access_log {d}/access.log nginmesh;",
+        "  log_format nginmesh 'nginx: $time_iso8601 $nginmesh_direction $remote_addr \"$request\" $status "
+        "$body_bytes_sent $request_time host=$http_host upstream=$upstream_addr rid=$nginmesh_request_id';",
+        "  access_log /dev/stdout nginmesh;",
         "  proxy_http_version 1.1;",
         '  proxy_set_header Connection "";',
         "  proxy_set_header Host $http_host;",

@@ -64,12 +64,18 @@ def container_env(container: Obj, pod: Obj, base: dict[str, str]) -> dict[str, s
     return env
 
 
-def user_prefix(container: Obj, pod: Obj) -> list[str]:
-    """setpriv arguments for the container's runAsUser, granting its capabilities as ambient ones."""
+def run_as_user(container: Obj, pod: Obj) -> int | None:
     security = container.get("securityContext") or {}
     uid = security.get("runAsUser", (pod["spec"].get("securityContext") or {}).get("runAsUser"))
-    if uid in (None, 0):
+    return None if uid is None else int(uid)
+
+
+def user_prefix(container: Obj, pod: Obj) -> list[str]:
+    """setpriv arguments for the container's runAsUser, granting its capabilities as ambient ones."""
+    uid = run_as_user(container, pod)
+    if not uid:
         return []
+    security = container.get("securityContext") or {}
     caps = [c.lower() for c in (security.get("capabilities") or {}).get("add") or []]
     if security.get("privileged"):
         caps += PRIVILEGED_CAPS
@@ -272,7 +278,10 @@ class PodRunner(threading.Thread):
             log_path.replace(self.directory / f"{container.name}.previous.log")
         env = container_env(container.spec, self.pod, self.kubelet.base_env(self._mounts(container)))
         argv = ["ip", "netns", "exec", self.netns, *user_prefix(container.spec, self.pod), *program.argv]
-        with log_path.open("wb") as out:
+        with log_path.open("ab") as out:
+            uid = run_as_user(container.spec, self.pod)
+            if uid:
+                os.fchown(out.fileno(), uid, uid)  # the container may reopen /dev/stdout, as NGINX does
             container.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
                                                  cwd=self.directory, start_new_session=True)
         container.started = time.monotonic()

@@ -1,0 +1,1 @@
+"""Pure checks: data in (a pod, an iptables-save text, counts, scrapes), findings out."""

@@ -1,0 +1,130 @@
+"""Is a pod's sidecar injected right? Judged from the pod as Kubernetes returns it (spec and status)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..kube import Obj, annotations_of
+from ..mesh.injection import INIT_CONTAINER, INJECT_ANNOTATION, PROXY_CONTAINER, PROXY_PORT, PROXY_UID, \
+    STATUS_ANNOTATION
+from .findings import Finding
+
+OPT_OUT = ("false", "no", "n", "off")
+OPT_IN = ("true", "yes", "y", "on")
+
+
+@dataclass(frozen=True)
+class SidecarExpectations:
+    """What the mesh profile promises about every injected pod."""
+
+    proxy_port: int = PROXY_PORT
+    proxy_uid: int = PROXY_UID
+    proxy_image: str | None = None
+    init_image: str | None = None
+    proxy_container: str = PROXY_CONTAINER
+    init_container: str = INIT_CONTAINER
+    policy: str = "enabled"
+
+
+def subject_of(pod: Obj) -> str:
+    meta = pod.get("metadata") or {}
+    return f"pod {meta.get('namespace', 'default')}/{meta.get('name', '?')}"
+
+
+def _named(items: list[Obj] | None, name: str) -> Obj | None:
+    return next((item for item in items or [] if item.get("name") == name), None)
+
+
+def _flag_values(args: list[str], flag: str) -> list[str]:
+    """Values of a short flag in an argv: '-p 15001', '-p15001' and '-p=15001' all count."""
+    values = []
+    for i, arg in enumerate(args):
+        if arg == flag and i + 1 < len(args):
+            values.append(args[i + 1])
+        elif arg.startswith(flag) and len(arg) > len(flag) and not arg.startswith("--"):
+            values.append(arg[len(flag):].lstrip("="))
+    return values
+
+
+def check_pod(pod: Obj, expect: SidecarExpectations | None = None) -> list[Finding]:
+    """Findings for one pod; an empty list means it is conformant (opted-out pods without sidecar are)."""
+    expect = expect or SidecarExpectations()
+    subject = subject_of(pod)
+    spec: Obj = pod.get("spec") or {}
+    marks = annotations_of(pod)
+    requested = str(marks.get(INJECT_ANNOTATION, "")).lower()
+    proxy = _named(spec.get("containers"), expect.proxy_container)
+
+    def finding(id_: str, message: str, **evidence: Any) -> Finding:
+        return Finding(f"sidecar.{id_}", subject, message, evidence)
+
+    if spec.get("hostNetwork"):
+        return [finding("injected-host-network", "a hostNetwork pod carries a sidecar; it must not be injected",
+                        containers=[c.get("name") for c in spec.get("containers") or []])] if proxy else []
+    if requested in OPT_OUT:
+        return [finding("opted-out-but-injected",
+                        f"the pod opted out ({INJECT_ANNOTATION}: \"{requested}\") but has {expect.proxy_container}",
+                        annotation=marks.get(INJECT_ANNOTATION))] if proxy else []
+    if expect.policy == "disabled" and requested not in OPT_IN:
+        return [finding("injected-without-opt-in",
+                        f"policy is disabled and the pod did not opt in, but it has {expect.proxy_container}",
+                        annotation=marks.get(INJECT_ANNOTATION))] if proxy else []
+
+    findings: list[Finding] = []
+    if STATUS_ANNOTATION not in marks:
+        findings.append(finding("status-annotation-missing", f"annotation {STATUS_ANNOTATION} is missing",
+                                annotations=marks))
+    if proxy is None:
+        findings.append(finding("proxy-missing", f"no {expect.proxy_container} container",
+                                containers=[c.get("name") for c in spec.get("containers") or []]))
+    else:
+        findings += _check_proxy(pod, proxy, expect, finding)
+    init = _named(spec.get("initContainers"), expect.init_container)
+    if init is None:
+        findings.append(finding("init-missing", f"no {expect.init_container} init container",
+                                initContainers=[c.get("name") for c in spec.get("initContainers") or []]))
+    else:
+        findings += _check_init(pod, init, expect, finding)
+    return findings
+
+
+def _check_proxy(pod: Obj, proxy: Obj, expect: SidecarExpectations, finding: Any) -> list[Finding]:
+    findings = []
+    security = proxy.get("securityContext") or {}
+    uid = security.get("runAsUser", ((pod.get("spec") or {}).get("securityContext") or {}).get("runAsUser"))
+    if uid != expect.proxy_uid:
+        findings.append(finding("proxy-uid", f"{expect.proxy_container} runs as uid {uid if uid is not None else 'root'}"
+                                f", not {expect.proxy_uid}: its own traffic would be captured again",
+                                runAsUser=uid, securityContext=security))
+    if expect.proxy_image and proxy.get("image") != expect.proxy_image:
+        findings.append(finding("proxy-image", f"{expect.proxy_container} image is {proxy.get('image')}, "
+                                f"not {expect.proxy_image}", image=proxy.get("image")))
+    status = _named((pod.get("status") or {}).get("containerStatuses"), expect.proxy_container)
+    if status is None or not status.get("ready"):
+        findings.append(finding("proxy-not-ready", f"{expect.proxy_container} is not ready",
+                                status=status or "no container status"))
+    return findings
+
+
+def _check_init(pod: Obj, init: Obj, expect: SidecarExpectations, finding: Any) -> list[Finding]:
+    findings = []
+    args = [str(a) for a in (init.get("command") or []) + (init.get("args") or [])]
+    ports, uids = _flag_values(args, "-p"), _flag_values(args, "-u")
+    if ports != [str(expect.proxy_port)] or uids != [str(expect.proxy_uid)]:
+        findings.append(finding("init-args", f"{expect.init_container} args do not set proxy port "
+                                f"{expect.proxy_port} and uid {expect.proxy_uid}", args=args))
+    security = init.get("securityContext") or {}
+    caps = [str(c).upper() for c in (security.get("capabilities") or {}).get("add") or []]
+    if not security.get("privileged") and "NET_ADMIN" not in caps and "CAP_NET_ADMIN" not in caps:
+        findings.append(finding("init-capabilities", f"{expect.init_container} has neither NET_ADMIN nor "
+                                "privileged: it cannot install the iptables rules", securityContext=security))
+    if expect.init_image and init.get("image") != expect.init_image:
+        findings.append(finding("init-image", f"{expect.init_container} image is {init.get('image')}, "
+                                f"not {expect.init_image}", image=init.get("image")))
+    status = _named((pod.get("status") or {}).get("initContainerStatuses"), expect.init_container)
+    terminated = ((status or {}).get("state") or {}).get("terminated") or {}
+    if terminated.get("exitCode") != 0:
+        findings.append(finding("init-not-completed", f"{expect.init_container} has not completed with exit 0",
+                                status=status or "no init container status"))
+    return findings

@@ -1,0 +1,57 @@
+"""Sending marked requests from inside pods and finding them in proxy logs: live proof of capture."""
+
+from __future__ import annotations
+
+import uuid
+
+from .cluster.base import Cluster, wait_for
+from .errors import ClusterError
+
+# Runs under Python 2 or 3, whichever the application image has (Bookinfo's productpage has one).
+REQUEST_SCRIPT = """
+import sys
+try:
+    from urllib.request import Request, urlopen
+except ImportError:
+    from urllib2 import Request, urlopen
+print(urlopen(Request(sys.argv[1], headers={"x-request-id": sys.argv[2]}), timeout=10).getcode())
+"""
+
+
+def new_marker() -> str:
+    return f"nginmesh-probe-{uuid.uuid4()}"
+
+
+def request_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str) -> int:
+    """GET ``url`` from a container with the Python it has; returns the HTTP status."""
+    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2"',
+               REQUEST_SCRIPT, url, marker]
+    result = cluster.exec(namespace, pod, command, container=container).check()
+    return int(result.stdout.strip().splitlines()[-1])
+
+
+def request_with_curl(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str) -> int:
+    """GET ``url`` from a container with curl (the proxy_debug image ships it); returns the HTTP status."""
+    command = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "10", "-H", f"x-request-id: {marker}",
+               url]
+    result = cluster.exec(namespace, pod, command, container=container).check()
+    return int(result.stdout.strip() or 0)
+
+
+def wait_for_marker(cluster: Cluster, namespace: str, pod: str, container: str, marker: str,
+                    timeout: float) -> str:
+    """Wait until the marker shows in the container's log; returns the line that has it."""
+
+    def probe() -> tuple[str | None, str]:
+        log = cluster.logs(namespace, pod, container)
+        line = next((line for line in log.splitlines() if marker in line), None)
+        return line, f"{len(log.splitlines())} log lines, none with the marker"
+
+    return wait_for(f"request {marker} in the log of {pod}/{container}", probe, timeout)
+
+
+def marker_absent(cluster: Cluster, namespace: str, pod: str, container: str, marker: str) -> bool:
+    try:
+        return marker not in cluster.logs(namespace, pod, container)
+    except ClusterError:
+        return True

@@ -1,0 +1,92 @@
+"""Traffic capture: the rules in every injected pod send its traffic through the proxy, and live requests show it."""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_nginmesh.checks.findings import explain
+from pytest_nginmesh.checks.iptables import CaptureExpectations, check_rules
+from pytest_nginmesh.checks.sidecar import SidecarExpectations
+from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.kube import Obj
+from pytest_nginmesh.mesh.injection import INIT_CONTAINER, PROXY_CONTAINER
+from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
+from pytest_nginmesh.settings import Settings
+from pytest_nginmesh.traffic import (
+    marker_absent,
+    new_marker,
+    request_with_curl,
+    request_with_python,
+    wait_for_marker,
+)
+
+
+def injected_pods(cluster: Cluster) -> list[Obj]:
+    return [p for p in cluster.list_pods(BOOKINFO_NAMESPACE)
+            if any(c["name"] == PROXY_CONTAINER for c in p["spec"]["containers"])]
+
+
+def include_ranges(pod: Obj) -> tuple[str, ...]:
+    """The -i ranges the mesh gave this pod's istio-init, if any."""
+    init = next((c for c in pod["spec"].get("initContainers") or [] if c["name"] == INIT_CONTAINER), {})
+    args = [str(a) for a in init.get("args") or []]
+    if "-i" in args and args.index("-i") + 1 < len(args):
+        return tuple(r for r in args[args.index("-i") + 1].split(",") if r)
+    return ()
+
+
+def pod_named(cluster: Cluster, app: str) -> Obj:
+    for pod in injected_pods(cluster):
+        if pod["metadata"]["labels"].get("app") == app:
+            return pod
+    pytest.fail(f"no injected {app} pod in namespace {BOOKINFO_NAMESPACE}")
+
+
+def test_capture_rules_of_every_injected_pod(mesh_cluster: Cluster,
+                                             sidecar_expectations: SidecarExpectations) -> None:
+    pods = injected_pods(mesh_cluster)
+    assert pods, "no injected pods to check"
+    findings = []
+    for pod in pods:
+        name = pod["metadata"]["name"]
+        dump = mesh_cluster.exec(BOOKINFO_NAMESPACE, name, ["iptables-save"], container=PROXY_CONTAINER).check()
+        expect = CaptureExpectations(sidecar_expectations.proxy_port, sidecar_expectations.proxy_uid,
+                                     include_ranges(pod), pod["status"]["podIP"])
+        findings += check_rules(dump.stdout, expect, subject=f"pod {BOOKINFO_NAMESPACE}/{name}")[0]
+    assert not findings, explain(findings)
+
+
+def test_outbound_request_is_seen_by_the_senders_sidecar(mesh_cluster: Cluster,
+                                                          nginmesh_settings: Settings) -> None:
+    sender = pod_named(mesh_cluster, "productpage")["metadata"]["name"]
+    marker = new_marker()
+    status = request_with_python(mesh_cluster, BOOKINFO_NAMESPACE, sender, "productpage",
+                                 "http://details:9080/details/0", marker)
+    assert status == 200
+    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, sender, PROXY_CONTAINER, marker,
+                    nginmesh_settings.timeouts.http_request)
+
+
+def test_inbound_request_reaches_the_app_through_the_receivers_sidecar(mesh_cluster: Cluster,
+                                                                        nginmesh_settings: Settings) -> None:
+    sender = pod_named(mesh_cluster, "productpage")["metadata"]["name"]
+    receiver = pod_named(mesh_cluster, "details")["metadata"]["name"]
+    marker = new_marker()
+    status = request_with_python(mesh_cluster, BOOKINFO_NAMESPACE, sender, "productpage",
+                                 "http://details:9080/details/0", marker)
+    assert status == 200
+    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, receiver, PROXY_CONTAINER, marker,
+                    nginmesh_settings.timeouts.http_request)
+
+
+def test_the_proxys_own_traffic_is_not_redirected(mesh_cluster: Cluster, nginmesh_settings: Settings) -> None:
+    sender = pod_named(mesh_cluster, "productpage")["metadata"]["name"]
+    receiver = pod_named(mesh_cluster, "details")["metadata"]["name"]
+    marker = new_marker()
+    status = request_with_curl(mesh_cluster, BOOKINFO_NAMESPACE, sender, PROXY_CONTAINER,
+                               "http://details:9080/details/0", marker)
+    assert status == 200
+    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, receiver, PROXY_CONTAINER, marker,
+                    nginmesh_settings.timeouts.http_request)
+    assert marker_absent(mesh_cluster, BOOKINFO_NAMESPACE, sender, PROXY_CONTAINER, marker), (
+        "the proxy's own request went through its own sidecar: the uid bypass is missing")
