@@ -12,14 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .cluster.base import pod_is_ready, wait_for
-from .cluster.local import lifecycle
-from .cluster.local.adapter import LocalCluster
-from .errors import ClusterError, NginmeshError, PreflightError, UsageError
 from .checks.iptables import CaptureExpectations, check_rules
 from .checks.report import render as render_results
 from .checks.report import subject_result
 from .checks.sidecar import SidecarExpectations, check_pod, subject_of
+from .cluster.base import pod_is_ready, wait_for
+from .cluster.local import lifecycle
+from .cluster.local.adapter import LocalCluster
+from .errors import ClusterError, NginmeshError, PreflightError, UsageError
 from .kube import Obj, as_list, dumps, key_of, parse_manifests, read_manifest_file
 from .mesh.injection import PROXY_PORT, PROXY_UID
 from .mesh.install import install_mesh
@@ -348,7 +348,7 @@ def cmd_check_pod(args: argparse.Namespace) -> int:
 
 def cmd_check_iptables(args: argparse.Namespace) -> int:
     ranges = tuple(r.strip() for r in args.include_ranges.split(",") if r.strip())
-    for cidr in ranges + (f"{args.pod_ip}/32",):
+    for cidr in (*ranges, f"{args.pod_ip}/32"):
         try:
             ipaddress.IPv4Network(cidr, strict=False)
         except ValueError as e:

@@ -349,7 +349,7 @@ def probes(expect: CaptureExpectations) -> Iterator[Probe]:
         yield Probe(f"self:uid{uid}", f"TCP from uid {uid} to the pod's own address",
                     Packet("OUTPUT", pod, pod, 9080, out_iface="lo", uid=uid, gid=uid, local_addresses=local), True)
     if targets:
-        outside = next(a for a in OUTBOUND_SAMPLES + ("198.18.0.1",)
+        outside = next(a for a in (*OUTBOUND_SAMPLES, "198.18.0.1")
                        if not any(_in_net(a, r) for r in expect.include_ranges))
         yield Probe("outbound:outside-ranges", f"outbound TCP to {outside}, outside the include ranges",
                     Packet("OUTPUT", pod, outside, 9080, out_iface="eth0", uid=0, gid=0, local_addresses=local), False)

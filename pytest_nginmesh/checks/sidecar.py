@@ -6,8 +6,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..kube import Obj, annotations_of
-from ..mesh.injection import INIT_CONTAINER, INJECT_ANNOTATION, PROXY_CONTAINER, PROXY_PORT, PROXY_UID, \
-    STATUS_ANNOTATION
+from ..mesh.injection import (
+    INIT_CONTAINER,
+    INJECT_ANNOTATION,
+    PROXY_CONTAINER,
+    PROXY_PORT,
+    PROXY_UID,
+    STATUS_ANNOTATION,
+)
 from .findings import Finding
 
 OPT_OUT = ("false", "no", "n", "off")
@@ -94,8 +100,9 @@ def _check_proxy(pod: Obj, proxy: Obj, expect: SidecarExpectations, finding: Any
     security = proxy.get("securityContext") or {}
     uid = security.get("runAsUser", ((pod.get("spec") or {}).get("securityContext") or {}).get("runAsUser"))
     if uid != expect.proxy_uid:
-        findings.append(finding("proxy-uid", f"{expect.proxy_container} runs as uid {uid if uid is not None else 'root'}"
-                                f", not {expect.proxy_uid}: its own traffic would be captured again",
+        shown = "root" if uid is None else uid
+        findings.append(finding("proxy-uid", f"{expect.proxy_container} runs as uid {shown}, "
+                                f"not {expect.proxy_uid}: its own traffic would be captured again",
                                 runAsUser=uid, securityContext=security))
     if expect.proxy_image and proxy.get("image") != expect.proxy_image:
         findings.append(finding("proxy-image", f"{expect.proxy_container} image is {proxy.get('image')}, "
