@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from helpers import settings_env
 
 from pytest_nginmesh.cluster.base import wait_for
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
@@ -19,8 +20,6 @@ from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
 from pytest_nginmesh.mesh.manifests import BOOKINFO, load_fixture
 from pytest_nginmesh.settings import Settings
-
-from helpers import settings_env
 
 REPO = Path(__file__).resolve().parents[2]
 SUITES = [str(REPO / "suites" / "test_sidecar.py"), str(REPO / "suites" / "test_iptables.py")]
