@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from . import __version__
 from .checks.iptables import CaptureExpectations, check_rules
@@ -40,8 +40,15 @@ KIND_ALIASES = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit 2), as every other bad input of the command gets."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nginmesh", description="pytest-nginmesh command line.")
+    parser = Parser(prog="nginmesh", description="pytest-nginmesh command line.")
     parser.add_argument("--version", action="version", version=f"pytest-nginmesh {__version__}")
     commands = parser.add_subparsers(dest="group", required=True, metavar="{local,check}")
     local = commands.add_parser("local", help="Control the embedded local cluster.")
@@ -341,6 +348,8 @@ def cmd_check_pod(args: argparse.Namespace) -> int:
                 raise UsageError(f"{path}: {obj['kind']} {obj['metadata']['name']} is not a Pod; "
                                  "give Pods or a List of Pods (kubectl get pods -o yaml)")
             pods.append(obj)
+    if not pods:
+        raise UsageError("no pods found in the input: give Pods or a List of Pods (kubectl get pods -o yaml)")
     results = [subject_result(subject_of(pod), check_pod(pod, expect)) for pod in pods]
     sys.stdout.write(render_results(results, args.output))
     return EXIT_OK if all(r["conformant"] for r in results) else EXIT_FAILED

@@ -47,10 +47,20 @@ def key_of(obj: Obj, default_namespace: str = "default") -> ObjectKey:
     return ObjectKey(kind, namespace, meta["name"])
 
 
+class _KubeLoader(yaml.SafeLoader):
+    """YAML as the API server reads it: timestamps stay strings, as kubectl prints them."""
+
+
+_KubeLoader.yaml_implicit_resolvers = {
+    first: [(tag, regex) for tag, regex in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def parse_manifests(text: str, source: str = "<input>") -> list[Obj]:
     """Parse YAML or JSON text holding one or more objects or v1 Lists into a flat list of objects."""
     try:
-        documents = list(yaml.safe_load_all(text))
+        documents = list(yaml.load_all(text, Loader=_KubeLoader))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""

@@ -20,7 +20,7 @@ def subject_result(subject: str, findings: list[Finding], probes: list[ProbeResu
 def render(results: list[dict[str, Any]], output: str) -> str:
     conformant = all(r["conformant"] for r in results)
     if output == "json":
-        return json.dumps({"conformant": conformant, "results": results}, indent=2) + "\n"
+        return json.dumps({"conformant": conformant, "results": results}, indent=2, default=str) + "\n"
     lines = []
     for result in results:
         count = len(result["findings"])
