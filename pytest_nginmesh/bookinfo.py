@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import requests
+
 BLACK_STARS = 'color="black"'
 RED_STARS = 'color="red"'
 REVIEWS_UNAVAILABLE = "product reviews are currently unavailable"
+RATINGS_UNAVAILABLE = "Ratings service is currently unavailable"
 
 
 def reviews_version(html: str) -> str:
@@ -16,3 +21,17 @@ def reviews_version(html: str) -> str:
     if RED_STARS in html:
         return "v3"
     return "v1"
+
+
+def reviews_sampler(session: requests.Session, url: str, cookie: str = "",
+                    timeout: float = 10.0) -> Callable[[], str]:
+    """A function that loads the productpage once and says which reviews version rendered it."""
+    headers = {"Cookie": cookie} if cookie else {}
+
+    def sample() -> str:
+        response = session.get(url, headers=headers, timeout=timeout)
+        if response.status_code != 200:
+            return f"HTTP {response.status_code}"
+        return reviews_version(response.text)
+
+    return sample

@@ -247,6 +247,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
         print(f"{result['object']} {result['action']}")
     if not args.no_wait:
         wait_for_workloads(cluster, objects, settings)
+        cluster.wait_converged(settings.timeouts.convergence)
     return EXIT_OK
 
 
@@ -261,6 +262,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
             selector = workload_selector(obj)
             if selector is not None:
                 cluster.wait_pods_gone(key_of(obj).namespace, settings.timeouts.pod_ready, selector)
+        cluster.wait_converged(settings.timeouts.convergence)
     return EXIT_OK
 
 

@@ -17,6 +17,9 @@ from .cluster.local.adapter import LocalCluster
 from .errors import NginmeshError
 from .mesh.install import install_mesh
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from .mesh.applied import AppliedObjects
+from .features import ALL as ALL_FEATURES
+from .features import parse_feature_list
 from .settings import AVAILABLE_CLUSTER_KINDS, CLUSTER_KINDS, Settings, parse_bool, settings_from_env
 
 settings_key = pytest.StashKey[Settings]()
@@ -33,7 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Leave the cluster running after the session, for reuse or debugging.")
     group.addoption("--nginmesh-profile", dest="nginmesh_profile", metavar="PROFILE", default=None,
                     help=f"Mesh profile to judge against: {', '.join(PROFILES)} (default: {DEFAULT_PROFILE}).")
+    group.addoption("--nginmesh-supported-features", dest="nginmesh_supported_features", metavar="F,…",
+                    default=None, help="Features the implementation supports (default: the profile's claims).")
+    group.addoption("--nginmesh-exempt-features", dest="nginmesh_exempt_features", metavar="F,…", default=None,
+                    help="Features not to test (skipped, and counted as skipped).")
     parser.addini("nginmesh_profile", "Mesh profile to judge against.", default="")
+    parser.addini("nginmesh_supported_features", "Features the implementation supports.", default="")
+    parser.addini("nginmesh_exempt_features", "Features not to test.", default="")
     parser.addini("nginmesh_cluster", "Cluster to test (local, kind, kubeadm, existing).", default="")
     parser.addini("nginmesh_cluster_name", "Name of the cluster to create or reuse.", default="")
     parser.addini("nginmesh_keep_cluster", "Leave the cluster running after the session.", default="")
@@ -42,13 +51,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def build_settings(config: pytest.Config) -> Settings:
     """Defaults < PYTEST_NGINMESH_* environment < ini keys < command-line options."""
     overrides = settings_from_env()
-    for field in ("cluster", "cluster_name", "keep_cluster", "profile"):
+    for field in ("cluster", "cluster_name", "keep_cluster", "profile", "supported_features", "exempt_features"):
         ini = config.getini(f"nginmesh_{field}")
         if ini:
-            overrides[field] = parse_bool(f"nginmesh_{field}", ini) if field == "keep_cluster" else ini
+            overrides[field] = convert(f"nginmesh_{field}", field, ini)
         option = config.getoption(f"nginmesh_{field}")
         if option is not None:
-            overrides[field] = option
+            overrides[field] = option if isinstance(option, bool) else convert(f"--nginmesh-{field.replace('_', '-')}",
+                                                                               field, option)
     settings = Settings().with_overrides(overrides)
     if settings.cluster not in AVAILABLE_CLUSTER_KINDS:
         raise NginmeshError(f"--nginmesh-cluster={settings.cluster} is not available yet: "
@@ -56,7 +66,17 @@ def build_settings(config: pytest.Config) -> Settings:
     return settings
 
 
+def convert(where: str, field: str, raw: str) -> object:
+    if field == "keep_cluster":
+        return parse_bool(where, raw)
+    if field in ("supported_features", "exempt_features"):
+        return parse_feature_list(raw, where)
+    return raw
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "nginmesh_feature(*names): the conformance features a test exercises; "
+                            "tests of features the profile does not claim are skipped with the reason")
     try:
         config.stash[settings_key] = build_settings(config)
     except NginmeshError as e:
@@ -68,6 +88,24 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     previous = config.stash.get(previous_sigterm_key, None)
     if previous is not None:
         signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip tests of features the implementation does not claim (or that are exempted), saying why."""
+    settings = config.stash[settings_key]
+    for item in items:
+        for marker in item.iter_markers("nginmesh_feature"):
+            unknown = sorted(set(marker.args) - ALL_FEATURES)
+            if unknown:
+                raise pytest.UsageError(f"{item.nodeid}: unknown feature(s) {', '.join(unknown)} in "
+                                        f"@pytest.mark.nginmesh_feature; known: {', '.join(sorted(ALL_FEATURES))}")
+            for feature in marker.args:
+                if feature in settings.exempt_features:
+                    item.add_marker(pytest.mark.skip(reason=f"feature {feature} exempted (--nginmesh-exempt-features)"))
+                elif feature not in settings.features:
+                    item.add_marker(pytest.mark.skip(
+                        reason=f"feature {feature} not claimed by profile {settings.profile}"))
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -148,3 +186,20 @@ def isolated_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, reque
     finally:
         mesh_cluster.delete([namespace])
         mesh_cluster.wait_pods_gone(name, nginmesh_settings.timeouts.pod_ready)
+
+
+@pytest.fixture
+def mesh_rules(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[AppliedObjects]:
+    """Apply route rules for one test; they are removed afterwards, and both times the data plane
+    is waited for (every proxy acknowledges the new config), never slept on.
+
+    Example::
+
+        def test_all_v1(mesh_rules):
+            mesh_rules.apply("routes/route-rule-all-v1.yaml")
+    """
+    applied = AppliedObjects(mesh_cluster, nginmesh_settings.timeouts.convergence)
+    try:
+        yield applied
+    finally:
+        applied.remove_all()

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import UsageError
+from .features import ALL
 from .mesh.injection import PROXY_PORT, PROXY_UID
+
+# What the Nginmesh agent's README claims for 0.2.12 / 0.3.0: fault delay is not among its claims.
+NGINMESH_CLAIMS = ALL - {"fault-delay"}
 
 
 @dataclass(frozen=True)
@@ -18,6 +22,7 @@ class Profile:
     proxy_image: str
     init_image: str
     injection: str  # "initializer" or "webhook"
+    features: frozenset[str]
     proxy_port: int = PROXY_PORT
     proxy_uid: int = PROXY_UID
 
@@ -26,11 +31,11 @@ PROFILES = {
     profile.name: profile
     for profile in (
         Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer"),
+                "initializer", NGINMESH_CLAIMS),
         Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer"),
+                "initializer", NGINMESH_CLAIMS),
         Profile("local", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer"),
+                "initializer", ALL),
     )
 }
 DEFAULT_PROFILE = "local"

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from .errors import UsageError
-from .profiles import DEFAULT_PROFILE, get_profile
+from .features import parse_feature_list
+from .profiles import DEFAULT_PROFILE, Profile, get_profile
 
 CLUSTER_KINDS = ("local", "kind", "kubeadm", "existing")
 AVAILABLE_CLUSTER_KINDS = ("local",)
@@ -24,6 +25,7 @@ class Timeouts:
 
     cluster_up: float = 180.0
     pod_ready: float = 90.0
+    convergence: float = 30.0
     api_request: float = 10.0
     exec: float = 30.0
     http_request: float = 10.0
@@ -39,6 +41,8 @@ class Settings:
     cluster_name: str = "nginmesh"
     keep_cluster: bool = False
     profile: str = DEFAULT_PROFILE
+    supported_features: frozenset[str] | None = None
+    exempt_features: frozenset[str] = frozenset()
     state_root: Path = Path("/run/nginmesh")
     pod_cidr: str = "10.213.0.0/16"
     service_cidr: str = "10.214.0.0/16"
@@ -69,6 +73,16 @@ class Settings:
             for b in names[i + 1 :]:
                 if networks[a].overlaps(networks[b]):
                     raise UsageError(f"{a} {networks[a]} overlaps {b} {networks[b]}: give disjoint ranges")
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The features the suites exercise: the profile's claims (or those given), minus exemptions."""
+        claimed = self.supported_features if self.supported_features is not None else self.mesh_profile.features
+        return claimed - self.exempt_features
+
+    @property
+    def mesh_profile(self) -> Profile:
+        return get_profile(self.profile)
 
     @property
     def state_dir(self) -> Path:
@@ -116,6 +130,8 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, obj
 def convert(name: str, raw: str) -> object:
     if name == "keep_cluster":
         return parse_bool(name, raw)
+    if name in ("supported_features", "exempt_features"):
+        return parse_feature_list(raw, ENV_PREFIX + name.upper())
     if name == "state_root":
         return Path(raw)
     return raw

@@ -12,9 +12,16 @@ REQUEST_SCRIPT = """
 import sys
 try:
     from urllib.request import Request, urlopen
+    from urllib.error import HTTPError
 except ImportError:
-    from urllib2 import Request, urlopen
-print(urlopen(Request(sys.argv[1], headers={"x-request-id": sys.argv[2]}), timeout=10).getcode())
+    from urllib2 import Request, urlopen, HTTPError
+headers = {"x-request-id": sys.argv[2]}
+if len(sys.argv) > 3 and sys.argv[3]:
+    headers["Cookie"] = sys.argv[3]
+try:
+    print(urlopen(Request(sys.argv[1], headers=headers), timeout=30).getcode())
+except HTTPError as e:
+    print(e.code)
 """
 
 
@@ -22,10 +29,11 @@ def new_marker() -> str:
     return f"nginmesh-probe-{uuid.uuid4()}"
 
 
-def request_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str) -> int:
-    """GET ``url`` from a container with the Python it has; returns the HTTP status."""
-    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2"',
-               REQUEST_SCRIPT, url, marker]
+def request_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str,
+                        cookie: str = "") -> int:
+    """GET ``url`` from a container with the Python it has; returns the HTTP status (errors included)."""
+    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3"',
+               REQUEST_SCRIPT, url, marker, cookie]
     result = cluster.exec(namespace, pod, command, container=container).check()
     return int(result.stdout.strip().splitlines()[-1])
 
@@ -55,3 +63,7 @@ def marker_absent(cluster: Cluster, namespace: str, pod: str, container: str, ma
         return marker not in cluster.logs(namespace, pod, container)
     except ClusterError:
         return True
+
+
+def marker_count(cluster: Cluster, namespace: str, pod: str, container: str, marker: str) -> int:
+    return sum(1 for line in cluster.logs(namespace, pod, container).splitlines() if marker in line)

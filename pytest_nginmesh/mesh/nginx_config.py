@@ -7,6 +7,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .nginx_routes import (
+    CONNECT_TIMEOUT,
+    UNAVAILABLE,
+    UNAVAILABLE_PORT,
+    Identity,
+    RouteRenderer,
+    Target,
+    applicable_rules,
+    parse_rules,
+)
+from .routerules import DEFAULT_TIMEOUT
+
 Snapshot = dict[str, Any]
 PROXY_PORT = 15001
 
@@ -22,10 +34,12 @@ class Proxy:
     directory: Path
     ingress_port: int = 80
     run_as_root: bool = False
+    service_cluster: str = "istio-proxy"
+    defects: frozenset[str] = frozenset()
 
 
 def upstream_name(namespace: str, service: str, port: int) -> str:
-    return f"svc_{namespace}_{service}_{port}".replace("-", "_")
+    return f"svc_{namespace}_{service}_{port}".replace("-", "_").replace(".", "_")
 
 
 def host_pattern(service: str, namespace: str, port: int, local: bool, only_port: bool) -> str:
@@ -43,6 +57,14 @@ def host_pattern(service: str, namespace: str, port: int, local: bool, only_port
 
 def render(snapshot: Snapshot, proxy: Proxy) -> str:
     d = proxy.directory
+    identity = Identity(proxy.service_cluster, own_labels(snapshot, proxy), proxy.defects)
+    routes = RouteRenderer(identity)
+    targets = list(_targets(snapshot))
+    rules = parse_rules(snapshot.get("routeRules", []))
+    for target in targets:
+        if target.instances:
+            routes.upstream(target.key, [(ip, port) for ip, port, _ in target.instances])
+            routes.service(target, applicable_rules(rules, target, identity))
     lines = [
         "# rendered by the nginmesh agent; version " + str(snapshot.get("version", "")),
         "worker_processes 1;",
@@ -65,28 +87,46 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
         '  proxy_set_header Connection "";',
         "  proxy_set_header Host $http_host;",
         "  proxy_set_header x-request-id $nginmesh_request_id;",
+        f"  proxy_connect_timeout {CONNECT_TIMEOUT};",
+        f"  proxy_read_timeout {DEFAULT_TIMEOUT:g}s;",
+        "  proxy_next_upstream off;",
         "  map $http_x_request_id $nginmesh_request_id { \"\" $request_id; default $http_x_request_id; }",
+        f"  upstream {UNAVAILABLE} {{ server 127.0.0.1:{UNAVAILABLE_PORT}; }}",
+        "  server {",
+        f"    listen 127.0.0.1:{UNAVAILABLE_PORT};",
+        "    access_log off;",
+        '    location / { return 503 "no healthy upstream\\n"; }',
+        "  }",
+        *routes.http,
     ]
-    lines += _upstreams(snapshot)
     if proxy.mode == "ingress":
-        lines += _ingress_server(snapshot, proxy)
+        lines += _ingress_server(snapshot, proxy, routes.locations)
     else:
         lines += _inbound_server(snapshot, proxy)
-        lines += _outbound_server(snapshot, proxy)
+        lines += _outbound_server(snapshot, proxy, routes.locations)
     lines.append("}")
     return "\n".join(lines) + "\n"
 
 
-def _upstreams(snapshot: Snapshot) -> list[str]:
-    lines = []
+def own_labels(snapshot: Snapshot, proxy: Proxy) -> tuple[tuple[str, str], ...]:
+    for service in snapshot.get("services", []):
+        for instance in service["instances"]:
+            if instance["pod"] == proxy.pod_name and service["namespace"] == proxy.namespace:
+                return tuple(sorted(instance["labels"].items()))
+    return ()
+
+
+def _targets(snapshot: Snapshot) -> list[Target]:
+    targets = []
     for service in snapshot.get("services", []):
         for port in service["ports"]:
-            servers = [f"    server {i['ip']}:{i['ports'].get(port['name'], port['port'])};"
-                       for i in service["instances"]]
-            if servers:
-                lines += [f"  upstream {upstream_name(service['namespace'], service['name'], port['port'])} {{",
-                          *servers, "  }"]
-    return lines
+            if port.get("protocol", "TCP") != "TCP":
+                continue
+            instances = tuple((i["ip"], int(i["ports"].get(port["name"], port["port"])),
+                               tuple(sorted(i["labels"].items()))) for i in service["instances"])
+            targets.append(Target(upstream_name(service["namespace"], service["name"], port["port"]),
+                                  service["namespace"], service["name"], int(port["port"]), instances))
+    return targets
 
 
 def _has_instances(service: Snapshot) -> bool:
@@ -109,7 +149,7 @@ def _inbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
     ]
 
 
-def _outbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
+def _outbound_server(snapshot: Snapshot, proxy: Proxy, locations: list[str]) -> list[str]:
     lines = ["  map $http_host $nginmesh_upstream {", '    default "";']
     for service in snapshot.get("services", []):
         local = service["namespace"] == proxy.namespace
@@ -127,8 +167,9 @@ def _outbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
         "    location / {",
         '      if ($nginmesh_upstream = "") { return 404 "no route to $http_host\\n"; }',
         '      if ($nginmesh_upstream = unavailable) { return 503 "no healthy upstream\\n"; }',
-        "      proxy_pass http://$nginmesh_upstream;",
+        "      rewrite ^ /.nginmesh/$nginmesh_upstream last;",
         "    }",
+        *locations,
         "  }",
     ]
     return lines
@@ -145,7 +186,7 @@ def _backend_port(service: Snapshot | None, backend: Snapshot) -> int | None:
     return None
 
 
-def _ingress_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
+def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[str]) -> list[str]:
     services = {(s["namespace"], s["name"]): s for s in snapshot.get("services", [])}
     locations = []
     for ingress in snapshot.get("ingresses", []):
@@ -160,7 +201,8 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
                 if port is None:
                     target = 'return 503 "no healthy upstream\\n";'
                 else:
-                    target = f"proxy_pass http://{upstream_name(namespace, backend['serviceName'], port)};"
+                    key = upstream_name(namespace, backend["serviceName"], port)
+                    target = f"rewrite ^ /.nginmesh/{key} last;"
                 raw = path.get("path", "/")
                 if raw.endswith(".*"):
                     locations.append(f"    location {raw[:-2]} {{ {target} }}")
@@ -172,5 +214,6 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
         "    set $nginmesh_direction ingress;",
         *sorted(set(locations)),
         '    location / { return 404 "no ingress rule for $uri\\n"; }',
+        *service_locations,
         "  }",
     ]

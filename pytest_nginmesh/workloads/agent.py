@@ -8,30 +8,46 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..mesh.nginx_config import Proxy, Snapshot, render
+from ..mesh.nginx_routes import DELAY_PORT, SEEDED_DEFECTS
+from ..mesh.routerules import parse_duration
 from ._common import get_json, post_json, stop_event, volume_path
 
-APPLIED_VERSION_FILE = "applied-version"
 
 
-def parse_duration(text: str) -> float:
-    """Go-style durations as Envoy flags carry them: '1s', '500ms', '1m0s'."""
-    total, number = 0.0, ""
-    units = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-    i = 0
-    while i < len(text):
-        if text[i].isdigit() or text[i] == ".":
-            number += text[i]
-            i += 1
-            continue
-        unit = "ms" if text[i:i + 2] == "ms" else text[i]
-        total += float(number) * units[unit]
-        number = ""
-        i += len(unit)
-    return total + (float(number) if number else 0.0)
+def seeded_defects() -> frozenset[str]:
+    """Defects the project's own tests seed into a sidecar through NGINMESH_AGENT_DEFECTS."""
+    names = frozenset(d.strip() for d in os.environ.get("NGINMESH_AGENT_DEFECTS", "").split(",") if d.strip())
+    unknown = names - SEEDED_DEFECTS
+    if unknown:
+        raise SystemExit(f"agent: unknown NGINMESH_AGENT_DEFECTS {sorted(unknown)}; known: {sorted(SEEDED_DEFECTS)}")
+    return names
+
+
+class DelayHandler(BaseHTTPRequestHandler):
+    """Fault delays: NGINX asks (auth_request) and gets its 204 after the delay has passed."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        milliseconds = self.path.rsplit("/", 1)[-1]
+        if milliseconds.isdigit():
+            time.sleep(int(milliseconds) / 1000)
+        self.send_response(204)
+        self.end_headers()
+
+
+def start_delay_server() -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", DELAY_PORT), DelayHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="delays", daemon=True).start()
+    return server
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -62,12 +78,15 @@ class Agent:
             directory=directory.resolve(),
             ingress_port=args.ingressPort,
             run_as_root=os.geteuid() == 0,
+            service_cluster=args.serviceCluster,
+            defects=seeded_defects(),
         )
         self.pilot = f"http://{args.discoveryAddress}"
-        self.refresh = max(0.1, parse_duration(args.discoveryRefreshDelay))
+        self.refresh = max(0.1, parse_duration(args.discoveryRefreshDelay, "--discoveryRefreshDelay"))
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
-        self.reported = ""
+        self.reported: tuple[str, tuple[str, str] | None] | None = None
+        self.rejected: tuple[str, str] | None = None
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.proxy.directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
 
@@ -82,17 +101,32 @@ class Agent:
         check = subprocess.run(["nginx", "-e", f"{d}/error.log", "-c", str(candidate), "-t"],
                                capture_output=True, text=True)
         if check.returncode != 0:
+            problem = check.stderr.strip().splitlines()[0] if check.stderr.strip() else "nginx -t failed"
             log(f"rejected config {snapshot.get('version')}: {check.stderr.strip()}")
+            self.rejected = (str(snapshot.get("version", "")), problem)
             return
         candidate.replace(d / "nginx.conf")
         if self.nginx is None:
             self.nginx = subprocess.Popen(self.nginx_command())
             self._wait_for_pid_file()
         else:
+            workers = worker_pids(self.nginx.pid)
             self.nginx.send_signal(signal.SIGHUP)
+            self._wait_for_new_workers(workers)
         self.version = str(snapshot.get("version", ""))
-        (d / APPLIED_VERSION_FILE).write_text(self.version + "\n")
+        self.rejected = None
         log(f"applied config version {self.version}")
+
+    def _wait_for_new_workers(self, old: set[int]) -> None:
+        """A reload is in force once the master has started new workers (the old ones stop accepting)."""
+        assert self.nginx is not None
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if worker_pids(self.nginx.pid) - old:
+                time.sleep(0.05)
+                return
+            time.sleep(0.01)
+        log("nginx did not start new workers within 5s of a reload")
 
     def _wait_for_pid_file(self) -> None:
         deadline = time.monotonic() + 5
@@ -101,6 +135,7 @@ class Agent:
 
     def run(self) -> int:
         stop = stop_event()
+        delays = start_delay_server()
         failing = False
         while not stop.is_set():
             if self.nginx is not None and self.nginx.poll() is not None:
@@ -115,23 +150,27 @@ class Agent:
                 failing = True
             else:
                 assert isinstance(snapshot, dict)
-                if snapshot.get("version") != self.version:
+                wanted = str(snapshot.get("version", ""))
+                if wanted != self.version and (self.rejected is None or self.rejected[0] != wanted):
                     self.apply(snapshot)
-                if self.reported != self.version:
+                if self.reported != (self.version, self.rejected):
                     self.report()
             stop.wait(self.refresh)
+        delays.shutdown()
         self.shutdown()
         return 0
 
     def report(self) -> None:
         """Tell Pilot which config version this proxy runs, as an ADS ack would."""
-        body = {"pod": self.proxy.pod_name, "namespace": self.proxy.namespace, "version": self.version}
+        body: dict[str, str] = {"pod": self.proxy.pod_name, "namespace": self.proxy.namespace, "version": self.version}
+        if self.rejected is not None:
+            body["rejectedVersion"], body["rejection"] = self.rejected
         try:
             post_json(self.pilot + "/v1/status", body, timeout=2.0)
         except OSError as e:
             log(f"could not report version {self.version}: {e}")
         else:
-            self.reported = self.version
+            self.reported = (self.version, self.rejected)
 
     def shutdown(self) -> None:
         if self.nginx is None or self.nginx.poll() is not None:
@@ -143,6 +182,14 @@ class Agent:
             self.nginx.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.nginx.wait(3)
+
+
+def worker_pids(master: int) -> set[int]:
+    try:
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    except OSError:
+        return set()
+    return {int(pid) for pid in children}
 
 
 def log(message: str) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.kube import read_manifest_file
-from pytest_nginmesh.workloads.agent import parse_args, parse_duration
+from pytest_nginmesh.mesh.routerules import parse_duration
+from pytest_nginmesh.workloads.agent import parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 SEED_POD = REPO / "tests" / "data" / "seed-reviews-v3-pod.yaml"

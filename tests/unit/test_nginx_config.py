@@ -134,8 +134,10 @@ def route(conf: str, host: str) -> str | None:
 
 
 def used_upstreams(conf: str) -> set[str]:
-    """Upstream names in proxy_pass directives and in the outbound map's values."""
-    return set(re.findall(r"proxy_pass http://(svc_\w+);", conf)) | set(re.findall(r'" (svc_\w+);$', conf, re.M))
+    """Upstream names in proxy_pass directives, internal rewrites and the outbound map's values."""
+    return (set(re.findall(r"proxy_pass http://(svc_\w+?)(?:\$request_uri)?;", conf))
+            | set(re.findall(r"rewrite \^ /\.nginmesh/(svc_\w+) last;", conf))
+            | set(re.findall(r'" (svc_\w+);$', conf, re.M)))
 
 
 def undefined_upstreams(conf: str) -> set[str]:
@@ -222,7 +224,8 @@ def test_inbound_server_of_a_pod_outside_every_service_answers_503(snapshot: Sna
 def test_outbound_server_listens_on_loopback(snapshot: Snapshot, proxy_dir: Path) -> None:
     outbound = server_block(render(snapshot, sidecar(proxy_dir)), "outbound")
     assert "listen 127.0.0.1:15001 default_server;" in outbound
-    assert "proxy_pass http://$nginmesh_upstream;" in outbound
+    assert "rewrite ^ /.nginmesh/$nginmesh_upstream last;" in outbound
+    assert "proxy_pass http://svc_default_reviews_9080$request_uri;" in outbound
 
 
 def test_outbound_map_defaults_to_no_route(snapshot: Snapshot, proxy_dir: Path) -> None:
@@ -287,8 +290,8 @@ def test_udp_ports_get_no_route(snapshot: Snapshot, proxy_dir: Path) -> None:
 def test_upstream_lists_every_instance_at_its_target_port(snapshot: Snapshot, proxy_dir: Path) -> None:
     conf = render(snapshot, sidecar(proxy_dir))
     assert block(conf, "upstream svc_default_reviews_9080 {")[1:-1] == [
-        f"server {POD_IP}:9080;", "server 10.213.0.6:9080;"]
-    assert block(conf, "upstream svc_shop_web_80 {")[1:-1] == ["server 10.213.0.11:8080;"]
+        f"server {POD_IP}:9080 max_fails=0;", "server 10.213.0.6:9080 max_fails=0;"]
+    assert block(conf, "upstream svc_shop_web_80 {")[1:-1] == ["server 10.213.0.11:8080 max_fails=0;"]
 
 
 def test_runtime_files_live_in_the_proxy_directory(snapshot: Snapshot, proxy_dir: Path) -> None:
@@ -305,19 +308,19 @@ def test_runtime_files_live_in_the_proxy_directory(snapshot: Snapshot, proxy_dir
 def test_ingress_exact_paths_become_exact_locations(snapshot: Snapshot, proxy_dir: Path) -> None:
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
     for path in ("/productpage", "/login", "/logout", "/api/v1/products"):
-        assert f"location = {path} {{ proxy_pass http://svc_default_productpage_9080; }}" in server
+        assert f"location = {path} {{ rewrite ^ /.nginmesh/svc_default_productpage_9080 last; }}" in server
 
 
 def test_ingress_wildcard_path_becomes_a_prefix_location(snapshot: Snapshot, proxy_dir: Path) -> None:
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
-    assert "location /api/v1/products/ { proxy_pass http://svc_default_productpage_9080; }" in server
+    assert "location /api/v1/products/ { rewrite ^ /.nginmesh/svc_default_productpage_9080 last; }" in server
     assert not any(".*" in line for line in server)
 
 
 def test_ingress_listens_on_its_port_with_a_404_fallback(snapshot: Snapshot, proxy_dir: Path) -> None:
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
     assert "listen 80 default_server;" in server
-    assert server[-2].startswith("location / { return 404")
+    assert any(line.startswith("location / { return 404") for line in server)
 
 
 def test_ingress_of_another_class_is_ignored(snapshot: Snapshot, gateway: Obj, proxy_dir: Path) -> None:
@@ -341,7 +344,7 @@ def test_ingress_backend_with_a_named_port(snapshot: Snapshot, gateway: Obj, pro
     gateway["spec"]["rules"][0]["http"]["paths"] = [{"path": "/productpage",
                                                      "backend": {"serviceName": "productpage", "servicePort": "http"}}]
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
-    assert "location = /productpage { proxy_pass http://svc_default_productpage_9080; }" in server
+    assert "location = /productpage { rewrite ^ /.nginmesh/svc_default_productpage_9080 last; }" in server
 
 
 @pytest.mark.parametrize("make_proxy", [sidecar, ingress], ids=["sidecar", "ingress"])

@@ -124,12 +124,20 @@ class LocalCluster(Cluster):
 
         def probe() -> tuple[str | None, str]:
             target = self.api.get("/api/mesh")["version"]
-            reported = {(s["namespace"], s["pod"]): s["version"] for s in self.api.get("/api/proxy-status")}
+            statuses = self.api.get("/api/proxy-status")
+            for status in statuses:
+                if status.get("rejectedVersion") == target:
+                    raise ClusterError(f"proxy {status['namespace']}/{status['pod']} rejected mesh config {target}: "
+                                       f"{status.get('rejection')}")
+            reported = {(s["namespace"], s["pod"]): s["version"] for s in statuses}
             behind = []
             for pod in self.list_pods():
                 if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
                     continue
-                if any(catalogue.is_proxy(c) for c in pod["spec"]["containers"]):
+                proxies = [c["name"] for c in pod["spec"]["containers"] if catalogue.is_proxy(c)]
+                statuses = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
+                # A proxy that is not ready serves nothing; waiting for it would wait for a broken pod.
+                if any(statuses.get(name, {}).get("ready") for name in proxies):
                     key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
                     if reported.get(key) != target:
                         behind.append(f"{key[1]} at {reported.get(key, 'nothing')}")

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ClusterError, ManifestError, NginmeshError
-from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of
+from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of, labels_of, selector_matches
 from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
+from ...mesh.routerules import KIND as ROUTE_RULE_KIND
+from ...mesh.routerules import parse_route_rule
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet
 from .network import Addresses, NodeNetwork
@@ -48,6 +50,23 @@ class Admission:
                 self._validate_pod_spec(key, obj.get("spec"))
             elif obj["kind"] == "Service":
                 self._validate_service(key, obj.get("spec") or {})
+            elif obj["kind"] == ROUTE_RULE_KIND:
+                parse_route_rule(obj, lambda service, namespace, labels: self._labels_known(
+                    service, namespace, labels, objects))
+
+    def _labels_known(self, service: str, namespace: str, wanted: dict[str, str], batch: list[Obj]) -> bool:
+        """Whether some pod (or pod template) of the service carries the labels a route names."""
+        svc = next((o for o in batch if key_of(o) == ObjectKey("Service", namespace, service)), None)
+        svc = svc or self.store.get(ObjectKey("Service", namespace, service))
+        selector = ((svc or {}).get("spec") or {}).get("selector") or {}
+        if not selector:
+            return False
+        candidates = [labels_of(p) for p in self.store.objects("Pod", namespace)]
+        for workload in self.store.objects("Deployment", namespace) + [o for o in batch if o["kind"] == "Deployment"]:
+            candidates.append(((workload.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels")
+                              or {})
+        return any(selector_matches(selector, labels) and all(labels.get(k) == v for k, v in wanted.items())
+                   for labels in candidates)
 
     @staticmethod
     def _validate_pod_spec(key: ObjectKey, spec: Any) -> None:
@@ -216,6 +235,9 @@ class ApiServer:
     def record_proxy_status(self, report: Obj) -> Obj:
         entry = {"pod": str(report["pod"]), "namespace": str(report["namespace"]),
                  "version": str(report["version"]), "reportedAt": now()}
+        if report.get("rejectedVersion"):
+            entry["rejectedVersion"] = str(report["rejectedVersion"])
+            entry["rejection"] = str(report.get("rejection", ""))
         self.proxy_versions[(entry["namespace"], entry["pod"])] = entry
         return entry
 
@@ -250,7 +272,7 @@ class ApiServer:
 def _config_only(obj: Obj) -> Obj:
     """An object without the fields that change when its configuration does not."""
     meta = obj["metadata"]
-    return {"kind": obj["kind"], "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations")
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations")
                                               if k in meta},
             "spec": obj.get("spec", {})}
 

@@ -56,6 +56,8 @@ def resolve(container: Obj) -> Program | None:
         return Program(_module("agent", *args), ports + extra)
     if repo == "pilot":
         return Program(_module("pilot", *args), ports)
+    if repo == "httpbin":
+        return Program(_module("httpbin", "--port", str(ports[0] if ports else 8000)), ports)
     if repo == "sidecar_initializer":
         return Program(_module("initializer", *args), ports)
     match = BOOKINFO_IMAGE.match(repo)
@@ -67,6 +69,6 @@ def resolve(container: Obj) -> Program | None:
 
 
 KNOWN_IMAGES = (
-    "*/proxy_init, */proxy_debug, */pilot, */sidecar_initializer, "
+    "*/proxy_init, */proxy_debug, */pilot, */sidecar_initializer, */httpbin, "
     "*/examples-bookinfo-{productpage,details,reviews,ratings}-vN"
 )

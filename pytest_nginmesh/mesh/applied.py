@@ -1,0 +1,39 @@
+"""Objects a test applies for itself and removes again, waiting for the data plane both times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..cluster.base import Cluster
+from ..kube import Obj, key_of, read_manifest_file
+from .manifests import FIXTURES
+
+
+class AppliedObjects:
+    """Apply route rules (or any objects) for one test; ``remove_all`` deletes them in reverse order."""
+
+    def __init__(self, cluster: Cluster, convergence_timeout: float) -> None:
+        self.cluster = cluster
+        self.timeout = convergence_timeout
+        self.applied: list[Obj] = []
+
+    def apply(self, *sources: str | Path | Obj) -> list[Obj]:
+        """Apply fixture files (relative to ``fixtures/``), paths or objects; return once proxies have them."""
+        objects: list[Obj] = []
+        for source in sources:
+            if isinstance(source, dict):
+                objects.append(source)
+            else:
+                path = Path(source)
+                objects += read_manifest_file(str(path if path.is_absolute() else FIXTURES / path))
+        self.cluster.apply(objects)
+        self.applied += objects
+        self.cluster.wait_converged(self.timeout)
+        return objects
+
+    def remove_all(self) -> None:
+        unique = {key_of(o): o for o in self.applied}
+        if unique:
+            self.cluster.delete(list(reversed(unique.values())))
+            self.applied.clear()
+            self.cluster.wait_converged(self.timeout)

@@ -1,0 +1,201 @@
+"""Render route rules into NGINX: rule selection by headers, weighted splits, faults, retries, timeouts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ManifestError
+from .routerules import DEFAULT_TIMEOUT, HeaderMatch, RouteRule, parse_route_rule
+
+DELAY_PORT = 15009
+UNAVAILABLE_PORT = 15008
+UNAVAILABLE = "nginmesh_unavailable"
+CONNECT_TIMEOUT = "10s"
+RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
+SEEDED_DEFECTS = frozenset({"skew-weights", "ignore-headers", "invert-precedence", "drop-timeout"})
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The proxy as route rules see it: its source name (service cluster) and pod labels."""
+
+    service_cluster: str
+    labels: tuple[tuple[str, str], ...]
+    # Deliberate misbehaviour for the project's own seeded-defect tests (NGINMESH_AGENT_DEFECTS); empty in use.
+    defects: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Target:
+    """One service port as the proxy routes to it; ``key`` names its upstream and internal location."""
+
+    key: str
+    namespace: str
+    service: str
+    port: int
+    instances: tuple[tuple[str, int, tuple[tuple[str, str], ...]], ...]  # ip, port, labels
+
+
+def quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def header_variable(name: str) -> str:
+    special = {"uri": "$request_uri", "scheme": "$scheme", "method": "$request_method", "authority": "$http_host"}
+    return special.get(name, "$http_" + name.lower().replace("-", "_"))
+
+
+def header_regex(match: HeaderMatch) -> str:
+    if match.name != "uri":
+        return match.pattern()
+    query = r"(\?.*)?$"  # $request_uri carries the query string; uri conditions look at the path
+    if match.kind == "prefix":
+        return match.pattern()
+    return match.pattern()[:-1] + query
+
+
+def applicable_rules(rules: list[RouteRule], target: Target, identity: Identity) -> list[RouteRule]:
+    """The rules for this destination that this proxy applies, strongest first."""
+    own = dict(identity.labels)
+    chosen = [r for r in rules
+              if r.destination == target.service and r.destination_namespace == target.namespace
+              and (r.source_name is None or r.source_name == identity.service_cluster)
+              and all(own.get(k) == v for k, v in r.source_labels)]
+    descending = "invert-precedence" not in identity.defects
+    return sorted(chosen, key=lambda r: (-r.precedence if descending else r.precedence, r.name))
+
+
+def parse_rules(objects: list[dict[str, object]]) -> list[RouteRule]:
+    rules = []
+    for obj in objects:
+        try:
+            rules.append(parse_route_rule(obj))
+        except ManifestError:
+            continue  # refused at apply, so it cannot be here; skipping keeps a proxy serving if it is
+    return rules
+
+
+class RouteRenderer:
+    """Collects the http-level blocks (maps, split_clients, upstreams) and the server-level locations."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self.http: list[str] = []
+        self.locations: list[str] = []
+
+    def upstream(self, name: str, servers: list[tuple[str, int]], copies: int = 1) -> None:
+        lines = [f"    server {ip}:{port} max_fails=0;" for ip, port in servers for _ in range(copies)]
+        self.http += [f"  upstream {name} {{", *lines, "  }"]
+
+    def service(self, target: Target, rules: list[RouteRule]) -> None:
+        """The internal location for one service port: straight to its upstream, or through its rules."""
+        base = f"/.nginmesh/{target.key}"
+        if not rules:
+            self.locations += [f"    location = {base} {{", "      internal;",
+                               f"      proxy_pass http://{target.key}$request_uri;", "    }"]
+            return
+        selector = f"$nginmesh_rule_{target.key}"
+        self._selection(target, rules, selector)
+        self.locations += [f"    location = {base} {{", "      internal;",
+                           f"      rewrite ^ {base}/{selector} last;", "    }",
+                           f"    location = {base}/default {{", "      internal;",
+                           f"      proxy_pass http://{target.key}$request_uri;", "    }"]
+        for index, rule in enumerate(rules):
+            self._rule(target, rule, f"r{index}", base)
+
+    def _selection(self, target: Target, rules: list[RouteRule], selector: str) -> None:
+        flags = []
+        for index, rule in enumerate(rules):
+            headers = () if "ignore-headers" in self.identity.defects else rule.headers
+            if not headers:
+                flags.append("1")
+                continue
+            parts = []
+            for number, header in enumerate(headers):
+                variable = f"$nginmesh_m_{target.key}_r{index}_{number}"
+                self.http += [f"  map {header_variable(header.name)} {variable} {{",
+                              f"    {quote('~' + header_regex(header))} 1;", '    default "";', "  }"]
+                parts.append(variable)
+            combined = f"$nginmesh_m_{target.key}_r{index}"
+            self.http += [f"  map {quote(''.join(parts))} {combined} {{", f'    "{"1" * len(parts)}" 1;',
+                          '    default "";', "  }"]
+            flags.append(combined)
+        self.http.append(f"  map {quote(':'.join(flags))} {selector} {{")
+        for index in range(len(rules)):
+            self.http.append(f"    {quote('~^' + '[^:]*:' * index + '1')} r{index};")
+        self.http += ["    default default;", "  }"]
+
+    def _rule(self, target: Target, rule: RouteRule, rule_id: str, base: str) -> None:
+        name = f"{target.key}_{rule_id}"
+        body = ["      internal;"]
+        if rule.abort is not None:
+            self.http += [f'  split_clients "${{request_id}}abort" $nginmesh_abort_{name} {{',
+                          f"    {rule.abort.percent:g}% 1;", '    * "";', "  }"]
+            body.append(f"      if ($nginmesh_abort_{name}) {{ return {rule.abort.status}; }}")
+        if rule.redirect_uri is not None or rule.redirect_authority is not None:
+            authority = rule.redirect_authority or "$http_host"
+            body.append(f"      return 302 {quote('http://' + authority + (rule.redirect_uri or '$uri'))};")
+            self.locations += [f"    location = {base}/{rule_id} {{", *body, "    }"]
+            return
+        if rule.delay is not None and rule.delay.delay is not None:
+            milliseconds = int(rule.delay.delay * 1000)
+            self.http += [f'  split_clients "${{request_id}}delay" $nginmesh_delay_{name} {{',
+                          f"    {rule.delay.percent:g}% {milliseconds};", "    * 0;", "  }"]
+            body.append(f"      auth_request /.nginmesh/delay/{name};")
+            self.locations += [f"    location = /.nginmesh/delay/{name} {{", "      internal;",
+                               "      proxy_pass_request_body off;", '      proxy_set_header Content-Length "";',
+                               "      proxy_read_timeout 3600s;",
+                               f"      proxy_pass http://127.0.0.1:{DELAY_PORT}/delay/$nginmesh_delay_{name};",
+                               "    }"]
+        timeout = None if "drop-timeout" in self.identity.defects else rule.timeout
+        per_try = rule.retry_per_try_timeout or timeout or DEFAULT_TIMEOUT
+        body.append(f"      proxy_read_timeout {per_try:g}s;")
+        body.append(f"      proxy_send_timeout {per_try:g}s;")
+        copies = 1
+        if rule.retry_attempts:
+            copies = rule.retry_attempts + 1
+            body += [f"      proxy_next_upstream {RETRY_ON};", f"      proxy_next_upstream_tries {copies};"]
+            if timeout is not None:
+                body.append(f"      proxy_next_upstream_timeout {timeout:g}s;")
+        if rule.rewrite_authority:
+            body += [f"      proxy_set_header Host {quote(rule.rewrite_authority)};",
+                     '      proxy_set_header Connection "";',
+                     "      proxy_set_header x-request-id $nginmesh_request_id;"]
+        uri = "$request_uri"
+        if rule.rewrite_uri is not None:
+            uri = f"$nginmesh_uri_{name}"
+            match = rule.uri_match
+            prefix = match.value if match is not None and match.kind in ("prefix", "exact") else "/"
+            body += [f"      set {uri} $request_uri;",
+                     f"      if ($request_uri ~ {quote('^' + _pcre_literal(prefix) + '(.*)$')}) "
+                     f"{{ set {uri} {quote(rule.rewrite_uri + '$1')}; }}"]
+        body.append(f"      proxy_pass http://{self._split(target, rule, name, copies)}{uri};")
+        self.locations += [f"    location = {base}/{rule_id} {{", *body, "    }"]
+
+    def _split(self, target: Target, rule: RouteRule, name: str, copies: int) -> str:
+        """The upstream (or split_clients variable naming one) for the rule's weighted routes."""
+        routes = [(dict(r.labels), r.weight) for r in rule.routes] or [({}, 100)]
+        if "skew-weights" in self.identity.defects and len(routes) >= 2:
+            routes[0] = (routes[0][0], min(100, routes[0][1] + 20))
+            routes[-1] = (routes[-1][0], max(0, routes[-1][1] - 20))
+        groups = []
+        for index, (labels, weight) in enumerate(routes):
+            servers = [(ip, port) for ip, port, have in target.instances
+                       if all(dict(have).get(k) == v for k, v in labels.items())]
+            group = f"{name}_{index}"
+            if servers:
+                self.upstream(group, servers, copies)
+            groups.append((group if servers else UNAVAILABLE, weight))
+        live = [(group, weight) for group, weight in groups if weight > 0]
+        if len(live) == 1:
+            return live[0][0]
+        variable = f"$nginmesh_route_{name}"
+        self.http.append(f'  split_clients "${{request_id}}route" {variable} {{')
+        self.http += [f"    {weight}% {group};" for group, weight in live[:-1]]
+        self.http += [f"    * {live[-1][0]};", "  }"]
+        return variable
+
+
+def _pcre_literal(text: str) -> str:
+    return "".join("\\" + c if c in r".^$*+?()[]{}|\/" else c for c in text)
+

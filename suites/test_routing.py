@@ -1,0 +1,220 @@
+"""Route rules: versions, weights, matches, precedence, redirects, rewrites, retries, timeouts and faults.
+
+Every test applies its rules, waits until every proxy runs them, measures, and removes them again
+(waiting again), so test order never matters. Weighted routes are judged by a sequential test with a
+stated false-failure rate and power (pytest_nginmesh.checks.routing), never by a fixed tolerance.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from pytest_nginmesh.bookinfo import RATINGS_UNAVAILABLE, REVIEWS_UNAVAILABLE, reviews_sampler, reviews_version
+from pytest_nginmesh.checks.routing import check_weights
+from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.kube import Obj
+from pytest_nginmesh.mesh.applied import AppliedObjects
+from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
+from pytest_nginmesh.settings import Settings
+from pytest_nginmesh.traffic import marker_count, new_marker, request_with_python
+
+JASON = "user=jason"
+ALL_V1 = "routes/route-rule-all-v1.yaml"
+TEST_V2 = "routes/route-rule-reviews-test-v2.yaml"
+
+
+def rule(name: str, destination: str, **spec: object) -> Obj:
+    return {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
+            "metadata": {"name": name, "namespace": BOOKINFO_NAMESPACE},
+            "spec": {"destination": {"name": destination}, **spec}}
+
+
+@pytest.fixture
+def session() -> Iterator[requests.Session]:
+    with requests.Session() as s:
+        yield s
+
+
+@pytest.fixture
+def productpage(mesh_cluster: Cluster) -> str:
+    return mesh_cluster.ingress_url() + "/productpage"
+
+
+def assert_weights(session: requests.Session, url: str, expected: dict[str, float], cookie: str = "") -> None:
+    verdict = check_weights(reviews_sampler(session, url, cookie), expected)
+    assert verdict.passed, str(verdict)
+
+
+@pytest.mark.nginmesh_feature("routing-default")
+def test_without_rules_every_version_answers_about_evenly(session: requests.Session, productpage: str) -> None:
+    assert_weights(session, productpage, {"v1": 1, "v2": 1, "v3": 1})
+
+
+@pytest.mark.nginmesh_feature("routing-version")
+def test_all_v1(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply(ALL_V1)
+    assert_weights(session, productpage, {"v1": 100})
+
+
+@pytest.mark.nginmesh_feature("routing-version")
+def test_reviews_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply("routes/route-rule-reviews-v3.yaml")
+    assert_weights(session, productpage, {"v3": 100})
+
+
+@pytest.mark.nginmesh_feature("routing-weighted")
+def test_reviews_50_v1_50_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply("routes/route-rule-reviews-50-v3.yaml")
+    assert_weights(session, productpage, {"v1": 50, "v3": 50})
+
+
+@pytest.mark.nginmesh_feature("routing-weighted")
+def test_reviews_75_v1_25_v2(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply("routes/route-rule-reviews-75-v1-25-v2.yaml")
+    assert_weights(session, productpage, {"v1": 75, "v2": 25})
+
+
+@pytest.mark.nginmesh_feature("routing-weighted")
+def test_reviews_50_v2_50_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply("routes/route-rule-reviews-v2-v3.yaml")
+    assert_weights(session, productpage, {"v2": 50, "v3": 50})
+
+
+@pytest.mark.nginmesh_feature("routing-header-match")
+def test_cookie_user_jason_goes_to_v2_and_nobody_else(mesh_rules: AppliedObjects, session: requests.Session,
+                                                     productpage: str) -> None:
+    mesh_rules.apply(ALL_V1, TEST_V2)
+    assert_weights(session, productpage, {"v2": 100}, cookie=JASON)
+    assert_weights(session, productpage, {"v2": 100}, cookie="theme=dark; user=jason")
+    assert_weights(session, productpage, {"v1": 100})
+    assert_weights(session, productpage, {"v1": 100}, cookie="user=jasonx")
+
+
+@pytest.mark.nginmesh_feature("routing-precedence")
+def test_the_rule_with_the_higher_precedence_wins(mesh_rules: AppliedObjects, session: requests.Session,
+                                                 productpage: str) -> None:
+    mesh_rules.apply(rule("reviews-strong", "reviews", precedence=5, route=[{"labels": {"version": "v1"}}]),
+                     rule("reviews-weak", "reviews", precedence=1, route=[{"labels": {"version": "v3"}}]))
+    assert_weights(session, productpage, {"v1": 100})
+
+
+@pytest.mark.nginmesh_feature("routing-redirect")
+def test_redirect(mesh_rules: AppliedObjects, session: requests.Session, mesh_cluster: Cluster) -> None:
+    mesh_rules.apply(rule("productpage-redirect", "productpage", precedence=5,
+                          match={"request": {"headers": {"uri": {"exact": "/api/v1/products"}}}},
+                          redirect={"uri": "/productpage"}))
+    ingress = mesh_cluster.ingress_url()
+    response = session.get(ingress + "/api/v1/products", allow_redirects=False, timeout=10)
+    assert response.status_code in (301, 302), response.text[:200]
+    assert response.headers["Location"].endswith("/productpage")
+    assert session.get(ingress + "/productpage", allow_redirects=False, timeout=10).status_code == 200
+
+
+@pytest.mark.nginmesh_feature("routing-rewrite")
+def test_rewrite(mesh_rules: AppliedObjects, session: requests.Session, mesh_cluster: Cluster) -> None:
+    ingress = mesh_cluster.ingress_url()
+    assert session.get(ingress + "/api/v1/products", timeout=10).headers["Content-Type"].startswith(
+        "application/json")
+    mesh_rules.apply(rule("productpage-rewrite", "productpage", precedence=5,
+                          match={"request": {"headers": {"uri": {"prefix": "/api/v1/products"}}}},
+                          rewrite={"uri": "/productpage"}))
+    response = session.get(ingress + "/api/v1/products", timeout=10)
+    assert response.status_code == 200
+    assert "Simple Bookstore App" in response.text, "the rewritten request should reach /productpage"
+
+
+@pytest.fixture(scope="module")
+def httpbin(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[str]:
+    """Istio's httpbin sample in the Bookinfo namespace, for the retry and timeout tests."""
+    applied = AppliedObjects(mesh_cluster, nginmesh_settings.timeouts.convergence)
+    applied.apply("httpbin/httpbin.yaml")
+    mesh_cluster.wait_pods_ready(BOOKINFO_NAMESPACE, nginmesh_settings.timeouts.pod_ready, {"app": "httpbin"})
+    mesh_cluster.wait_converged(nginmesh_settings.timeouts.convergence)
+    try:
+        yield next(p["metadata"]["name"] for p in mesh_cluster.pods(BOOKINFO_NAMESPACE, {"app": "httpbin"}))
+    finally:
+        applied.remove_all()
+        mesh_cluster.wait_pods_gone(BOOKINFO_NAMESPACE, nginmesh_settings.timeouts.pod_ready, {"app": "httpbin"})
+
+
+def productpage_pod(cluster: Cluster) -> str:
+    return str(cluster.pods(BOOKINFO_NAMESPACE, {"app": "productpage"})[0]["metadata"]["name"])
+
+
+def timed_request(cluster: Cluster, url: str, cookie: str = "") -> tuple[int, float, str]:
+    """GET from the productpage container (through its sidecar): status, seconds taken, marker."""
+    marker = new_marker()
+    started = time.monotonic()
+    status = request_with_python(cluster, BOOKINFO_NAMESPACE, productpage_pod(cluster), "productpage", url, marker,
+                                 cookie)
+    return status, time.monotonic() - started, marker
+
+
+@pytest.mark.nginmesh_feature("routing-retries")
+def test_retries(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str) -> None:
+    url = "http://httpbin:8000/status/503"
+    status, _, marker = timed_request(mesh_cluster, url)
+    assert status == 503
+    assert marker_count(mesh_cluster, BOOKINFO_NAMESPACE, httpbin, "httpbin", marker) == 1, "no retries without a rule"
+    mesh_rules.apply(rule("httpbin-retry", "httpbin",
+                          httpReqRetries={"simpleRetry": {"attempts": 2, "perTryTimeout": "5s"}}))
+    status, _, marker = timed_request(mesh_cluster, url)
+    assert status == 503
+    assert marker_count(mesh_cluster, BOOKINFO_NAMESPACE, httpbin, "httpbin", marker) == 3, "1 try + 2 retries"
+
+
+@pytest.mark.nginmesh_feature("routing-request-timeout")
+def test_request_timeout(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str) -> None:
+    url = "http://httpbin:8000/delay/3"
+    status, seconds, _ = timed_request(mesh_cluster, url)
+    assert status == 200 and seconds >= 3, f"without a rule: HTTP {status} after {seconds:.1f}s"
+    mesh_rules.apply(rule("httpbin-timeout", "httpbin", httpReqTimeout={"simpleTimeout": {"timeout": "1s"}}))
+    status, seconds, _ = timed_request(mesh_cluster, url)
+    assert status == 504, f"a 1s timeout on a 3s request should answer 504, not {status}"
+    assert 0.9 <= seconds < 2.5, f"the 1s timeout took {seconds:.2f}s"
+
+
+@pytest.mark.nginmesh_feature("fault-abort")
+def test_fault_abort_for_jason_shows_on_the_page(mesh_rules: AppliedObjects, mesh_cluster: Cluster,
+                                                 session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply(ALL_V1, TEST_V2, "routes/route-rule-ratings-test-abort.yaml")
+    status, _, _ = timed_request(mesh_cluster, "http://ratings:9080/ratings/0", cookie=JASON)
+    assert status == 500, "the abort's httpStatus"
+    page = session.get(productpage, headers={"Cookie": JASON}, timeout=10)
+    # jason reaches reviews v2, whose call to ratings is aborted: the stars give way to the error.
+    assert page.status_code == 200 and RATINGS_UNAVAILABLE in page.text
+    anonymous = session.get(productpage, timeout=10)
+    assert RATINGS_UNAVAILABLE not in anonymous.text
+
+
+@pytest.mark.nginmesh_feature("fault-abort")
+def test_fault_abort_percent(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+    mesh_rules.apply("routes/route-rule-reviews-v3.yaml",
+                     rule("ratings-abort-half", "ratings", precedence=3, route=[{"labels": {"version": "v1"}}],
+                          httpFault={"abort": {"percent": 50, "httpStatus": 503}}))
+
+    def sample() -> str:
+        page = session.get(productpage, timeout=10)
+        return "aborted" if RATINGS_UNAVAILABLE in page.text else reviews_version(page.text)
+
+    verdict = check_weights(sample, {"aborted": 50, "v3": 50})
+    assert verdict.passed, str(verdict)
+
+
+@pytest.mark.nginmesh_feature("fault-delay")
+def test_fault_delay_for_jason_hits_the_productpage_timeouts(mesh_rules: AppliedObjects, session: requests.Session,
+                                                             productpage: str) -> None:
+    mesh_rules.apply(ALL_V1, TEST_V2, "routes/route-rule-ratings-test-delay.yaml")
+    started = time.monotonic()
+    page = session.get(productpage, headers={"Cookie": JASON}, timeout=30)
+    seconds = time.monotonic() - started
+    # productpage gives reviews 3 s and one retry; reviews v2 would wait 10 s for the delayed ratings.
+    assert REVIEWS_UNAVAILABLE in page.text, f"after {seconds:.1f}s the page shows reviews"
+    assert 5.5 <= seconds <= 8.5, f"the page took {seconds:.1f}s, expected about 6s (2 x 3s timeouts)"
+    started = time.monotonic()
+    anonymous = session.get(productpage, timeout=30)
+    assert time.monotonic() - started < 2 and reviews_version(anonymous.text) == "v1"
