@@ -15,11 +15,11 @@ from .cluster.base import Cluster
 from .cluster.local import lifecycle
 from .cluster.local.adapter import LocalCluster
 from .errors import NginmeshError
-from .mesh.install import install_mesh
-from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
-from .mesh.applied import AppliedObjects
 from .features import ALL as ALL_FEATURES
 from .features import parse_feature_list
+from .mesh.applied import AppliedObjects
+from .mesh.install import install_mesh
+from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
 from .settings import AVAILABLE_CLUSTER_KINDS, CLUSTER_KINDS, Settings, parse_bool, settings_from_env
 
 settings_key = pytest.StashKey[Settings]()

@@ -19,7 +19,6 @@ from ..mesh.routerules import parse_duration
 from ._common import get_json, post_json, stop_event, volume_path
 
 
-
 def seeded_defects() -> frozenset[str]:
     """Defects the project's own tests seed into a sidecar through NGINMESH_AGENT_DEFECTS."""
     names = frozenset(d.strip() for d in os.environ.get("NGINMESH_AGENT_DEFECTS", "").split(",") if d.strip())

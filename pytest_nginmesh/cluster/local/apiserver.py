@@ -272,9 +272,8 @@ class ApiServer:
 def _config_only(obj: Obj) -> Obj:
     """An object without the fields that change when its configuration does not."""
     meta = obj["metadata"]
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": {k: meta[k] for k in ("name", "namespace", "labels", "annotations")
-                                              if k in meta},
-            "spec": obj.get("spec", {})}
+    kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
+    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept, "spec": obj.get("spec", {})}
 
 
 class Handler(BaseHTTPRequestHandler):
