@@ -20,7 +20,15 @@ from .features import parse_feature_list
 from .mesh.applied import AppliedObjects
 from .mesh.install import install_mesh
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
-from .settings import AVAILABLE_CLUSTER_KINDS, CLUSTER_KINDS, Settings, parse_bool, settings_from_env
+from .settings import (
+    AVAILABLE_CLUSTER_KINDS,
+    CLUSTER_KINDS,
+    Settings,
+    Timeouts,
+    parse_bool,
+    parse_timeout_overrides,
+    settings_from_env,
+)
 
 settings_key = pytest.StashKey[Settings]()
 previous_sigterm_key = pytest.StashKey[object]()
@@ -40,6 +48,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     default=None, help="Features the implementation supports (default: the profile's claims).")
     group.addoption("--nginmesh-exempt-features", dest="nginmesh_exempt_features", metavar="F,…", default=None,
                     help="Features not to test (skipped, and counted as skipped).")
+    group.addoption("--nginmesh-timeout", dest="nginmesh_timeout", metavar="NAME=SECONDS", action="append",
+                    default=[], help="Override one timeout, e.g. pod_ready=120 (repeatable).")
+    parser.addini("nginmesh_timeouts", "Timeout overrides, NAME=SECONDS each.", type="args", default=[])
     parser.addini("nginmesh_profile", "Mesh profile to judge against.", default="")
     parser.addini("nginmesh_supported_features", "Features the implementation supports.", default="")
     parser.addini("nginmesh_exempt_features", "Features not to test.", default="")
@@ -59,6 +70,11 @@ def build_settings(config: pytest.Config) -> Settings:
         if option is not None:
             overrides[field] = option if isinstance(option, bool) else convert(f"--nginmesh-{field.replace('_', '-')}",
                                                                                field, option)
+    timeouts = overrides.get("timeouts")
+    timeouts = parse_timeout_overrides(config.getini("nginmesh_timeouts"), "nginmesh_timeouts",
+                                       timeouts if isinstance(timeouts, Timeouts) else None)
+    overrides["timeouts"] = parse_timeout_overrides(config.getoption("nginmesh_timeout"), "--nginmesh-timeout",
+                                                    timeouts)
     settings = Settings().with_overrides(overrides)
     if settings.cluster not in AVAILABLE_CLUSTER_KINDS:
         raise NginmeshError(f"--nginmesh-cluster={settings.cluster} is not available yet: "

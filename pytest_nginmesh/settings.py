@@ -145,3 +145,17 @@ def parse_seconds(name: str, raw: str) -> float:
     if not 0 < value <= 3600:
         raise UsageError(f"bad value {raw!r} for {name}: give seconds between 0 and 3600")
     return value
+
+
+def parse_timeout_overrides(items: list[str], where: str, base: Timeouts | None = None) -> Timeouts:
+    """``NAME=SECONDS`` items (e.g. ``pod_ready=120``) applied over the given timeouts."""
+    known = {f.name for f in fields(Timeouts)}
+    values: dict[str, float] = {}
+    for item in items:
+        name, sep, raw = item.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in known:
+            raise UsageError(f"{where}: bad timeout {item!r}: "
+                             f"give NAME=SECONDS with NAME one of {', '.join(sorted(known))}")
+        values[name] = parse_seconds(f"{where} {name}", raw.strip())
+    return replace(base or Timeouts(), **values)

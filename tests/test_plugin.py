@@ -62,3 +62,62 @@ def test_bad_ini_boolean_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad value 'maybe' for nginmesh_keep_cluster: use true or false*"])
+
+
+def test_timeouts_from_ini_and_options(pytester: pytest.Pytester) -> None:
+    pytester.makeini("""
+        [pytest]
+        nginmesh_timeouts = pod_ready=120 convergence=45
+    """)
+    pytester.makepyfile("""
+        def test_timeouts(nginmesh_settings):
+            assert nginmesh_settings.timeouts.pod_ready == 120
+            assert nginmesh_settings.timeouts.convergence == 7
+    """)
+    pytester.runpytest("--nginmesh-timeout", "convergence=7").assert_outcomes(passed=1)
+
+
+def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--nginmesh-timeout", "forever=1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*bad timeout 'forever=1': give NAME=SECONDS with NAME one of*"])
+
+
+def test_features_not_claimed_are_skipped_with_the_reason(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.nginmesh_feature("fault-delay")
+        def test_delay():
+            pass
+
+        @pytest.mark.nginmesh_feature("routing-weighted")
+        def test_weights():
+            pass
+
+        @pytest.mark.nginmesh_feature("routing-retries")
+        def test_retries():
+            pass
+    """)
+    result = pytester.runpytest("-rs", "--nginmesh-profile=nginmesh-0.2.12",
+                                "--nginmesh-exempt-features=routing-retries")
+    result.assert_outcomes(passed=1, skipped=2)
+    result.stdout.fnmatch_lines(["*feature fault-delay not claimed by profile nginmesh-0.2.12*",
+                                 "*feature routing-retries exempted (--nginmesh-exempt-features)*"])
+    pytester.runpytest("--nginmesh-supported-features=fault-delay").assert_outcomes(passed=1, skipped=2)
+
+
+def test_unknown_feature_in_a_marker_or_option_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.nginmesh_feature("routing-teleport")
+        def test_teleport():
+            pass
+    """)
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown feature(s) routing-teleport*"])
+    result = pytester.runpytest("--nginmesh-exempt-features=nope")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--nginmesh-exempt-features: unknown feature(s) nope; known:*"])
