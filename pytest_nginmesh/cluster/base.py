@@ -44,6 +44,21 @@ def wait_for(what: str, probe: Callable[[], tuple[T | None, str]], timeout: floa
         time.sleep(interval)
 
 
+def wait_consistent(what: str, observe: Callable[[], T], expected: Callable[[T], bool], timeout: float,
+                    needed: int = 3, interval: float = 0.1) -> T:
+    """Convergence where proxies publish no config version: ``needed`` consecutive observations that show
+    the expected behaviour, within ``timeout`` (the Gateway API conformance suite's rule, bounded)."""
+    streak = 0
+
+    def probe() -> tuple[T | None, str]:
+        nonlocal streak
+        value = observe()
+        streak = streak + 1 if expected(value) else 0
+        return (value, "") if streak >= needed else (None, f"{streak}/{needed} consistent; last {value!r}")
+
+    return wait_for(what, probe, timeout, interval)
+
+
 def pod_is_ready(pod: Obj) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
