@@ -8,7 +8,7 @@ import requests
 
 from ..cluster.base import Cluster, wait_for
 from ..settings import Timeouts
-from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE, load_fixture
+from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE, CONTROL_PLANE_PODS, load_fixture
 
 Progress = Callable[[str], None]
 
@@ -17,7 +17,7 @@ def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lamb
     """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress."""
     progress("installing the Istio control plane and the Nginmesh injector")
     cluster.apply(load_fixture(CONTROL_PLANE))
-    cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=3)
+    cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     progress("deploying Bookinfo")
     cluster.apply(load_fixture(BOOKINFO))
     cluster.wait_pods_ready("default", timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))

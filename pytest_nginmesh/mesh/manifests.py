@@ -8,6 +8,7 @@ from ..kube import Obj, read_manifest_file
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CONTROL_PLANE = "istio/istio-0.2.12.yaml"
+CONTROL_PLANE_PODS = 4  # pilot, mixer, ingress, initializer
 BOOKINFO = "bookinfo/bookinfo.yaml"
 BOOKINFO_NAMESPACE = "default"
 CONTROL_PLANE_NAMESPACE = "istio-system"

@@ -16,6 +16,10 @@ from .nginx_routes import (
     Target,
     applicable_rules,
     parse_rules,
+    proxy_headers,
+    report_format,
+    report_log,
+    service_fqdn,
 )
 from .routerules import DEFAULT_TIMEOUT
 
@@ -36,10 +40,12 @@ class Proxy:
     run_as_root: bool = False
     service_cluster: str = "istio-proxy"
     defects: frozenset[str] = frozenset()
+    report_to: str | None = None
 
 
 def upstream_name(namespace: str, service: str, port: int) -> str:
-    return f"svc_{namespace}_{service}_{port}".replace("-", "_").replace(".", "_")
+    # '_' never occurs in Kubernetes names, so '__' keeps namespace, name and port apart after '-' → '_'.
+    return "__".join(("svc", namespace, service, str(port))).replace("-", "_").replace(".", "_")
 
 
 def host_pattern(service: str, namespace: str, port: int, local: bool, only_port: bool) -> str:
@@ -57,7 +63,8 @@ def host_pattern(service: str, namespace: str, port: int, local: bool, only_port
 
 def render(snapshot: Snapshot, proxy: Proxy) -> str:
     d = proxy.directory
-    identity = Identity(proxy.service_cluster, own_labels(snapshot, proxy), proxy.defects)
+    identity = Identity(proxy.service_cluster, own_labels(snapshot, proxy), proxy.defects,
+                        own_service(snapshot, proxy), proxy.report_to)
     routes = RouteRenderer(identity)
     targets = list(_targets(snapshot))
     rules = parse_rules(snapshot.get("routeRules", []))
@@ -84,13 +91,15 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
         "$body_bytes_sent $request_time host=$http_host upstream=$upstream_addr rid=$nginmesh_request_id';",
         "  access_log /dev/stdout nginmesh;",
         "  proxy_http_version 1.1;",
-        '  proxy_set_header Connection "";',
-        "  proxy_set_header Host $http_host;",
-        "  proxy_set_header x-request-id $nginmesh_request_id;",
+        *("  " + line for line in proxy_headers(identity)),
         f"  proxy_connect_timeout {CONNECT_TIMEOUT};",
         f"  proxy_read_timeout {DEFAULT_TIMEOUT:g}s;",
         "  proxy_next_upstream off;",
         "  map $http_x_request_id $nginmesh_request_id { \"\" $request_id; default $http_x_request_id; }",
+        "  map $http_x_nginmesh_source_service $nginmesh_source_service "
+        "{ \"\" unknown; default $http_x_nginmesh_source_service; }",
+        "  map $http_x_nginmesh_source_version $nginmesh_source_version "
+        "{ \"\" unknown; default $http_x_nginmesh_source_version; }",
         f"  upstream {UNAVAILABLE} {{ server 127.0.0.1:{UNAVAILABLE_PORT}; }}",
         "  server {",
         f"    listen 127.0.0.1:{UNAVAILABLE_PORT};",
@@ -102,7 +111,7 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
     if proxy.mode == "ingress":
         lines += _ingress_server(snapshot, proxy, routes.locations)
     else:
-        lines += _inbound_server(snapshot, proxy)
+        lines += _inbound_server(snapshot, proxy, identity)
         lines += _outbound_server(snapshot, proxy, routes.locations)
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -133,17 +142,30 @@ def _has_instances(service: Snapshot) -> bool:
     return bool(service["instances"])
 
 
-def _inbound_server(snapshot: Snapshot, proxy: Proxy) -> list[str]:
+def own_service(snapshot: Snapshot, proxy: Proxy) -> str:
+    """The FQDN of the first service (in the proxy's namespace) this pod serves, as Mixer names it."""
+    for service in snapshot.get("services", []):
+        if service["namespace"] == proxy.namespace and any(i["pod"] == proxy.pod_name for i in service["instances"]):
+            return service_fqdn(service["name"], service["namespace"])
+    return "unknown"
+
+
+def _inbound_server(snapshot: Snapshot, proxy: Proxy, identity: Identity) -> list[str]:
     app_port = None
     for service in snapshot.get("services", []):
         for instance in service["instances"]:
             if instance["pod"] == proxy.pod_name and service["namespace"] == proxy.namespace:
                 app_port = app_port or next(iter(instance["ports"].values()), None)
     target = f"proxy_pass http://127.0.0.1:{app_port};" if app_port else 'return 503 "no inbound service\\n";'
+    version = identity.version + ("-wrong" if "wrong-version" in identity.defects else "")
     return [
+        # Each request is reported once, by the destination's proxy, as Nginmesh's mixer module does.
+        report_format("nginmesh_report", identity.service_fqdn, version),
         "  server {",
         f"    listen {proxy.pod_ip}:{PROXY_PORT};",
         "    set $nginmesh_direction inbound;",
+        "    access_log /dev/stdout nginmesh;",
+        *("    " + line for line in report_log(identity, "nginmesh_report")),
         f"    location / {{ {target} }}",
         "  }",
     ]

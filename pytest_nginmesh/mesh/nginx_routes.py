@@ -12,17 +12,51 @@ UNAVAILABLE_PORT = 15008
 UNAVAILABLE = "nginmesh_unavailable"
 CONNECT_TIMEOUT = "10s"
 RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
-SEEDED_DEFECTS = frozenset({"skew-weights", "ignore-headers", "invert-precedence", "drop-timeout"})
+SEEDED_DEFECTS = frozenset({"skew-weights", "ignore-headers", "invert-precedence", "drop-timeout", "no-reports",
+                            "wrong-version"})
 
 
 @dataclass(frozen=True)
 class Identity:
-    """The proxy as route rules see it: its source name (service cluster) and pod labels."""
+    """The proxy as rules and reports see it: source name, pod labels, its service, where reports go."""
 
     service_cluster: str
     labels: tuple[tuple[str, str], ...]
     # Deliberate misbehaviour for the project's own seeded-defect tests (NGINMESH_AGENT_DEFECTS); empty in use.
     defects: frozenset[str] = frozenset()
+    service_fqdn: str = "unknown"
+    report_to: str | None = None  # ip:port of the mixer's report endpoint (syslog over UDP)
+
+    @property
+    def version(self) -> str:
+        return dict(self.labels).get("version", "unknown")
+
+
+def report_format(name: str, destination_service: str, destination_version: str) -> str:
+    """A JSON log format carrying Mixer's request attributes; the source comes from the caller's headers."""
+    fields = {
+        "source_service": "$nginmesh_source_service", "source_version": "$nginmesh_source_version",
+        "destination_service": destination_service, "destination_version": destination_version,
+        "response_code": "$status", "response_duration": "$request_time", "request_size": "$request_length",
+        "response_size": "$bytes_sent", "request_id": "$nginmesh_request_id",
+    }
+    body = ",".join(f'"{k}":"{v}"' for k, v in fields.items())
+    return f"  log_format {name} escape=json '{{{body}}}';"
+
+
+def report_log(identity: Identity, format_name: str, condition: str = "") -> list[str]:
+    if identity.report_to is None or "no-reports" in identity.defects:
+        return []
+    suffix = f" if={condition}" if condition else ""
+    return [f"access_log syslog:server={identity.report_to},tag=nginmesh,nohostname {format_name}{suffix};"]
+
+
+def proxy_headers(identity: Identity, host: str = "$http_host") -> list[str]:
+    """What every proxied request carries: the Host, the request id, and who sends it (for reports)."""
+    return ['proxy_set_header Connection "";', f"proxy_set_header Host {host};",
+            "proxy_set_header x-request-id $nginmesh_request_id;",
+            f"proxy_set_header x-nginmesh-source-service {quote(identity.service_fqdn)};",
+            f"proxy_set_header x-nginmesh-source-version {quote(identity.version)};"]
 
 
 @dataclass(frozen=True)
@@ -38,6 +72,21 @@ class Target:
 
 def quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def nginx_time(seconds: float) -> str:
+    """An NGINX time: whole seconds, or whole milliseconds, since NGINX refuses fractions ('1.5s')."""
+    ms = max(1, round(seconds * 1000))
+    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
+
+
+def percent(value: float) -> str:
+    """A split_clients share: at most two decimals, as NGINX accepts."""
+    return f"{round(value, 2):g}%"
+
+
+def service_fqdn(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"
 
 
 def header_variable(name: str) -> str:
@@ -128,19 +177,24 @@ class RouteRenderer:
     def _rule(self, target: Target, rule: RouteRule, rule_id: str, base: str) -> None:
         name = f"{target.key}_{rule_id}"
         body = ["      internal;"]
-        if rule.abort is not None:
+        if rule.abort is not None and rule.abort.percent > 0:
             self.http += [f'  split_clients "${{request_id}}abort" $nginmesh_abort_{name} {{',
-                          f"    {rule.abort.percent:g}% 1;", '    * "";', "  }"]
-            body.append(f"      if ($nginmesh_abort_{name}) {{ return {rule.abort.status}; }}")
+                          f"    {percent(rule.abort.percent)} 1;", '    * "";', "  }",
+                          report_format(f"nginmesh_abort_{name}", service_fqdn(target.service, target.namespace),
+                                        "unknown")]
+            # An aborted request never reaches the destination's proxy, so this proxy reports it.
+            body += ["      access_log /dev/stdout nginmesh;",
+                     *("      " + line for line in report_log(self.identity, f"nginmesh_abort_{name}",
+                                                             f"$nginmesh_abort_{name}")),
+                     f"      if ($nginmesh_abort_{name}) {{ return {rule.abort.status}; }}"]
         if rule.redirect_uri is not None or rule.redirect_authority is not None:
             authority = rule.redirect_authority or "$http_host"
-            body.append(f"      return 302 {quote('http://' + authority + (rule.redirect_uri or '$uri'))};")
+            body.append(f"      return 302 {quote('http://' + authority + (rule.redirect_uri or '$request_uri'))};")
             self.locations += [f"    location = {base}/{rule_id} {{", *body, "    }"]
             return
-        if rule.delay is not None and rule.delay.delay is not None:
-            milliseconds = int(rule.delay.delay * 1000)
+        if rule.delay is not None and rule.delay.delay is not None and rule.delay.percent > 0:
             self.http += [f'  split_clients "${{request_id}}delay" $nginmesh_delay_{name} {{',
-                          f"    {rule.delay.percent:g}% {milliseconds};", "    * 0;", "  }"]
+                          f"    {percent(rule.delay.percent)} {round(rule.delay.delay * 1000)};", "    * 0;", "  }"]
             body.append(f"      auth_request /.nginmesh/delay/{name};")
             self.locations += [f"    location = /.nginmesh/delay/{name} {{", "      internal;",
                                "      proxy_pass_request_body off;", '      proxy_set_header Content-Length "";',
@@ -149,18 +203,16 @@ class RouteRenderer:
                                "    }"]
         timeout = None if "drop-timeout" in self.identity.defects else rule.timeout
         per_try = rule.retry_per_try_timeout or timeout or DEFAULT_TIMEOUT
-        body.append(f"      proxy_read_timeout {per_try:g}s;")
-        body.append(f"      proxy_send_timeout {per_try:g}s;")
+        body.append(f"      proxy_read_timeout {nginx_time(per_try)};")
+        body.append(f"      proxy_send_timeout {nginx_time(per_try)};")
         copies = 1
         if rule.retry_attempts:
             copies = rule.retry_attempts + 1
             body += [f"      proxy_next_upstream {RETRY_ON};", f"      proxy_next_upstream_tries {copies};"]
             if timeout is not None:
-                body.append(f"      proxy_next_upstream_timeout {timeout:g}s;")
+                body.append(f"      proxy_next_upstream_timeout {nginx_time(timeout)};")
         if rule.rewrite_authority:
-            body += [f"      proxy_set_header Host {quote(rule.rewrite_authority)};",
-                     '      proxy_set_header Connection "";',
-                     "      proxy_set_header x-request-id $nginmesh_request_id;"]
+            body += ["      " + line for line in proxy_headers(self.identity, quote(rule.rewrite_authority))]
         uri = "$request_uri"
         if rule.rewrite_uri is not None:
             uri = f"$nginmesh_uri_{name}"

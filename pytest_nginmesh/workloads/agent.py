@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -59,6 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--discoveryAddress", default="istio-pilot.istio-system:15003")
     parser.add_argument("--discoveryRefreshDelay", default="1s")
     parser.add_argument("--ingressPort", type=int, default=80)
+    parser.add_argument("--statsdUdpAddress", default="istio-mixer.istio-system:9125")
     args, _envoy_only_flags = parser.parse_known_args(argv)
     return args
 
@@ -81,6 +84,7 @@ class Agent:
             defects=seeded_defects(),
         )
         self.pilot = f"http://{args.discoveryAddress}"
+        self.statsd_address = args.statsdUdpAddress
         self.refresh = max(0.1, parse_duration(args.discoveryRefreshDelay, "--discoveryRefreshDelay"))
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
@@ -96,7 +100,8 @@ class Agent:
     def apply(self, snapshot: Snapshot) -> None:
         d = self.proxy.directory
         candidate = d / "nginx.conf.next"
-        candidate.write_text(render(snapshot, self.proxy))
+        proxy = dataclasses.replace(self.proxy, report_to=self.report_address())
+        candidate.write_text(render(snapshot, proxy))
         check = subprocess.run(["nginx", "-e", f"{d}/error.log", "-c", str(candidate), "-t"],
                                capture_output=True, text=True)
         if check.returncode != 0:
@@ -115,6 +120,16 @@ class Agent:
         self.version = str(snapshot.get("version", ""))
         self.rejected = None
         log(f"applied config version {self.version}")
+
+    def report_address(self) -> str | None:
+        """The mixer's report address as ip:port; NGINX needs an address it can resolve when it loads."""
+        host, _, port = self.statsd_address.rpartition(":")
+        try:
+            address = socket.getaddrinfo(host, int(port), socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
+        except (OSError, ValueError):
+            log(f"mixer {self.statsd_address} does not resolve: requests are not reported")
+            return None
+        return f"{address}:{port}"
 
     def _wait_for_new_workers(self, old: set[int]) -> None:
         """A reload is in force once the master has started new workers (the old ones stop accepting)."""

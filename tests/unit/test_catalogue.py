@@ -132,7 +132,7 @@ def test_bookinfo_port_follows_the_declared_container_port() -> None:
 @pytest.mark.parametrize(
     "image",
     ["nginx:1.25", "busybox", "istio/examples-bookinfo-mongodb-v1:0.2.3", "istio/examples-bookinfo-reviews-v2x:1",
-     "istio/mixer:0.2.12", ""],
+     "istio/grafana:0.2.12", ""],
 )
 def test_unknown_image_resolves_to_none(image: str) -> None:
     assert resolve({"name": "c", "image": image}) is None

@@ -225,7 +225,7 @@ def test_outbound_server_listens_on_loopback(snapshot: Snapshot, proxy_dir: Path
     outbound = server_block(render(snapshot, sidecar(proxy_dir)), "outbound")
     assert "listen 127.0.0.1:15001 default_server;" in outbound
     assert "rewrite ^ /.nginmesh/$nginmesh_upstream last;" in outbound
-    assert "proxy_pass http://svc_default_reviews_9080$request_uri;" in outbound
+    assert "proxy_pass http://svc__default__reviews__9080$request_uri;" in outbound
 
 
 def test_outbound_map_defaults_to_no_route(snapshot: Snapshot, proxy_dir: Path) -> None:
@@ -237,11 +237,11 @@ def test_outbound_map_defaults_to_no_route(snapshot: Snapshot, proxy_dir: Path) 
     ["reviews:9080", "reviews.default:9080", "reviews.default.svc:9080", "reviews.default.svc.cluster.local:9080"],
 )
 def test_outbound_map_routes_names_of_a_local_service(snapshot: Snapshot, proxy_dir: Path, host: str) -> None:
-    assert route(render(snapshot, sidecar(proxy_dir)), host) == "svc_default_reviews_9080"
+    assert route(render(snapshot, sidecar(proxy_dir)), host) == "svc__default__reviews__9080"
 
 
 def test_outbound_map_routes_the_bare_service_name(snapshot: Snapshot, proxy_dir: Path) -> None:
-    assert route(render(snapshot, sidecar(proxy_dir)), "reviews") == "svc_default_reviews_9080"
+    assert route(render(snapshot, sidecar(proxy_dir)), "reviews") == "svc__default__reviews__9080"
 
 
 @pytest.mark.parametrize(
@@ -256,9 +256,9 @@ def test_outbound_map_rejects_other_hosts(snapshot: Snapshot, proxy_dir: Path, h
 @pytest.mark.parametrize(
     ("host", "expected"),
     [
-        ("istio-pilot.istio-system:15003", "svc_istio_system_istio_pilot_15003"),
-        ("istio-pilot.istio-system.svc:15003", "svc_istio_system_istio_pilot_15003"),
-        ("istio-pilot.istio-system.svc.cluster.local:15003", "svc_istio_system_istio_pilot_15003"),
+        ("istio-pilot.istio-system:15003", "svc__istio_system__istio_pilot__15003"),
+        ("istio-pilot.istio-system.svc:15003", "svc__istio_system__istio_pilot__15003"),
+        ("istio-pilot.istio-system.svc.cluster.local:15003", "svc__istio_system__istio_pilot__15003"),
         ("istio-pilot:15003", None),
         ("istio-pilot", None),
     ],
@@ -269,7 +269,8 @@ def test_other_namespace_services_match_only_qualified_names(
     assert route(render(snapshot, sidecar(proxy_dir)), host) == expected
 
 
-@pytest.mark.parametrize(("host", "expected"), [("web.shop", "svc_shop_web_80"), ("web.shop:80", "svc_shop_web_80"),
+@pytest.mark.parametrize(("host", "expected"), [("web.shop", "svc__shop__web__80"),
+                                                ("web.shop:80", "svc__shop__web__80"),
                                                 ("web.shop:8080", None), ("web", None)])
 def test_port_80_matches_with_or_without_the_port(
     snapshot: Snapshot, proxy_dir: Path, host: str, expected: str | None
@@ -280,7 +281,7 @@ def test_port_80_matches_with_or_without_the_port(
 def test_service_without_instances_maps_to_unavailable(snapshot: Snapshot, proxy_dir: Path) -> None:
     conf = render(snapshot, sidecar(proxy_dir))
     assert route(conf, "ratings:9080") == "unavailable"
-    assert "upstream svc_default_ratings_9080 {" not in conf
+    assert "upstream svc__default__ratings__9080 {" not in conf
 
 
 def test_udp_ports_get_no_route(snapshot: Snapshot, proxy_dir: Path) -> None:
@@ -289,9 +290,9 @@ def test_udp_ports_get_no_route(snapshot: Snapshot, proxy_dir: Path) -> None:
 
 def test_upstream_lists_every_instance_at_its_target_port(snapshot: Snapshot, proxy_dir: Path) -> None:
     conf = render(snapshot, sidecar(proxy_dir))
-    assert block(conf, "upstream svc_default_reviews_9080 {")[1:-1] == [
+    assert block(conf, "upstream svc__default__reviews__9080 {")[1:-1] == [
         f"server {POD_IP}:9080 max_fails=0;", "server 10.213.0.6:9080 max_fails=0;"]
-    assert block(conf, "upstream svc_shop_web_80 {")[1:-1] == ["server 10.213.0.11:8080 max_fails=0;"]
+    assert block(conf, "upstream svc__shop__web__80 {")[1:-1] == ["server 10.213.0.11:8080 max_fails=0;"]
 
 
 def test_runtime_files_live_in_the_proxy_directory(snapshot: Snapshot, proxy_dir: Path) -> None:
@@ -308,12 +309,12 @@ def test_runtime_files_live_in_the_proxy_directory(snapshot: Snapshot, proxy_dir
 def test_ingress_exact_paths_become_exact_locations(snapshot: Snapshot, proxy_dir: Path) -> None:
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
     for path in ("/productpage", "/login", "/logout", "/api/v1/products"):
-        assert f"location = {path} {{ rewrite ^ /.nginmesh/svc_default_productpage_9080 last; }}" in server
+        assert f"location = {path} {{ rewrite ^ /.nginmesh/svc__default__productpage__9080 last; }}" in server
 
 
 def test_ingress_wildcard_path_becomes_a_prefix_location(snapshot: Snapshot, proxy_dir: Path) -> None:
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
-    assert "location /api/v1/products/ { rewrite ^ /.nginmesh/svc_default_productpage_9080 last; }" in server
+    assert "location /api/v1/products/ { rewrite ^ /.nginmesh/svc__default__productpage__9080 last; }" in server
     assert not any(".*" in line for line in server)
 
 
@@ -344,7 +345,7 @@ def test_ingress_backend_with_a_named_port(snapshot: Snapshot, gateway: Obj, pro
     gateway["spec"]["rules"][0]["http"]["paths"] = [{"path": "/productpage",
                                                      "backend": {"serviceName": "productpage", "servicePort": "http"}}]
     server = server_block(render(snapshot, ingress(proxy_dir)), "ingress")
-    assert "location = /productpage { rewrite ^ /.nginmesh/svc_default_productpage_9080 last; }" in server
+    assert "location = /productpage { rewrite ^ /.nginmesh/svc__default__productpage__9080 last; }" in server
 
 
 @pytest.mark.parametrize("make_proxy", [sidecar, ingress], ids=["sidecar", "ingress"])

@@ -56,6 +56,8 @@ def resolve(container: Obj) -> Program | None:
         return Program(_module("agent", *args), ports + extra)
     if repo == "pilot":
         return Program(_module("pilot", *args), ports)
+    if repo == "mixer":
+        return Program(_module("mixer", *args), ports)
     if repo == "httpbin":
         return Program(_module("httpbin", "--port", str(ports[0] if ports else 8000)), ports)
     if repo == "sidecar_initializer":
@@ -69,6 +71,6 @@ def resolve(container: Obj) -> Program | None:
 
 
 KNOWN_IMAGES = (
-    "*/proxy_init, */proxy_debug, */pilot, */sidecar_initializer, */httpbin, "
+    "*/proxy_init, */proxy_debug, */pilot, */mixer, */sidecar_initializer, */httpbin, "
     "*/examples-bookinfo-{productpage,details,reviews,ratings}-vN"
 )

@@ -26,6 +26,7 @@ PRIVILEGED_CAPS = ("net_admin", "net_raw", "net_bind_service")
 MAX_BACKOFF = 10.0
 STABLE_RUN = 10.0
 TICK = 0.2
+READINESS_PERIOD = 1.0
 
 
 def listening_ports(pid: int) -> set[int]:
@@ -37,8 +38,8 @@ def listening_ports(pid: int) -> set[int]:
         except OSError:
             continue
         for line in lines:
-            fields = line.split()
-            if len(fields) > 3 and fields[3] == "0A":
+            fields = line.split(None, 4)
+            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
                 ports.add(int(fields[1].rsplit(":", 1)[1], 16))
     return ports
 
@@ -99,6 +100,7 @@ class Container:
     last_state: Obj = field(default_factory=dict)
     ready: bool = False
     next_start: float = 0.0
+    next_probe: float = 0.0
 
     @property
     def name(self) -> str:
@@ -246,10 +248,12 @@ class PodRunner(threading.Thread):
                 elif "terminated" in container.state:
                     finished += 1
                 continue
-            ready = self._is_ready(container)
-            if ready != container.ready:
-                container.ready = ready
-                changed = True
+            if time.monotonic() >= container.next_probe:
+                container.next_probe = time.monotonic() + (READINESS_PERIOD if container.ready else TICK)
+                ready = self._is_ready(container)
+                if ready != container.ready:
+                    container.ready = ready
+                    changed = True
         if finished == len(self.containers) and self.phase == "Running":
             failed = any(c.state["terminated"]["exitCode"] != 0 for c in self.containers)
             self.phase = "Failed" if failed else "Succeeded"
