@@ -40,6 +40,8 @@ def main() -> None:
             summary = (result.stdout.strip().splitlines() or ["no output"])[-1]
             runs.append({"run": index + 1, "exit": result.returncode, "seconds": round(time.monotonic() - started, 1),
                          "summary": summary})
+            if result.returncode != 0:
+                runs[-1]["output_tail"] = (result.stdout + result.stderr)[-4000:]
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
     finally:
         lifecycle.down(SETTINGS)

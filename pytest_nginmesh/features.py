@@ -18,6 +18,7 @@ FEATURES: dict[str, str] = {
     "routing-request-timeout": "a rule bounds the time of a request",
     "fault-abort": "a rule aborts a share of requests with a status",
     "fault-delay": "a rule delays a share of requests",
+    "metrics": "every request is reported: counters, durations and sizes with the right labels",
 }
 
 ALL = frozenset(FEATURES)

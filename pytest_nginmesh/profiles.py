@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .checks.metrics import ISTIO_0_2, ISTIO_0_3, MetricNames
 from .errors import UsageError
 from .features import ALL
 from .mesh.injection import PROXY_PORT, PROXY_UID
@@ -23,6 +24,7 @@ class Profile:
     init_image: str
     injection: str  # "initializer" or "webhook"
     features: frozenset[str]
+    metrics: MetricNames
     proxy_port: int = PROXY_PORT
     proxy_uid: int = PROXY_UID
 
@@ -31,11 +33,11 @@ PROFILES = {
     profile.name: profile
     for profile in (
         Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", NGINMESH_CLAIMS),
+                "initializer", NGINMESH_CLAIMS, ISTIO_0_2),
         Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", NGINMESH_CLAIMS),
+                "initializer", NGINMESH_CLAIMS, ISTIO_0_3),
         Profile("local", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", ALL),
+                "initializer", ALL, ISTIO_0_3),
     )
 }
 DEFAULT_PROFILE = "local"

@@ -9,19 +9,24 @@ from .errors import ClusterError
 
 # Runs under Python 2 or 3, whichever the application image has (Bookinfo's productpage has one).
 REQUEST_SCRIPT = """
-import sys
+import sys, time
 try:
     from urllib.request import Request, urlopen
     from urllib.error import HTTPError
 except ImportError:
     from urllib2 import Request, urlopen, HTTPError
 headers = {"x-request-id": sys.argv[2]}
-if len(sys.argv) > 3 and sys.argv[3]:
+if sys.argv[3]:
     headers["Cookie"] = sys.argv[3]
-try:
-    print(urlopen(Request(sys.argv[1], headers=headers), timeout=30).getcode())
-except HTTPError as e:
-    print(e.code)
+for _ in range(int(sys.argv[4])):
+    started = time.time()
+    try:
+        response = urlopen(Request(sys.argv[1], headers=headers), timeout=30)
+        response.read()
+        status = response.getcode()
+    except HTTPError as e:
+        status = e.code
+    print("%d %.6f" % (status, time.time() - started))
 """
 
 
@@ -32,10 +37,17 @@ def new_marker() -> str:
 def request_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str,
                         cookie: str = "") -> int:
     """GET ``url`` from a container with the Python it has; returns the HTTP status (errors included)."""
-    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3"',
-               REQUEST_SCRIPT, url, marker, cookie]
-    result = cluster.exec(namespace, pod, command, container=container).check()
-    return int(result.stdout.strip().splitlines()[-1])
+    return requests_with_python(cluster, namespace, pod, container, url, marker, 1, cookie)[0][0]
+
+
+def requests_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str,
+                         count: int, cookie: str = "") -> list[tuple[int, float]]:
+    """GET ``url`` ``count`` times from a container; each request's status and seconds, as the client saw."""
+    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3" "$4"',
+               REQUEST_SCRIPT, url, marker, cookie, str(count)]
+    result = cluster.exec(namespace, pod, command, container=container, timeout=30 + 35 * count).check()
+    return [(int(status), float(seconds)) for status, seconds in
+            (line.split() for line in result.stdout.strip().splitlines())]
 
 
 def request_with_curl(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str) -> int:

@@ -1,0 +1,39 @@
+"""Scraping a mesh's request metrics through the cluster port, and waiting (bounded) until they settle."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import requests
+
+from .checks.metrics import MetricNames, Scrape, delta, parse_scrape
+from .cluster.base import Cluster
+from .errors import ClusterError
+
+
+def scrape(cluster: Cluster, names: MetricNames, timeout: float) -> Scrape:
+    url = cluster.service_url(names.namespace, names.service, names.port) + names.path
+    try:
+        response = requests.get(url, timeout=timeout)
+    except requests.RequestException as e:
+        raise ClusterError(f"metrics endpoint {url} unreachable: {e.__class__.__name__}: is the mixer up?") from e
+    if response.status_code != 200:
+        raise ClusterError(f"metrics endpoint {url} answered HTTP {response.status_code}")
+    return parse_scrape(response.text)
+
+
+def settled_changes(cluster: Cluster, names: MetricNames, baseline: Scrape, done: Callable[[Scrape], bool],
+                    timeout: float, interval: float = 0.2) -> Scrape:
+    """Poll until the changes since ``baseline`` satisfy ``done`` and stay the same for one more scrape;
+    at the deadline, return the last changes so the caller's assertion says what is missing."""
+    deadline = time.monotonic() + timeout
+    previous: Scrape | None = None
+    while True:
+        changes = delta(baseline, scrape(cluster, names, timeout))
+        if done(changes) and changes == previous:
+            return changes
+        if time.monotonic() >= deadline:
+            return changes
+        previous = changes
+        time.sleep(interval)

@@ -1,0 +1,135 @@
+"""Metrics emission: every request is reported, with the right labels and values.
+
+The suite's requests come from a client pod of its own (its own namespace and service), so the
+productpage counters it asserts on carry a source no other traffic has. Deltas between two scrapes
+are waited for, bounded and polling, never slept on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_nginmesh.checks.findings import explain
+from pytest_nginmesh.checks.metrics import MetricNames, Scrape, check_histogram, check_request_counts, split_by, total
+from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.mesh.applied import AppliedObjects
+from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
+from pytest_nginmesh.profiles import Profile
+from pytest_nginmesh.settings import Settings
+from pytest_nginmesh.telemetry import scrape, settled_changes
+from pytest_nginmesh.traffic import new_marker, requests_with_python
+
+REQUESTS = 20
+PRODUCTPAGE = f"productpage.{BOOKINFO_NAMESPACE}.svc.cluster.local"
+REVIEWS = f"reviews.{BOOKINFO_NAMESPACE}.svc.cluster.local"
+RATINGS = f"ratings.{BOOKINFO_NAMESPACE}.svc.cluster.local"
+
+pytestmark = pytest.mark.nginmesh_feature("metrics")
+
+
+def labels(**values: str) -> frozenset[tuple[str, str]]:
+    return frozenset(values.items())
+
+
+@pytest.fixture
+def names(mesh_profile: Profile) -> MetricNames:
+    return mesh_profile.metrics
+
+
+@pytest.fixture
+def client(mesh_cluster: Cluster, isolated_namespace: str, nginmesh_settings: Settings) -> Iterator[str]:
+    """An injected client pod (service ``metrics-client``) in the test's own namespace."""
+    mesh_cluster.apply([
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "metrics-client", "namespace": isolated_namespace},
+         "spec": {"ports": [{"name": "http", "port": 9080}], "selector": {"app": "metrics-client"}}},
+        {"apiVersion": "extensions/v1beta1", "kind": "Deployment",
+         "metadata": {"name": "metrics-client", "namespace": isolated_namespace},
+         "spec": {"replicas": 1, "template": {
+             "metadata": {"labels": {"app": "metrics-client", "version": "v1"}},
+             "spec": {"containers": [{"name": "client", "image": "istio/examples-bookinfo-productpage-v1:0.2.3",
+                                      "ports": [{"containerPort": 9080}]}]}}}},
+    ])
+    pods = mesh_cluster.wait_pods_ready(isolated_namespace, nginmesh_settings.timeouts.pod_ready)
+    mesh_cluster.wait_converged(nginmesh_settings.timeouts.convergence)
+    yield str(pods[0]["metadata"]["name"])
+
+
+def send(cluster: Cluster, namespace: str, pod: str, count: int = REQUESTS) -> list[tuple[int, float]]:
+    """``count`` productpage requests from the client pod, through its sidecar."""
+    return requests_with_python(cluster, namespace, pod, "client",
+                                f"http://productpage.{BOOKINFO_NAMESPACE}:9080/productpage", new_marker(), count)
+
+
+def source(namespace: str) -> dict[str, str]:
+    return {"source_service": f"metrics-client.{namespace}.svc.cluster.local", "source_version": "v1"}
+
+
+def settle(cluster: Cluster, names: MetricNames, baseline: Scrape, want: dict[frozenset[tuple[str, str]], int],
+           settings: Settings) -> Scrape:
+    return settled_changes(cluster, names, baseline, lambda changes: not check_request_counts(changes, names, want),
+                           settings.timeouts.convergence)
+
+
+def test_requests_are_counted_once_with_exact_labels(mesh_cluster: Cluster, client: str, isolated_namespace: str,
+                                                     names: MetricNames, nginmesh_settings: Settings) -> None:
+    baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
+    results = send(mesh_cluster, isolated_namespace, client)
+    assert [status for status, _ in results] == [200] * REQUESTS
+    page = labels(**source(isolated_namespace), destination_service=PRODUCTPAGE, destination_version="v1",
+                  response_code="200")
+    reviews = labels(source_service=PRODUCTPAGE, source_version="v1", destination_service=REVIEWS,
+                     response_code="200")
+    changes = settle(mesh_cluster, names, baseline, {page: REQUESTS, reviews: REQUESTS}, nginmesh_settings)
+    findings = check_request_counts(changes, names, {page: REQUESTS, reviews: REQUESTS})
+    assert not findings, explain(findings)
+    versions = split_by(changes, names.request_count, "destination_version", destination_service=REVIEWS)
+    assert set(versions) == {"v1", "v2", "v3"}, f"reviews versions reported: {versions}"
+
+
+def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client: str, isolated_namespace: str,
+                                                 mesh_rules: AppliedObjects, names: MetricNames,
+                                                 nginmesh_settings: Settings) -> None:
+    mesh_rules.apply("routes/route-rule-all-v1.yaml")
+    baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
+    send(mesh_cluster, isolated_namespace, client)
+    reviews = labels(source_service=PRODUCTPAGE, destination_service=REVIEWS, response_code="200")
+    changes = settle(mesh_cluster, names, baseline, {reviews: REQUESTS}, nginmesh_settings)
+    versions = split_by(changes, names.request_count, "destination_version", destination_service=REVIEWS)
+    assert versions == {"v1": REQUESTS}, f"reviews versions reported under all-v1: {versions}"
+
+
+def test_a_fault_abort_is_counted_with_its_status(mesh_cluster: Cluster, client: str, isolated_namespace: str,
+                                                  mesh_rules: AppliedObjects, names: MetricNames,
+                                                  nginmesh_settings: Settings) -> None:
+    mesh_rules.apply("routes/route-rule-reviews-v3.yaml", {
+        "apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
+        "metadata": {"name": "ratings-abort", "namespace": BOOKINFO_NAMESPACE},
+        "spec": {"destination": {"name": "ratings"}, "precedence": 3, "route": [{"labels": {"version": "v1"}}],
+                 "httpFault": {"abort": {"percent": 100, "httpStatus": 503}}}})
+    baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
+    send(mesh_cluster, isolated_namespace, client)
+    aborted = labels(destination_service=RATINGS, response_code="503")
+    changes = settle(mesh_cluster, names, baseline, {aborted: REQUESTS}, nginmesh_settings)
+    findings = check_request_counts(changes, names, {aborted: REQUESTS})
+    assert not findings, explain(findings)
+    assert total(changes, names.request_count, destination_service=RATINGS, response_code="200") == 0
+
+
+def test_durations_and_sizes_are_reported(mesh_cluster: Cluster, client: str, isolated_namespace: str,
+                                          names: MetricNames, nginmesh_settings: Settings) -> None:
+    baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
+    results = send(mesh_cluster, isolated_namespace, client)
+    page = {**source(isolated_namespace), "destination_service": PRODUCTPAGE, "response_code": "200"}
+    changes = settle(mesh_cluster, names, baseline, {labels(**page): REQUESTS}, nginmesh_settings)
+    findings = (check_histogram(changes, names.request_duration, REQUESTS, **page)
+                + check_histogram(changes, names.request_size, REQUESTS, **page)
+                + check_histogram(changes, names.response_size, REQUESTS, **page))
+    assert not findings, explain(findings)
+    reported = total(changes, names.request_duration + "_sum", **page)
+    observed = sum(seconds for _, seconds in results)
+    assert 0 < reported <= observed, (f"the proxies report {reported:.3f}s in all for requests the client saw "
+                                      f"take {observed:.3f}s")
+    assert total(changes, names.response_size + "_sum", **page) > REQUESTS * 1000, "productpage pages are KBs"
