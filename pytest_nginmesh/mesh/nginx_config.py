@@ -90,6 +90,10 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
         "  log_format nginmesh 'nginx: $time_iso8601 $nginmesh_direction $remote_addr \"$request\" $status "
         "$body_bytes_sent $request_time host=$http_host upstream=$upstream_addr rid=$nginmesh_request_id';",
         "  access_log /dev/stdout nginmesh;",
+        # Rule variables and host maps have long names and many entries; the defaults (64) are too small.
+        "  variables_hash_bucket_size 256;",
+        "  variables_hash_max_size 4096;",
+        "  map_hash_bucket_size 256;",
         "  proxy_http_version 1.1;",
         *("  " + line for line in proxy_headers(identity)),
         f"  proxy_connect_timeout {CONNECT_TIMEOUT};",

@@ -97,8 +97,13 @@ def _float(value: float) -> str:
 
 def _labels(values: LabelValues, **extra: str) -> str:
     pairs = [*zip(LABELS, values, strict=True), *extra.items()]
-    escaped = (f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"' for k, v in pairs)
+    escaped = (f'{k}="{_escape(v)}"' for k, v in pairs)
     return "{" + ",".join(escaped) + "}"
+
+
+def _escape(value: str) -> str:
+    """A label value as the exposition format writes it: backslash, quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
 def parse_report(datagram: bytes) -> dict[str, str] | None:

@@ -9,7 +9,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..cluster.local.api import ApiClient
+from ..cluster.local.api import ApiClient, send_json
 from ..errors import ClusterError
 from ._common import api_socket, stop_event
 
@@ -43,12 +43,7 @@ class Discovery(BaseHTTPRequestHandler):
         self._reply(status, body)
 
     def _reply(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
 
 def main(argv: list[str] | None = None) -> int:

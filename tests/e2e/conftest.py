@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from helpers import NEEDS_ROOT, cluster_settings
+from seeding import settle
 
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
@@ -36,3 +37,11 @@ def local_mesh(e2e_settings: Settings) -> Iterator[LocalCluster]:
     finally:
         lifecycle.down(e2e_settings)
     assert lifecycle.leftovers(e2e_settings) == []
+
+
+@pytest.fixture
+def healthy(local_mesh: LocalCluster, e2e_settings: Settings) -> Iterator[LocalCluster]:
+    """The shared cluster, settled (every pod ready, every proxy converged) before and after the test."""
+    settle(local_mesh, e2e_settings)
+    yield local_mesh
+    settle(local_mesh, e2e_settings)

@@ -92,3 +92,12 @@ def assert_fails_with(settings: Settings, evidence: str, failing_test: str, *arg
 def assert_passes(settings: Settings, *args: str) -> None:
     result = run_suites(settings, *args)
     assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+
+
+def with_defect(name: str) -> Callable[[Obj], None]:
+    """An edit for ``edited_deployment``: the proxy misbehaves as NGINMESH_AGENT_DEFECTS says."""
+
+    def edit(proxy: Obj) -> None:
+        proxy.setdefault("env", []).append({"name": "NGINMESH_AGENT_DEFECTS", "value": name})
+
+    return edit

@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from seeding import REPO, assert_fails_with, edited_deployment, settle
+from seeding import REPO, assert_fails_with, edited_deployment, with_defect
 
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
-from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.settings import Settings
 
 ROUTE_SUITE = str(REPO / "suites" / "test_routing.py")
-
-
-@pytest.fixture
-def healthy(local_mesh: LocalCluster, e2e_settings: Settings) -> Iterator[LocalCluster]:
-    settle(local_mesh, e2e_settings)
-    yield local_mesh
-    settle(local_mesh, e2e_settings)
-
-
-def with_defect(name: str) -> object:
-    def edit(proxy: Obj) -> None:
-        proxy.setdefault("env", []).append({"name": "NGINMESH_AGENT_DEFECTS", "value": name})
-
-    return edit
 
 
 @pytest.mark.parametrize(("defect", "failing_test", "evidence"), [

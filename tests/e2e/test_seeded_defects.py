@@ -3,9 +3,6 @@ finding, repair it, see them pass again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from seeding import (
     PREROUTING_RULE,
     UID_BYPASS_RULE,
@@ -13,19 +10,11 @@ from seeding import (
     assert_passes,
     edited_deployment,
     nat,
-    settle,
 )
 
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.settings import Settings
-
-
-@pytest.fixture
-def healthy(local_mesh: LocalCluster, e2e_settings: Settings) -> Iterator[LocalCluster]:
-    settle(local_mesh, e2e_settings)
-    yield local_mesh
-    settle(local_mesh, e2e_settings)
 
 
 def test_prerouting_capture_removed_in_one_pod(healthy: LocalCluster, e2e_settings: Settings) -> None:

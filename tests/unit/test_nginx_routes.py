@@ -819,3 +819,15 @@ def test_nginx_accepts_valid_rules_with_fractions(
 ) -> None:
     result = nginx_t(sidecar(proxy_dir), full_snapshot([route_rule("fractions", spec)]))
     assert result.returncode == 0, result.stderr
+
+
+@needs_nginx
+def test_nginx_accepts_long_rule_variable_names(
+    proxy_dir: Path, nginx_t: Callable[[Proxy, Snapshot], subprocess.CompletedProcess[str]],
+) -> None:
+    # Found on the live mesh: a uri match on productpage made names longer than NGINX's default hash buckets.
+    rules = [route_rule(f"productpage-rule-{i}", to("productpage", precedence=i, match={"request": {"headers": {
+        "uri": {"exact": f"/api/v1/products/{i}"}, "x-a-rather-long-header-name": {"prefix": "x"}}}},
+        redirect={"uri": "/productpage"})) for i in range(8)]
+    result = nginx_t(sidecar(proxy_dir), full_snapshot(rules))
+    assert result.returncode == 0, result.stderr

@@ -6,6 +6,7 @@ import http.client
 import json
 import socket
 import urllib.parse
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +59,13 @@ class ApiClient:
 
     def post(self, path: str, body: object) -> Any:
         return self.request("POST", path, body)
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    """Answer a request of the local API (or of Pilot, which serves the same JSON)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)

@@ -21,6 +21,7 @@ from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of
 from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
 from ...mesh.routerules import KIND as ROUTE_RULE_KIND
 from ...mesh.routerules import parse_route_rule
+from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet
 from .network import Addresses, NodeNetwork
@@ -283,12 +284,7 @@ class Handler(BaseHTTPRequestHandler):
         log.debug("api: " + format, *args)
 
     def _reply(self, status: int, body: object) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def _body(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
