@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import shutil
@@ -210,10 +211,16 @@ class NodeNetwork:
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{pod_ip}\t{pod_name}"]
         lines += [f"{ip}\t{' '.join(aliases)}" for ip, aliases in sorted(names.items())]
         directory = ETC_NETNS / netns
-        directory.mkdir(parents=True, exist_ok=True)
-        temporary = directory / "hosts.tmp"
-        temporary.write_text("\n".join(lines) + "\n")
-        temporary.replace(directory / "hosts")
+        for attempt in range(3):  # another cluster's teardown may remove an empty /etc/netns meanwhile
+            directory.mkdir(parents=True, exist_ok=True)
+            temporary = directory / "hosts.tmp"
+            try:
+                temporary.write_text("\n".join(lines) + "\n")
+                temporary.replace(directory / "hosts")
+                return
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
 
 
 def remove_leftovers(cluster: str, grace: float) -> list[str]:
@@ -233,6 +240,7 @@ def remove_leftovers(cluster: str, grace: float) -> list[str]:
         for directory in ETC_NETNS.glob(prefix + "*"):
             shutil.rmtree(directory, ignore_errors=True)
             removed.append(f"dir {directory}")
-        if not any(ETC_NETNS.iterdir()):
+        # Another cluster may be writing its hosts files right now: an /etc/netns in use stays.
+        with contextlib.suppress(OSError):
             ETC_NETNS.rmdir()
     return removed
