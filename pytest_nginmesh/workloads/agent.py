@@ -30,6 +30,9 @@ def seeded_defects() -> frozenset[str]:
     return names
 
 
+RELOAD_TIMEOUT = 5.0
+
+
 class DelayHandler(BaseHTTPRequestHandler):
     """Fault delays: NGINX asks (auth_request) and gets its 204 after the delay has passed."""
 
@@ -116,7 +119,10 @@ class Agent:
         else:
             workers = worker_pids(self.nginx.pid)
             self.nginx.send_signal(signal.SIGHUP)
-            self._wait_for_new_workers(workers)
+            if not self._wait_for_reload(workers):
+                log(f"nginx did not reload config {snapshot.get('version')} within {RELOAD_TIMEOUT:g}s")
+                self.rejected = (str(snapshot.get("version", "")), "nginx did not reload in time")
+                return
         self.version = str(snapshot.get("version", ""))
         self.rejected = None
         log(f"applied config version {self.version}")
@@ -131,16 +137,18 @@ class Agent:
             return None
         return f"{address}:{port}"
 
-    def _wait_for_new_workers(self, old: set[int]) -> None:
-        """A reload is in force once the master has started new workers (the old ones stop accepting)."""
+    def _wait_for_reload(self, old: set[int]) -> bool:
+        """A reload is in force once new workers run and every old one has stopped accepting: NGINX
+        retitles a worker "shutting down" as it closes its listening sockets. Reporting earlier lets a
+        measurement reach an old worker and see the previous routes."""
         assert self.nginx is not None
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + RELOAD_TIMEOUT
         while time.monotonic() < deadline:
-            if worker_pids(self.nginx.pid) - old:
-                time.sleep(0.05)
-                return
+            current = worker_pids(self.nginx.pid)
+            if current - old and all(shutting_down(pid) for pid in current & old):
+                return True
             time.sleep(0.01)
-        log("nginx did not start new workers within 5s of a reload")
+        return False
 
     def _wait_for_pid_file(self) -> None:
         deadline = time.monotonic() + 5
@@ -196,6 +204,13 @@ class Agent:
             self.nginx.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.nginx.wait(3)
+
+
+def shutting_down(worker: int) -> bool:
+    try:
+        return b"shutting down" in Path(f"/proc/{worker}/cmdline").read_bytes()
+    except OSError:
+        return True  # gone
 
 
 def worker_pids(master: int) -> set[int]:
