@@ -63,8 +63,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--name", default="nmbench")
     args = parser.parse_args()
-    settings = Settings(cluster_name=args.name, pod_cidr="10.236.0.0/16", service_cidr="10.246.0.0/16",
-                        link_cidr="10.255.0.0/30")
+    settings = Settings(cluster_name=args.name, pod_cidr="10.220.0.0/16", service_cidr="10.221.0.0/16",
+                        link_cidr="10.222.0.0/30")
     result: dict[str, object] = {"requests": args.requests}
     started = time.perf_counter()
     lifecycle.up(settings)

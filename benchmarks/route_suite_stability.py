@@ -19,8 +19,8 @@ from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
-SETTINGS = Settings(cluster_name="nmstable", pod_cidr="10.237.0.0/16", service_cidr="10.247.0.0/16",
-                    link_cidr="10.254.0.0/30")
+SETTINGS = Settings(cluster_name="nmstable", pod_cidr="10.226.0.0/16", service_cidr="10.227.0.0/16",
+                    link_cidr="10.228.0.0/30")
 
 
 def main() -> None:

@@ -16,7 +16,8 @@ NEEDS_ROOT = pytest.mark.skipif(
 
 
 def cluster_settings(name: str, index: int) -> Settings:
-    """A cluster of its own name and address ranges (10.22x), so test clusters never clash."""
+    """A cluster of its own name and address ranges, so test clusters never clash with each other, the
+    default cluster (10.212-214) or the benchmarks' clusters (10.220-228)."""
     return Settings(
         cluster_name=name,
         pod_cidr=f"10.{230 + index}.0.0/16",
