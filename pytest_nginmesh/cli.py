@@ -239,12 +239,20 @@ def print_table(rows: list[list[str]]) -> None:
         print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def cmd_apply(args: argparse.Namespace) -> int:
+def manifest_command(args: argparse.Namespace) -> tuple[Settings, list[Obj], LocalCluster]:
+    """What apply and delete share: the settings, the file's objects (read before anything changes), the cluster."""
     settings = settings_for(args)
-    objects = read_manifest_file(args.filename)
-    cluster = LocalCluster(settings)
-    for result in cluster.apply(objects):
+    return settings, read_manifest_file(args.filename), LocalCluster(settings)
+
+
+def print_results(results: list[Obj]) -> None:
+    for result in results:
         print(f"{result['object']} {result['action']}")
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    settings, objects, cluster = manifest_command(args)
+    print_results(cluster.apply(objects))
     if not args.no_wait:
         wait_for_workloads(cluster, objects, settings)
         cluster.wait_converged(settings.timeouts.convergence)
@@ -252,11 +260,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    settings = settings_for(args)
-    objects = read_manifest_file(args.filename)
-    cluster = LocalCluster(settings)
-    for result in cluster.delete(objects):
-        print(f"{result['object']} {result['action']}")
+    settings, objects, cluster = manifest_command(args)
+    print_results(cluster.delete(objects))
     if not args.no_wait:
         for obj in objects:
             selector = workload_selector(obj)

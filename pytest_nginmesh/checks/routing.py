@@ -179,7 +179,7 @@ class WeightTest:
         max_samples: int = DEFAULT_MAX_SAMPLES,
     ) -> None:
         if max_samples < 1:
-            raise ValueError(f"max_samples={max_samples!r}: allow at least 1 sample, e.g. 3000")
+            raise ValueError(f"max_samples={max_samples!r}: allow at least 1 sample, e.g. {DEFAULT_MAX_SAMPLES}")
         self._design = _design(expected, alpha, power, delta)
         self._alpha = alpha
         self._power = power
