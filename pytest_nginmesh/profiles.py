@@ -36,6 +36,8 @@ PROFILES = {
                 "initializer", NGINMESH_CLAIMS, ISTIO_0_2),
         Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
                 "initializer", NGINMESH_CLAIMS, ISTIO_0_3),
+        Profile("nginmesh-0.7.1", "0.7.1", "0.7.1", "nginmesh/nginmesh_proxy_debug:0.7.1",
+                "docker.io/istio/proxy_init:0.7.1", "webhook", NGINMESH_CLAIMS, ISTIO_0_3),
         Profile("local", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
                 "initializer", ALL, ISTIO_0_3),
     )
