@@ -19,10 +19,13 @@ from .checks.sidecar import SidecarExpectations, check_pod, subject_of
 from .cluster.base import pod_is_ready, wait_for
 from .cluster.local import lifecycle
 from .cluster.local.adapter import LocalCluster
+from .cluster.render import kind_config, kubeadm_config, to_yaml
+from .cluster.versions import KubeVersion, check_profile_supports, node_image
 from .errors import ClusterError, NginmeshError, PreflightError, UsageError
 from .kube import Obj, as_list, dumps, key_of, parse_manifests, read_manifest_file
 from .mesh.injection import PROXY_PORT, PROXY_UID
 from .mesh.install import install_mesh
+from .profiles import Profile, get_profile
 from .settings import Settings, settings_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -50,7 +53,7 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="nginmesh", description="pytest-nginmesh command line.")
     parser.add_argument("--version", action="version", version=f"pytest-nginmesh {__version__}")
-    commands = parser.add_subparsers(dest="group", required=True, metavar="{local,check}")
+    commands = parser.add_subparsers(dest="group", required=True, metavar="{local,check,render}")
     local = commands.add_parser("local", help="Control the embedded local cluster.")
     verbs = local.add_subparsers(dest="verb", required=True)
 
@@ -102,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     url.add_argument("target", metavar="SERVICE:PORT")
     verb("ingress-url", "Print the http URL of the mesh ingress.", cmd_ingress_url)
     add_check_commands(commands)
+    add_render_commands(commands)
     return parser
 
 
@@ -125,6 +129,45 @@ def add_check_commands(commands: Any) -> None:
         sub.add_argument("--proxy-port", type=int, default=PROXY_PORT, help="Proxy port (default 15001).")
         sub.add_argument("--proxy-uid", type=int, default=PROXY_UID, help="Proxy uid (default 1337).")
         sub.add_argument("--output", choices=["text", "json"], default="text")
+
+
+def add_render_commands(commands: Any) -> None:
+    render = commands.add_parser("render", help="Print kind or kubeadm configs for a cluster that runs a profile.")
+    kinds = render.add_subparsers(dest="verb", required=True)
+    kind = kinds.add_parser("kind-config", help="A kind Cluster config (YAML on stdout).",
+                            description="Print a one-node kind Cluster config with the profile's admission flags.")
+    kind.add_argument("--node-image", default=None, help="Node image (default: the pinned kindest/node image).")
+    kind.set_defaults(handler=cmd_render_kind)
+    kubeadm = kinds.add_parser("kubeadm-config", help="A kubeadm init config (YAML on stdout).",
+                               description="Print the documents for kubeadm init --config, in the API of that "
+                                           "Kubernetes version.")
+    kubeadm.add_argument("--advertise-address", default=None, help="The API server's advertise address.")
+    kubeadm.set_defaults(handler=cmd_render_kubeadm)
+    for sub in (kind, kubeadm):
+        sub.add_argument("--k8s-version", required=True, metavar="V", help="Kubernetes version, e.g. 1.13.")
+        sub.add_argument("--profile", default="nginmesh-0.2.12", help="Mesh profile (default: nginmesh-0.2.12).")
+
+
+def render_target(args: argparse.Namespace) -> tuple[KubeVersion, Profile]:
+    """The version and profile to render, checked against each other in the command's own option names."""
+    version = KubeVersion.parse(args.k8s_version, "--k8s-version")
+    profile = get_profile(args.profile)
+    check_profile_supports(profile, version, version_option="--k8s-version", profile_option="--profile")
+    return version, profile
+
+
+def cmd_render_kind(args: argparse.Namespace) -> int:
+    version, profile = render_target(args)
+    image = args.node_image or node_image(version, image_option="--node-image",
+                                          kubeadm_hint="nginmesh render kubeadm-config").image
+    sys.stdout.write(to_yaml(kind_config(version, profile, image)))
+    return EXIT_OK
+
+
+def cmd_render_kubeadm(args: argparse.Namespace) -> int:
+    version, profile = render_target(args)
+    sys.stdout.write(to_yaml(kubeadm_config(version, profile, advertise_address=args.advertise_address)))
+    return EXIT_OK
 
 
 def settings_for(args: argparse.Namespace) -> Settings:
