@@ -5,32 +5,31 @@ from __future__ import annotations
 import re
 import secrets
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 
 import pytest
 
 from .checks.sidecar import SidecarExpectations
 from .cluster.base import Cluster
-from .cluster.local import lifecycle
-from .cluster.local.adapter import LocalCluster
+from .cluster.provider import Provider, make_provider
 from .errors import NginmeshError
 from .features import ALL as ALL_FEATURES
-from .features import parse_feature_list
 from .mesh.applied import AppliedObjects
-from .mesh.install import install_mesh
-from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
+from .mesh.install import mesh_on_local
+from .mesh.on_kubernetes import mesh_on_kubernetes
+from .profiles import DEFAULT_PROFILE, PROFILES, Profile
 from .settings import (
-    AVAILABLE_CLUSTER_KINDS,
     CLUSTER_KINDS,
     Settings,
     Timeouts,
-    parse_bool,
+    convert,
     parse_timeout_overrides,
     settings_from_env,
 )
 
 settings_key = pytest.StashKey[Settings]()
+provider_key = pytest.StashKey[Provider]()
 previous_sigterm_key = pytest.StashKey[object]()
 
 
@@ -50,44 +49,64 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Features not to test (skipped, and counted as skipped).")
     group.addoption("--nginmesh-timeout", dest="nginmesh_timeout", metavar="NAME=SECONDS", action="append",
                     default=[], help="Override one timeout, e.g. pod_ready=120 (repeatable).")
+    kube = parser.getgroup("nginmesh-kubernetes", "Nginmesh conformance on Kubernetes (kind, kubeadm, existing)")
+    for name, metavar, help_ in KUBERNETES_OPTIONS:
+        if metavar:
+            kube.addoption(f"--nginmesh-{name}", dest=f"nginmesh_{name.replace('-', '_')}", metavar=metavar,
+                           default=None, help=help_)
+        else:
+            kube.addoption(f"--nginmesh-{name}", dest=f"nginmesh_{name.replace('-', '_')}", action="store_true",
+                           default=None, help=help_)
     parser.addini("nginmesh_timeouts", "Timeout overrides, NAME=SECONDS each.", type="args", default=[])
-    parser.addini("nginmesh_profile", "Mesh profile to judge against.", default="")
-    parser.addini("nginmesh_supported_features", "Features the implementation supports.", default="")
-    parser.addini("nginmesh_exempt_features", "Features not to test.", default="")
-    parser.addini("nginmesh_cluster", "Cluster to test (local, kind, kubeadm, existing).", default="")
-    parser.addini("nginmesh_cluster_name", "Name of the cluster to create or reuse.", default="")
-    parser.addini("nginmesh_keep_cluster", "Leave the cluster running after the session.", default="")
+    for field, help_ in INI_KEYS.items():
+        parser.addini(f"nginmesh_{field}", help_, default="")
+
+
+KUBERNETES_OPTIONS = (
+    ("k8s-version", "VERSION", "Kubernetes version of a kind or kubeadm cluster (default: 1.13 for "
+                               "Initializer profiles, the newest known for webhook ones)."),
+    ("node-image", "IMAGE", "kind node image (default: the pinned kindest/node image of --nginmesh-k8s-version)."),
+    ("kind-bin", "PATH", "kind binary (default: kind on PATH; downloaded only when neither exists)."),
+    ("kubeconfig", "PATH", "kubeconfig of an existing or kubeadm cluster (default: $KUBECONFIG, ~/.kube/config)."),
+    ("context", "NAME", "kubeconfig context to use (default: the current context)."),
+    ("allowed-contexts", "C,…", "Refuse any context not in this list (guards clusters that must not be touched)."),
+    ("install", "", "Install Istio, Nginmesh and Bookinfo on an existing cluster (removed again afterwards)."),
+    ("release-dir", "DIR", "Directory holding the release tarballs, for air-gapped runs (no downloads)."),
+    ("proxy-image", "IMAGE", "Proxy image to inject instead of the release's (release qualification)."),
+    ("init-image", "IMAGE", "Init image to inject instead of the release's (release qualification)."),
+    ("debug-image", "IMAGE", "Image of the node helper pods that read pods' iptables (needs sh, nsenter, "
+                             "iptables-save; default: the init image)."),
+)
+SETTING_OPTIONS = ("cluster", "cluster_name", "keep_cluster", "profile", "supported_features", "exempt_features",
+                   *(name.replace("-", "_") for name, _, _ in KUBERNETES_OPTIONS))
+INI_KEYS = {
+    "profile": "Mesh profile to judge against.",
+    "supported_features": "Features the implementation supports.",
+    "exempt_features": "Features not to test.",
+    "cluster": "Cluster to test (local, kind, kubeadm, existing).",
+    "cluster_name": "Name of the cluster to create or reuse.",
+    "keep_cluster": "Leave the cluster running after the session.",
+    **{name.replace("-", "_"): help_ for name, _, help_ in KUBERNETES_OPTIONS},
+}
 
 
 def build_settings(config: pytest.Config) -> Settings:
     """Defaults < PYTEST_NGINMESH_* environment < ini keys < command-line options."""
     overrides = settings_from_env()
-    for field in ("cluster", "cluster_name", "keep_cluster", "profile", "supported_features", "exempt_features"):
+    for field in SETTING_OPTIONS:
         ini = config.getini(f"nginmesh_{field}")
         if ini:
-            overrides[field] = convert(f"nginmesh_{field}", field, ini)
+            overrides[field] = convert(field, ini, f"nginmesh_{field}")
         option = config.getoption(f"nginmesh_{field}")
         if option is not None:
-            overrides[field] = option if isinstance(option, bool) else convert(f"--nginmesh-{field.replace('_', '-')}",
-                                                                               field, option)
+            overrides[field] = option if isinstance(option, bool) else convert(
+                field, option, f"--nginmesh-{field.replace('_', '-')}")
     timeouts = overrides.get("timeouts")
     timeouts = parse_timeout_overrides(config.getini("nginmesh_timeouts"), "nginmesh_timeouts",
                                        timeouts if isinstance(timeouts, Timeouts) else None)
     overrides["timeouts"] = parse_timeout_overrides(config.getoption("nginmesh_timeout"), "--nginmesh-timeout",
                                                     timeouts)
-    settings = Settings().with_overrides(overrides)
-    if settings.cluster not in AVAILABLE_CLUSTER_KINDS:
-        raise NginmeshError(f"--nginmesh-cluster={settings.cluster} is not available yet: "
-                            "use --nginmesh-cluster=local (the Kubernetes adapters are being built)")
-    return settings
-
-
-def convert(where: str, field: str, raw: str) -> object:
-    if field == "keep_cluster":
-        return parse_bool(where, raw)
-    if field in ("supported_features", "exempt_features"):
-        return parse_feature_list(raw, where)
-    return raw
+    return Settings().with_overrides(overrides)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -97,7 +116,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[settings_key] = build_settings(config)
     except NginmeshError as e:
         raise pytest.UsageError(str(e)) from e
+    settings = config.stash[settings_key]
+    if settings.cluster != "local":
+        try:
+            config.stash[provider_key] = make_provider(settings, settings.mesh_profile, progress_line(config))
+        except NginmeshError as e:
+            raise pytest.UsageError(str(e)) from e
     config.stash[previous_sigterm_key] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+def progress_line(config: pytest.Config) -> Callable[[str], None]:
+    """Progress of long steps (cluster creation, installs) as lines in the terminal."""
+
+    def write(line: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"nginmesh: {line}")
+
+    return write
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -121,7 +157,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                     item.add_marker(pytest.mark.skip(reason=f"feature {feature} exempted (--nginmesh-exempt-features)"))
                 elif feature not in settings.features:
                     item.add_marker(pytest.mark.skip(
-                        reason=f"feature {feature} not claimed by profile {settings.profile}"))
+                        reason=f"feature {feature} not claimed by profile {settings.mesh_profile.name}"))
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -145,37 +181,34 @@ def nginmesh_settings(pytestconfig: pytest.Config) -> Settings:
 @pytest.fixture(scope="session")
 def mesh_profile(nginmesh_settings: Settings) -> Profile:
     """The mesh profile the suites judge against: images, proxy port and uid (``--nginmesh-profile``)."""
-    return get_profile(nginmesh_settings.profile)
+    return nginmesh_settings.mesh_profile
 
 
 @pytest.fixture(scope="session")
-def sidecar_expectations(mesh_profile: Profile) -> SidecarExpectations:
-    """What every injected pod must look like under the session's profile."""
+def sidecar_expectations(mesh_profile: Profile, nginmesh_settings: Settings) -> SidecarExpectations:
+    """What every injected pod must look like under the session's profile (and image overrides)."""
     return SidecarExpectations(proxy_port=mesh_profile.proxy_port, proxy_uid=mesh_profile.proxy_uid,
-                               proxy_image=mesh_profile.proxy_image, init_image=mesh_profile.init_image)
+                               proxy_image=nginmesh_settings.proxy_image or mesh_profile.proxy_image,
+                               init_image=nginmesh_settings.init_image or mesh_profile.init_image)
 
 
 @pytest.fixture(scope="session")
-def mesh_cluster(nginmesh_settings: Settings) -> Iterator[Cluster]:
+def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> Iterator[Cluster]:
     """A cluster with Istio, Nginmesh and Bookinfo running, shared by the whole session.
 
     A running cluster of the same name is reused and left running; a cluster this session
     started is torn down at the end (also after Ctrl-C or SIGTERM) unless
-    ``--nginmesh-keep-cluster`` is given. Example::
+    ``--nginmesh-keep-cluster`` is given. On an existing Kubernetes cluster, only what the
+    session installed (``--nginmesh-install``) is removed. Example::
 
         def test_productpage(mesh_cluster):
             url = mesh_cluster.ingress_url() + "/productpage"
     """
     settings = nginmesh_settings
-    started = lifecycle.up(settings)
-    try:
-        cluster = LocalCluster(settings)
-        if started:
-            install_mesh(cluster, settings.timeouts)
+    mesh = (mesh_on_local(settings) if settings.cluster == "local"
+            else mesh_on_kubernetes(settings, pytestconfig.stash[provider_key], progress_line(pytestconfig)))
+    with mesh as cluster:
         yield cluster
-    finally:
-        if started and not settings.keep_cluster:
-            lifecycle.down(settings)
 
 
 def label_value(text: str) -> str:

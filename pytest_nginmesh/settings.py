@@ -14,7 +14,7 @@ from .features import parse_feature_list
 from .profiles import DEFAULT_PROFILE, Profile, get_profile
 
 CLUSTER_KINDS = ("local", "kind", "kubeadm", "existing")
-AVAILABLE_CLUSTER_KINDS = ("local",)
+KUBERNETES_DEFAULT_PROFILE = "nginmesh-0.2.12"
 ENV_PREFIX = "PYTEST_NGINMESH_"
 CLUSTER_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
@@ -40,7 +40,7 @@ class Settings:
     cluster: str = "local"
     cluster_name: str = "nginmesh"
     keep_cluster: bool = False
-    profile: str = DEFAULT_PROFILE
+    profile: str = ""  # empty: "local" on the local cluster, KUBERNETES_DEFAULT_PROFILE elsewhere
     supported_features: frozenset[str] | None = None
     exempt_features: frozenset[str] = frozenset()
     state_root: Path = Path("/run/nginmesh")
@@ -48,13 +48,25 @@ class Settings:
     service_cidr: str = "10.214.0.0/16"
     link_cidr: str = "10.212.0.0/30"
     timeouts: Timeouts = field(default_factory=Timeouts)
+    # Kubernetes clusters (kind, kubeadm, existing)
+    kind_bin: Path | None = None
+    k8s_version: str | None = None
+    node_image: str | None = None
+    kubeconfig: Path | None = None
+    context: str | None = None
+    allowed_contexts: frozenset[str] = frozenset()
+    install: bool = False
+    release_dir: Path | None = None
+    proxy_image: str | None = None
+    init_image: str | None = None
+    debug_image: str | None = None
 
     def __post_init__(self) -> None:
         if self.cluster not in CLUSTER_KINDS:
             raise UsageError(
                 f"unknown cluster kind {self.cluster!r}: choose one of {', '.join(CLUSTER_KINDS)}"
             )
-        get_profile(self.profile)
+        self.mesh_profile  # noqa: B018 - validates the profile name
         if not CLUSTER_NAME_PATTERN.match(self.cluster_name):
             raise UsageError(
                 f"bad cluster name {self.cluster_name!r}: use 1-32 lowercase letters, digits and '-'"
@@ -82,7 +94,8 @@ class Settings:
 
     @property
     def mesh_profile(self) -> Profile:
-        return get_profile(self.profile)
+        """The profile given, else "local" on the local cluster and KUBERNETES_DEFAULT_PROFILE elsewhere."""
+        return get_profile(self.profile or (DEFAULT_PROFILE if self.cluster == "local" else KUBERNETES_DEFAULT_PROFILE))
 
     @property
     def state_dir(self) -> Path:
@@ -127,13 +140,21 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> dict[str, obj
     return overrides
 
 
-def convert(name: str, raw: str) -> object:
-    if name == "keep_cluster":
-        return parse_bool(name, raw)
+PATH_SETTINGS = frozenset({"state_root", "kind_bin", "kubeconfig", "release_dir"})
+BOOL_SETTINGS = frozenset({"keep_cluster", "install"})
+
+
+def convert(name: str, raw: str, where: str | None = None) -> object:
+    """A setting's text (from the environment, an ini key or an option) as the value Settings holds."""
+    where = where or ENV_PREFIX + name.upper()
+    if name in BOOL_SETTINGS:
+        return parse_bool(where, raw)
     if name in ("supported_features", "exempt_features"):
-        return parse_feature_list(raw, ENV_PREFIX + name.upper())
-    if name == "state_root":
-        return Path(raw)
+        return parse_feature_list(raw, where)
+    if name == "allowed_contexts":
+        return frozenset(item.strip() for item in raw.split(",") if item.strip())
+    if name in PATH_SETTINGS:
+        return Path(raw).expanduser()
     return raw
 
 

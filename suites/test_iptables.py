@@ -49,10 +49,10 @@ def test_capture_rules_of_every_injected_pod(mesh_cluster: Cluster,
     findings = []
     for pod in pods:
         name = pod["metadata"]["name"]
-        dump = mesh_cluster.exec(BOOKINFO_NAMESPACE, name, ["iptables-save"], container=PROXY_CONTAINER).check()
+        dump = mesh_cluster.pod_iptables(BOOKINFO_NAMESPACE, name)
         expect = CaptureExpectations(sidecar_expectations.proxy_port, sidecar_expectations.proxy_uid,
                                      include_ranges(pod), pod["status"]["podIP"])
-        findings += check_rules(dump.stdout, expect, subject=f"pod {BOOKINFO_NAMESPACE}/{name}")[0]
+        findings += check_rules(dump, expect, subject=f"pod {BOOKINFO_NAMESPACE}/{name}")[0]
     assert not findings, explain(findings)
 
 

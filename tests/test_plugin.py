@@ -17,13 +17,6 @@ def test_unknown_cluster_kind_is_a_usage_error(pytester: pytest.Pytester) -> Non
     result.stderr.fnmatch_lines(["*unknown cluster kind 'minikube': choose one of local, kind, kubeadm, existing*"])
 
 
-@pytest.mark.parametrize("kind", ["kind", "kubeadm", "existing"])
-def test_kubernetes_kinds_are_reserved_with_a_clear_error(pytester: pytest.Pytester, kind: str) -> None:
-    result = pytester.runpytest(f"--nginmesh-cluster={kind}")
-    assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([f"*--nginmesh-cluster={kind} is not available yet*use --nginmesh-cluster=local*"])
-
-
 def test_bad_cluster_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--nginmesh-cluster-name=Bad_Name")
     assert result.ret == pytest.ExitCode.USAGE_ERROR

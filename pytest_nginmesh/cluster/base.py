@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
+
+import tenacity
 
 from ..errors import ClusterError, WaitTimeout
 from ..kube import Obj, selector_matches
@@ -32,16 +33,22 @@ class ExecResult:
 
 
 def wait_for(what: str, probe: Callable[[], tuple[T | None, str]], timeout: float, interval: float = 0.2) -> T:
-    """Poll ``probe`` until it returns a value; it returns (value or None, what it saw this time)."""
-    deadline = time.monotonic() + timeout
-    seen = "nothing yet"
-    while True:
-        value, seen = probe()
-        if value is not None:
-            return value
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(what, timeout, seen)
-        time.sleep(interval)
+    """Poll ``probe`` until it returns a value; it returns (value or None, what it saw this time).
+
+    Exceptions from the probe end the wait at once: they mean waiting longer cannot help."""
+    seen = ["nothing yet"]
+
+    def attempt() -> T | None:
+        value, seen[0] = probe()
+        return value
+
+    retrying = tenacity.Retrying(stop=tenacity.stop_after_delay(timeout), wait=tenacity.wait_fixed(interval),
+                                 retry=tenacity.retry_if_result(lambda value: value is None),
+                                 retry_error_callback=lambda state: None)
+    value = retrying(attempt)
+    if value is None:
+        raise WaitTimeout(what, timeout, seen[0])
+    return value
 
 
 def wait_consistent(what: str, observe: Callable[[], T], expected: Callable[[T], bool], timeout: float,
@@ -62,6 +69,26 @@ def wait_consistent(what: str, observe: Callable[[], T], expected: Callable[[T],
 def pod_is_ready(pod: Obj) -> bool:
     conditions = (pod.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+# A pod in one of these states will not become ready by waiting; CrashLoopBackOff only after a few
+# restarts, since control-plane pods often crash while the services they need are still starting.
+HOPELESS_WAITING_REASONS = frozenset({"ImagePullBackOff", "ErrImageNeverPull", "InvalidImageName",
+                                      "CreateContainerConfigError"})
+CRASH_LOOP_RESTARTS = 3
+
+
+def hopeless_reason(pod: Obj) -> str | None:
+    """Why a pod will not become ready by waiting, or None while it still may."""
+    status = pod.get("status") or {}
+    for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason")
+        if reason in HOPELESS_WAITING_REASONS or (
+                reason == "CrashLoopBackOff" and container.get("restartCount", 0) >= CRASH_LOOP_RESTARTS):
+            message = waiting.get("message") or f"restarted {container.get('restartCount', 0)} times"
+            return f"container {container['name']} of pod {pod['metadata']['name']} is in {reason}: {message}"
+    return None
 
 
 def describe_pod(pod: Obj) -> str:
@@ -120,6 +147,15 @@ class Cluster(abc.ABC):
     def wait_converged(self, timeout: float) -> None:
         """Return once every proxy runs the mesh's current configuration (routes, endpoints)."""
 
+    @abc.abstractmethod
+    def pod_iptables(self, namespace: str, pod: str) -> str:
+        """``iptables-save`` of the pod's network namespace, read with the privileges that takes
+        (the pod's own containers may lack them: the proxy runs as an unprivileged uid)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release what the adapter holds in the test process or the cluster (proxies, helper pods)."""
+
     # -- waits, shared by every adapter -------------------------------------------------------------
     def pods(self, namespace: str | None = None, selector: dict[str, str] | None = None) -> list[Obj]:
         pods = self.list_pods(namespace)
@@ -134,6 +170,10 @@ class Cluster(abc.ABC):
         def probe() -> tuple[list[Obj] | None, str]:
             pods = [p for p in self.pods(namespace, selector) if not p["metadata"].get("deletionTimestamp")]
             not_ready = [p for p in pods if not pod_is_ready(p)]
+            for pod in not_ready:
+                reason = hopeless_reason(pod)
+                if reason:
+                    raise ClusterError(reason)
             if len(pods) >= minimum and not not_ready:
                 return pods, ""
             return None, "; ".join(describe_pod(p) for p in not_ready) or f"{len(pods)} pods"

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import requests
 
 from ..cluster.base import Cluster, wait_for
-from ..settings import Timeouts
+from ..cluster.local import lifecycle
+from ..cluster.local.adapter import LocalCluster
+from ..settings import Settings, Timeouts
 from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE, CONTROL_PLANE_PODS, load_fixture
 
 Progress = Callable[[str], None]
@@ -39,3 +42,18 @@ def wait_for_productpage(cluster: Cluster, timeouts: Timeouts) -> None:
         return None, f"HTTP {response.status_code} {response.text[:80]!r}"
 
     wait_for(f"GET {url} to answer 200", probe, timeouts.pod_ready)
+
+
+@contextmanager
+def mesh_on_local(settings: Settings) -> Iterator[LocalCluster]:
+    """The local cluster with the mesh: reused (and left running) when one of that name runs, otherwise
+    started, installed, and torn down afterwards unless ``keep_cluster``."""
+    started = lifecycle.up(settings)
+    try:
+        cluster = LocalCluster(settings)
+        if started:
+            install_mesh(cluster, settings.timeouts)
+        yield cluster
+    finally:
+        if started and not settings.keep_cluster:
+            lifecycle.down(settings)

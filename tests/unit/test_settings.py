@@ -115,7 +115,7 @@ def test_keep_cluster_accepts_common_booleans(raw: str, expected: bool) -> None:
 
 
 def test_bad_boolean_names_the_setting() -> None:
-    with pytest.raises(UsageError, match="bad value 'maybe' for keep_cluster: use true or false"):
+    with pytest.raises(UsageError, match="bad value 'maybe' for PYTEST_NGINMESH_KEEP_CLUSTER: use true or false"):
         settings_from_env({"PYTEST_NGINMESH_KEEP_CLUSTER": "maybe"})
 
 

@@ -147,5 +147,14 @@ class LocalCluster(Cluster):
 
         wait_for("every proxy to apply the current mesh config", probe, timeout)
 
+    def close(self) -> None:
+        """Nothing to release: every API call opens and closes its own socket connection."""
+
+    def pod_iptables(self, namespace: str, pod: str) -> str:
+        self._pod(namespace, pod)
+        result = subprocess.run(["ip", "netns", "exec", pod_netns(self.name, namespace, pod), "iptables-save"],
+                                capture_output=True, text=True, timeout=self.settings.timeouts.exec)
+        return ExecResult(("iptables-save",), result.returncode, result.stdout, result.stderr).check().stdout
+
     def pod_directory(self, namespace: str, pod: str) -> Path:
         return self.state_dir / "pods" / f"{namespace}_{pod}"

@@ -1,0 +1,390 @@
+"""The Kubernetes adapter of the cluster port: any API server reachable through a kubeconfig.
+
+kind, kubeadm and existing clusters differ only in how the kubeconfig comes to be (see the providers);
+this adapter is the same for all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kubernetes import client as k8s_client
+from kubernetes.stream import stream
+
+from ..errors import ClusterError, NotFoundError
+from ..kube import Obj, key_of
+from ..mesh.injection import PROXY_CONTAINER
+from ..settings import Timeouts
+from .base import Cluster, ExecResult, pod_is_ready, wait_consistent, wait_for
+from .kubeapi import KubeApi, Resource, as_obj
+from .tunnels import PortForward, ServiceProxy
+
+# The apiVersions a kind is looked up in by ``get``, newest first; the first one the server serves wins.
+KIND_API_VERSIONS: dict[str, tuple[str, ...]] = {
+    "Pod": ("v1",), "Service": ("v1",), "Endpoints": ("v1",), "ConfigMap": ("v1",), "Namespace": ("v1",),
+    "Secret": ("v1",), "Node": ("v1",), "Event": ("v1",), "ServiceAccount": ("v1",),
+    "Deployment": ("apps/v1", "apps/v1beta2", "extensions/v1beta1"),
+    "Ingress": ("networking.k8s.io/v1", "extensions/v1beta1"),
+    "RouteRule": ("config.istio.io/v1alpha2",),
+    "DestinationPolicy": ("config.istio.io/v1alpha2",),
+    "InitializerConfiguration": ("admissionregistration.k8s.io/v1alpha1",),
+    "MutatingWebhookConfiguration": ("admissionregistration.k8s.io/v1", "admissionregistration.k8s.io/v1beta1"),
+    "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "apiextensions.k8s.io/v1beta1"),
+}
+MANAGED_BY = {"app.kubernetes.io/managed-by": "pytest-nginmesh"}
+# Helper pods that read pods' iptables live here, one per node, and die on their own after an hour.
+DEBUG_NAMESPACE = "pytest-nginmesh"
+DEBUG_POD_LIFETIME = 3600
+# Finds a process of the container by its ID in /proc/*/cgroup (docker and containerd both put it there)
+# and dumps the rules of that process's network namespace.
+IPTABLES_OF_CONTAINER = """
+for d in /proc/[0-9]*; do
+  if grep -qs "$1" "$d/cgroup"; then exec nsenter -t "${d#/proc/}" -n iptables-save; fi
+done
+echo "no process of container $1 on this node" >&2
+exit 3
+"""
+# What the agent writes for NGINX (--configPath /etc/istio/proxy) and NGINX's own files.
+PROXY_CONFIG_DIGEST = ("sh", "-c", "cat /etc/istio/proxy/*.conf /etc/istio/proxy/conf.d/*.conf "
+                       "/etc/nginx/nginx.conf /etc/nginx/conf.d/*.conf 2>/dev/null | cksum")
+# Nginmesh proxies publish no config version, so convergence is judged by the configs themselves: the
+# same on every proxy for this many polls, one second apart, i.e. longer than three discovery refresh
+# periods (--discoveryRefreshDelay 1s) in which every agent had the chance to fetch a change.
+STABLE_POLLS = 4
+INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
+PROBE_TIMEOUT = 2.0
+
+
+class KubernetesCluster(Cluster):
+    """A cluster behind a Kubernetes API server."""
+
+    def __init__(self, api: KubeApi, name: str, timeouts: Timeouts, debug_image: str,
+                 probe: Callable[[str, int], bool] | None = None) -> None:
+        self.api = api
+        self.is_reachable = probe or reachable
+        self.name = name
+        self.timeouts = timeouts
+        self.debug_image = debug_image
+        self.core = k8s_client.CoreV1Api(api.client)
+        self._service_proxy: ServiceProxy | None = None
+        self._port_forward: PortForward | None = None
+        self._ingress_url: str | None = None
+        self._debug_pods: dict[str, str] = {}
+        self._created_debug_namespace = False
+
+    # -- objects ------------------------------------------------------------------------------------
+    def list_pods(self, namespace: str | None = None) -> list[Obj]:
+        return self.list_objects("Pod", namespace)
+
+    def list_objects(self, kind: str, namespace: str | None = None, selector: str | None = None) -> list[Obj]:
+        resource = self._resource_of_kind(kind)
+        listing = self.api.request("GET", resource.path(namespace),
+                                   query={"labelSelector": selector} if selector else None)
+        return [{"apiVersion": resource.api_version, "kind": kind, **item} for item in listing.get("items") or []]
+
+    def get(self, kind: str, name: str, namespace: str = "default") -> Obj | None:
+        resource = self._resource_of_kind(kind)
+        try:
+            obj = as_obj(self.api.request("GET", resource.path(namespace, name)))
+        except NotFoundError:
+            return None
+        return {"apiVersion": resource.api_version, "kind": kind, **obj}
+
+    def _resource_of_kind(self, kind: str) -> Resource:
+        for api_version in KIND_API_VERSIONS.get(kind, ()):
+            if self.api.serves(api_version, kind):
+                return self.api.resource(api_version, kind)
+        raise NotFoundError(f"the API server serves no {kind} in {', '.join(KIND_API_VERSIONS.get(kind, ('?',)))}")
+
+    def apply(self, objects: list[Obj]) -> list[Obj]:
+        """Create each object, or replace it when it exists (keeping what the server owns, e.g. clusterIP)."""
+        results = []
+        for obj in objects:
+            resource = self._resource_for(obj)
+            namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+            name = obj["metadata"]["name"]
+            try:
+                self.api.request("POST", resource.path(namespace), body=obj)
+                action = "created"
+            except ClusterError as e:
+                if e.status.get("reason") != "AlreadyExists":
+                    raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
+                current = as_obj(self.api.request("GET", resource.path(namespace, name)))
+                self.api.request("PUT", resource.path(namespace, name), body=replacement(obj, current))
+                action = "configured"
+            if obj["kind"] == "CustomResourceDefinition":
+                self.api.forget_resources()
+            results.append({"object": str(key_of(obj)), "action": action})
+        return results
+
+    def _resource_for(self, obj: Obj) -> Resource:
+        """The resource serving ``obj``; right after its CRD was created, wait (bounded) until it is served."""
+
+        def probe() -> tuple[Resource | None, str]:
+            try:
+                return self.api.resource(obj["apiVersion"], obj["kind"]), ""
+            except ClusterError as e:
+                self.api.forget_resources()
+                return None, str(e)
+
+        return wait_for(f"the API server to serve {obj['kind']} ({obj['apiVersion']})", probe,
+                        self.timeouts.api_request, interval=0.5)
+
+    def delete(self, objects: list[Obj]) -> list[Obj]:
+        results = []
+        for obj in objects:
+            resource = self._resource_for(obj)
+            namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+            try:
+                self.api.request("DELETE", resource.path(namespace, obj["metadata"]["name"]),
+                                 query={"propagationPolicy": "Background"})
+                action = "deleted"
+            except NotFoundError:
+                action = "not found"
+            results.append({"object": str(key_of(obj)), "action": action})
+        return results
+
+    # -- containers ---------------------------------------------------------------------------------
+    def exec(self, namespace: str, pod: str, command: Sequence[str], container: str | None = None,
+             timeout: float | None = None) -> ExecResult:
+        limit = timeout or self.timeouts.exec
+        try:
+            response = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, command=list(command),
+                              container=container or self._first_container(namespace, pod), stderr=True,
+                              stdin=False, stdout=True, tty=False, _preload_content=False,
+                              _request_timeout=self.api.timeout)
+        except k8s_client.ApiException as e:
+            raise exec_error(e, namespace, pod) from None
+        stdout, stderr = [], []
+        deadline = time.monotonic() + limit
+        try:
+            while response.is_open():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ClusterError(f"{' '.join(command)} in {namespace}/{pod} did not finish within {limit:g}s")
+                response.update(timeout=min(1.0, remaining))
+                stdout.append(response.read_channel(1))
+                stderr.append(response.read_channel(2))
+            stdout.append(response.read_channel(1))
+            stderr.append(response.read_channel(2))
+            code = response.returncode
+        finally:
+            response.close()
+        return ExecResult(tuple(command), int(code or 0), "".join(stdout), "".join(stderr))
+
+    def _first_container(self, namespace: str, pod: str) -> str:
+        found = self.get("Pod", pod, namespace)
+        if found is None:
+            raise NotFoundError(f'pod "{pod}" not found in namespace "{namespace}"')
+        return str(found["spec"]["containers"][0]["name"])
+
+    def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
+        query = {"container": container} if container else {}
+        if previous:
+            query["previous"] = "true"
+        try:
+            return str(self.api.request("GET", f"/api/v1/namespaces/{namespace}/pods/{pod}/log", query=query,
+                                        raw=True))
+        except ClusterError as e:
+            if previous and "not found" in str(e):
+                raise NotFoundError(f"no previous log for container {container or '(first)'} of pod {pod}") from None
+            raise
+
+    def events(self, namespace: str | None = None) -> list[Obj]:
+        return sorted(self.list_objects("Event", namespace), key=event_time)
+
+    # -- traffic ------------------------------------------------------------------------------------
+    def service_url(self, namespace: str, service: str, port: int) -> str:
+        svc = self.get("Service", service, namespace)
+        if svc is None:
+            raise NotFoundError(f'service "{service}" not found in namespace "{namespace}"')
+        ports = [p["port"] for p in svc["spec"].get("ports") or []]
+        if port not in ports:
+            raise NotFoundError(f"service {service} has no port {port}; its ports: {ports}")
+        if self._service_proxy is None:
+            self._service_proxy = ServiceProxy(self.api)
+        return self._service_proxy.url(namespace, service, port)
+
+    def ingress_url(self) -> str:
+        """The LoadBalancer address; while that is pending, a node's InternalIP and the NodePort; when
+        neither answers from here, a port-forward to an ingress pod. Chosen once per adapter."""
+        if self._ingress_url is None:
+            self._ingress_url = self._choose_ingress_url()
+        return self._ingress_url
+
+    def _choose_ingress_url(self) -> str:
+        svc = self.get("Service", INGRESS_SERVICE, INGRESS_NAMESPACE)
+        if svc is None:
+            raise NotFoundError(f"service {INGRESS_SERVICE} not found in {INGRESS_NAMESPACE}: is the mesh installed?")
+        port = next((p for p in svc["spec"].get("ports") or [] if p.get("port") == INGRESS_PORT), None)
+        if port is None:
+            raise ClusterError(f"service {INGRESS_SERVICE} has no port {INGRESS_PORT}")
+        candidates = [(address, INGRESS_PORT) for address in load_balancer_addresses(svc)]
+        if port.get("nodePort"):
+            candidates += [(address, int(port["nodePort"])) for address in self._node_addresses()]
+        for host, number in candidates:
+            if self.is_reachable(host, number):
+                return f"http://{host}:{number}"
+        pod = self._ready_pod(INGRESS_NAMESPACE, svc["spec"].get("selector") or {})
+        self._port_forward = PortForward(self.api, INGRESS_NAMESPACE, pod["metadata"]["name"],
+                                         target_port(port, pod))
+        return self._port_forward.url
+
+    def _node_addresses(self) -> list[str]:
+        return [a["address"] for node in self.list_objects("Node")
+                for a in (node.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"]
+
+    def _ready_pod(self, namespace: str, selector: dict[str, str]) -> Obj:
+        pods = [p for p in self.pods(namespace, selector) if pod_is_ready(p)]
+        if not pods:
+            raise ClusterError(f"no ready pod behind {selector} in {namespace} to forward a port to")
+        return pods[0]
+
+    # -- data plane ---------------------------------------------------------------------------------
+    def wait_converged(self, timeout: float) -> None:
+        previous: list[object] = [None]
+
+        def observe() -> tuple[tuple[str, str], ...]:
+            return tuple(sorted((p["metadata"]["namespace"] + "/" + p["metadata"]["name"], self._config_digest(p))
+                                for p in self.list_pods() if serves_traffic(p)))
+
+        def unchanged(configs: tuple[tuple[str, str], ...]) -> bool:
+            same = configs == previous[0]
+            previous[0] = configs
+            return same
+
+        # The first poll has nothing to compare with, so STABLE_POLLS - 1 equal comparisons follow it.
+        wait_consistent("every proxy's configuration to stop changing", observe, unchanged, timeout,
+                        needed=STABLE_POLLS - 1, interval=1.0)
+
+    def _config_digest(self, pod: Obj) -> str:
+        try:
+            result = self.exec(pod["metadata"]["namespace"], pod["metadata"]["name"], PROXY_CONFIG_DIGEST,
+                               container=PROXY_CONTAINER)
+        except ClusterError as e:
+            return f"unreadable: {e}"
+        return result.stdout.strip()
+
+    def pod_iptables(self, namespace: str, pod: str) -> str:
+        """Dumped from a privileged helper pod on the pod's node (hostPID, nsenter into the pod's network
+        namespace): the proxy's own container runs as uid 1337 without the capability iptables needs."""
+        target = self.get("Pod", pod, namespace)
+        if target is None:
+            raise NotFoundError(f'pod "{pod}" not found in namespace "{namespace}"')
+        container_id = next((s["containerID"].split("://", 1)[-1]
+                             for s in (target.get("status") or {}).get("containerStatuses") or []
+                             if s.get("containerID") and "running" in (s.get("state") or {})), None)
+        if container_id is None:
+            raise ClusterError(f"pod {namespace}/{pod} has no running container to find its network namespace by")
+        helper = self._debug_pod(str(target["spec"]["nodeName"]))
+        result = self.exec(DEBUG_NAMESPACE, helper, ["sh", "-c", IPTABLES_OF_CONTAINER, "sh", container_id])
+        return result.check().stdout
+
+    def _debug_pod(self, node: str) -> str:
+        if node in self._debug_pods:
+            return self._debug_pods[node]
+        if self.get("Namespace", DEBUG_NAMESPACE, "") is None:
+            self.apply([{"apiVersion": "v1", "kind": "Namespace",
+                         "metadata": {"name": DEBUG_NAMESPACE, "labels": dict(MANAGED_BY)}}])
+            self._created_debug_namespace = True
+        name = "netdebug-" + hashlib.sha256(node.encode()).hexdigest()[:10]
+        self.apply([debug_pod(name, node, self.debug_image)])
+        self.wait_pods_ready(DEBUG_NAMESPACE, self.timeouts.pod_ready, {"nginmesh.test/debug-node": name})
+        self._debug_pods[node] = name
+        return name
+
+    def close(self) -> None:
+        for tunnel in (self._service_proxy, self._port_forward):
+            if tunnel is not None:
+                tunnel.close()
+        self._service_proxy = self._port_forward = None
+        if self._debug_pods:
+            self.delete([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": DEBUG_NAMESPACE}}
+                         for name in self._debug_pods.values()])
+            self._debug_pods.clear()
+        if self._created_debug_namespace:
+            self.delete([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEBUG_NAMESPACE}}])
+            self._created_debug_namespace = False
+
+
+def replacement(desired: Obj, current: Obj) -> Obj:
+    """``desired`` as a PUT body over ``current``: its resourceVersion, and the fields the server assigned
+    that a manifest leaves out (a Service's clusterIP and nodePorts cannot change)."""
+    body: dict[str, Any] = {**desired, "metadata": {**desired["metadata"],
+                                                    "resourceVersion": current["metadata"]["resourceVersion"]}}
+    if desired["kind"] == "Service":
+        spec = {**desired.get("spec", {})}
+        for field in ("clusterIP", "clusterIPs", "healthCheckNodePort"):
+            if field in current.get("spec", {}) and field not in spec:
+                spec[field] = current["spec"][field]
+        assigned = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                    for p in current.get("spec", {}).get("ports") or []}
+        spec["ports"] = [{**p, "nodePort": assigned[(p.get("port"), p.get("protocol", "TCP"))]}
+                         if "nodePort" not in p and assigned.get((p.get("port"), p.get("protocol", "TCP")))
+                         else p for p in spec.get("ports") or []]
+        body["spec"] = spec
+    return body
+
+
+def debug_pod(name: str, node: str, image: str) -> Obj:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": DEBUG_NAMESPACE,
+                     "labels": {**MANAGED_BY, "nginmesh.test/debug-node": name},
+                     "annotations": {"sidecar.istio.io/inject": "false"}},
+        "spec": {"nodeName": node, "hostPID": True, "hostNetwork": True, "restartPolicy": "Never",
+                 "activeDeadlineSeconds": DEBUG_POD_LIFETIME, "terminationGracePeriodSeconds": 0,
+                 "tolerations": [{"operator": "Exists"}],
+                 "containers": [{"name": "debug", "image": image, "command": ["sleep", str(DEBUG_POD_LIFETIME)],
+                                 "securityContext": {"privileged": True}}]},
+    }
+
+
+def exec_error(error: k8s_client.ApiException, namespace: str, pod: str) -> ClusterError:
+    text = str(error.body or error.reason or error).strip().splitlines()
+    message = text[-1] if text else "no detail"
+    if error.status == 404 or "404" in str(error.reason):
+        return NotFoundError(f'pod "{pod}" not found in namespace "{namespace}" ({message})')
+    return ClusterError(f"exec in {namespace}/{pod} refused: {message}")
+
+
+def serves_traffic(pod: Obj) -> bool:
+    """A running pod whose proxy is ready: the ones whose configuration the mesh must converge."""
+    if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(s.get("name") == PROXY_CONTAINER and s.get("ready")
+               for s in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def event_time(event: Obj) -> str:
+    return str(event.get("lastTimestamp") or event.get("eventTime") or event.get("firstTimestamp")
+               or event["metadata"].get("creationTimestamp") or "")
+
+
+def load_balancer_addresses(service: Obj) -> list[str]:
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [str(i.get("ip") or i.get("hostname")) for i in ingress if i.get("ip") or i.get("hostname")]
+
+
+def target_port(port: Obj, pod: Obj) -> int:
+    """The container port a service port leads to in ``pod`` (named target ports resolved)."""
+    target = str(port.get("targetPort", port["port"]))
+    if target.isdigit():
+        return int(target)
+    for container in pod["spec"]["containers"]:
+        for candidate in container.get("ports") or []:
+            if candidate.get("name") == target:
+                return int(candidate["containerPort"])
+    raise ClusterError(f"pod {pod['metadata']['name']} has no container port named {target!r}")
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
