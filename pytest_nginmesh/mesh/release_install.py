@@ -42,7 +42,7 @@ def mesh_installed(cluster: KubernetesCluster) -> bool:
 
 
 def labelled(objects: list[Obj], run_id: str) -> list[Obj]:
-    """The objects with our labels on them (and on their pod templates, so the pods carry them too)."""
+    """Copies of the objects with our labels on them."""
     labels = {**MANAGED_BY, INSTALLATION_LABEL: run_id}
     result = []
     for obj in objects:
