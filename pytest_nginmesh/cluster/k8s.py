@@ -57,6 +57,8 @@ PROXY_CONFIG_DIGEST = ("sh", "-c", "cat /etc/istio/proxy/*.conf /etc/istio/proxy
 STABLE_POLLS = 4
 INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
 PROBE_TIMEOUT = 2.0
+# websocket-client waits 3 s for the server's close frame by default; an exec we gave up on must not.
+WEBSOCKET_CLOSE_TIMEOUT = 0.5
 
 
 class KubernetesCluster(Cluster):
@@ -173,7 +175,7 @@ class KubernetesCluster(Cluster):
             stderr.append(response.read_channel(2))
             code = response.returncode
         finally:
-            response.close()
+            response.close(timeout=WEBSOCKET_CLOSE_TIMEOUT)
         return ExecResult(tuple(command), int(code or 0), "".join(stdout), "".join(stderr))
 
     def _first_container(self, namespace: str, pod: str) -> str:

@@ -1,0 +1,228 @@
+"""The Kubernetes adapter against the FAKE API server (tests/kubefake), which serves the seed's recorded
+real objects through the official client's HTTP path: the port's methods as the suites use them."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from kubefake import RecordedApiServer, bookinfo_objects
+from pytest_nginmesh.checks.iptables import CaptureExpectations, check_rules
+from pytest_nginmesh.checks.metrics import ISTIO_0_3
+from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod
+from pytest_nginmesh.cluster.k8s import DEBUG_NAMESPACE, KubernetesCluster
+from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
+from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
+from pytest_nginmesh.kube import Obj, read_manifest_file
+from pytest_nginmesh.mesh.manifests import FIXTURES
+from pytest_nginmesh.profiles import get_profile
+from pytest_nginmesh.settings import Timeouts
+from pytest_nginmesh.telemetry import scrape
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+SEED_POD = "reviews-v3-5fff595d9b-zsb2q"
+SEED_PROXY_ID = "5d0c189b9dde8e14af4c8065ee5cf007508c0bb2b3c9535598d99dc49f531370"
+
+
+@pytest.fixture
+def server() -> Iterator[RecordedApiServer]:
+    with RecordedApiServer() as fake:
+        fake.load(bookinfo_objects())
+        yield fake
+
+
+@pytest.fixture
+def probes() -> list[tuple[str, int]]:
+    return []
+
+
+@pytest.fixture
+def cluster(server: RecordedApiServer, tmp_path: Path, probes: list[tuple[str, int]]) -> Iterator[KubernetesCluster]:
+    api = KubeApi(choose_kubeconfig(server.write_kubeconfig(tmp_path / "kubeconfig"), None), 10.0)
+
+    def unreachable(host: str, port: int) -> bool:  # stands for TCP reachability: no traffic leaves loopback
+        probes.append((host, port))
+        return False
+
+    adapter = KubernetesCluster(api, "fake", Timeouts(pod_ready=5, api_request=5), "nginmesh/proxy_init:0.2.12",
+                                probe=unreachable)
+    yield adapter
+    adapter.close()
+
+
+def test_pods_are_the_recorded_objects_and_pass_the_sidecar_checks(cluster: KubernetesCluster) -> None:
+    pods = cluster.list_pods("default")
+    assert len(pods) == 6
+    assert {p["kind"] for p in pods} == {"Pod"}
+    seed = next(p for p in pods if p["metadata"]["name"] == SEED_POD)
+    assert seed["metadata"]["creationTimestamp"] == "2018-01-02T02:33:36Z", "timestamps stay strings"
+    profile = get_profile("nginmesh-0.2.12")
+    expect = SidecarExpectations(proxy_image=profile.proxy_image, init_image=profile.init_image)
+    assert [f for p in pods for f in check_pod(p, expect)] == []
+    assert len(cluster.list_pods()) == 11
+
+
+def test_get_finds_kinds_in_the_api_version_the_server_serves(cluster: KubernetesCluster) -> None:
+    deployment = cluster.get("Deployment", "reviews-v3")
+    assert deployment is not None and deployment["apiVersion"] == "apps/v1"
+    assert cluster.get("InitializerConfiguration", "istio-sidecar", "") is not None
+    assert cluster.get("Pod", "nope") is None
+
+
+def test_route_rules_apply_reapply_and_delete(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    rules = read_manifest_file(str(FIXTURES / "routes/route-rule-all-v1.yaml"))
+    assert {r["action"] for r in cluster.apply(rules)} == {"created"}
+    assert server.stored("config.istio.io/v1alpha2", "RouteRule", "reviews-default", "default") is not None
+    assert {r["action"] for r in cluster.apply(rules)} == {"configured"}
+    assert {r["action"] for r in cluster.delete(rules)} == {"deleted"}
+    assert {r["action"] for r in cluster.delete(rules)} == {"not found"}
+
+
+def test_replacing_a_service_keeps_its_cluster_ip(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    manifest = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-mixer", "namespace": "istio-system"},
+                "spec": {"ports": [{"name": "prometheus", "port": 42422}], "selector": {"istio": "mixer"}}}
+    assert cluster.apply([manifest]) == [{"object": "service/istio-system/istio-mixer", "action": "configured"}]
+    [put] = server.requests_to("/api/v1/namespaces/istio-system/services/istio-mixer", "PUT")
+    assert put.body["spec"]["clusterIP"] == "10.107.135.31"
+
+
+def test_a_refused_object_names_itself(cluster: KubernetesCluster) -> None:
+    bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name", "namespace": "default"}}
+    with pytest.raises(ClusterError, match=r"configmap/default/Bad_Name refused: .*HTTP 422, Invalid"):
+        cluster.apply([bad])
+
+
+def test_exec_returns_output_and_exit_code(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    server.on_exec("default", SEED_POD, "reviews", lambda argv: (0, b"hello " + argv[-1].encode(), b"warn"))
+    result = cluster.exec("default", SEED_POD, ["echo", "world"], container="reviews")
+    assert (result.returncode, result.stdout, result.stderr) == (0, "hello world", "warn")
+    server.on_exec("default", SEED_POD, "istio-proxy", lambda argv: (3, b"", b"no such file\n"))
+    failed = cluster.exec("default", SEED_POD, ["cat", "/nope"], container="istio-proxy")
+    assert failed.returncode == 3
+    with pytest.raises(ClusterError, match="cat /nope exited 3: no such file"):
+        failed.check()
+
+
+def test_exec_in_a_missing_pod_or_container(cluster: KubernetesCluster) -> None:
+    with pytest.raises(NotFoundError, match='pod "gone" not found in namespace "default"'):
+        cluster.exec("default", "gone", ["true"], container="app")
+    with pytest.raises(ClusterError, match="refused"):
+        cluster.exec("default", SEED_POD, ["true"], container="nope")
+
+
+def test_exec_that_hangs_is_bounded(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    release = threading.Event()
+    server.on_exec("default", SEED_POD, "reviews", lambda argv: (release.wait(5), (0, b"", b""))[1])
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match=r"sleep 60 in default/.* did not finish within 0.5s"):
+        cluster.exec("default", SEED_POD, ["sleep", "60"], container="reviews", timeout=0.5)
+    release.set()
+    assert time.monotonic() - started < 3
+
+
+def test_logs_current_and_previous(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    server.set_log("default", SEED_POD, "istio-proxy", "GET /reviews/0 200\n")
+    assert cluster.logs("default", SEED_POD, "istio-proxy") == "GET /reviews/0 200\n"
+    with pytest.raises(NotFoundError, match="no previous log for container istio-proxy"):
+        cluster.logs("default", SEED_POD, "istio-proxy", previous=True)
+    server.set_log("default", SEED_POD, "istio-proxy", "now\n", previous="crashed\n")
+    assert cluster.logs("default", SEED_POD, "istio-proxy", previous=True) == "crashed\n"
+
+
+def test_events_come_oldest_first(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    def event(name: str, at: str) -> Obj:
+        return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "default"},
+                "involvedObject": {"kind": "Pod", "name": SEED_POD}, "reason": name, "lastTimestamp": at}
+
+    server.load([event("Started", "2018-01-02T07:45:00Z"), event("Pulled", "2018-01-02T07:44:00Z")])
+    assert [e["reason"] for e in cluster.events("default")] == ["Pulled", "Started"]
+
+
+def test_metrics_are_scraped_through_the_service_proxy(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    text = (DATA / "metrics" / "istio-0.3-after.txt").read_bytes()
+    server.on_service_proxy("istio-system", "istio-mixer:42422",
+                            lambda req: (200, {"Content-Type": "text/plain"}, text) if req.path == "/metrics"
+                            else (404, {}, b""))
+    url = cluster.service_url("istio-system", "istio-mixer", 42422)
+    assert url.startswith("http://127.0.0.1:")
+    assert scrape(cluster, ISTIO_0_3, 5.0), "the scrape parses into samples"
+    assert requests.get(url + "/nope", timeout=5).status_code == 404
+    forbidden = url.split("/api/")[0] + "/api/v1/namespaces/default/secrets"
+    assert requests.get(forbidden, timeout=5).status_code == 403, "only service proxy paths are forwarded"
+    with pytest.raises(NotFoundError, match=r"service istio-mixer has no port 1; its ports"):
+        cluster.service_url("istio-system", "istio-mixer", 1)
+
+
+def test_ingress_prefers_the_load_balancer_then_the_node_port(cluster: KubernetesCluster, server: RecordedApiServer,
+                                                              probes: list[tuple[str, int]]) -> None:
+    cluster.is_reachable = lambda host, port: probes.append((host, port)) or host == "10.12.5.31"  # type: ignore[func-returns-value]
+    assert cluster.ingress_url() == "http://10.12.5.31:32765"
+    assert probes == [("10.12.5.15", 32765), ("10.12.5.31", 32765)], "EXTERNAL-IP pending: node ports tried"
+    assert cluster.ingress_url() == "http://10.12.5.31:32765" and len(probes) == 2, "chosen once"
+
+
+def test_iptables_are_read_by_a_node_helper_pod(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
+    dump = (DATA / "iptables" / "prepare-proxy-plain.nft.txt").read_text()
+    seen: list[list[str]] = []
+    auth = {"Authorization": f"Bearer {server.token}"}
+
+    def helper_ready() -> None:  # the fake runs no kubelet: mark the helper pod running, as one would
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            listing = requests.get(f"{server.url}/api/v1/namespaces/{DEBUG_NAMESPACE}/pods", headers=auth, timeout=5)
+            for pod in listing.json()["items"] if listing.status_code == 200 else []:
+                name = pod["metadata"]["name"]
+                server.on_exec(DEBUG_NAMESPACE, name, "debug", lambda argv: (seen.append(argv), (0, dump.encode(),
+                                                                                                  b""))[1])
+                requests.put(f"{server.url}/api/v1/namespaces/{DEBUG_NAMESPACE}/pods/{name}/status",
+                             headers=auth, timeout=5,
+                             json={**pod, "status": {"phase": "Running",
+                                                     "conditions": [{"type": "Ready", "status": "True"}]}})
+                return
+            time.sleep(0.05)
+
+    marker = threading.Thread(target=helper_ready)
+    marker.start()
+    text = cluster.pod_iptables("default", SEED_POD)
+    marker.join()
+    assert text == dump
+    assert seen[0][-1] == SEED_PROXY_ID, "the helper looks the pod up by its container's ID"
+    assert check_rules(text, CaptureExpectations(15001, 1337, (), "192.168.79.138"), subject="seed")[0] == []
+    [helper] = requests.get(f"{server.url}/api/v1/namespaces/{DEBUG_NAMESPACE}/pods", headers=auth,
+                            timeout=5).json()["items"]
+    assert helper["spec"]["nodeName"] == "kube-2" and helper["spec"]["hostPID"] is True
+    assert helper["spec"]["containers"][0]["securityContext"] == {"privileged": True}
+    assert cluster.pod_iptables("default", SEED_POD) == dump, "the helper pod is reused"
+    cluster.close()
+    assert server.stored("v1", "Namespace", DEBUG_NAMESPACE) is None, "close removes what the adapter created"
+
+
+def test_convergence_waits_until_proxy_configs_stop_changing(cluster: KubernetesCluster,
+                                                             server: RecordedApiServer) -> None:
+    calls = {"n": 0}
+
+    def digest(argv: list[str]) -> tuple[int, bytes, bytes]:
+        calls["n"] += 1
+        return 0, b"4011 1234\n", b""
+
+    for pod in cluster.list_pods("default"):
+        server.on_exec("default", pod["metadata"]["name"], "istio-proxy", digest)
+    started = time.monotonic()
+    cluster.wait_converged(10)
+    assert 2.5 < time.monotonic() - started < 6
+    assert calls["n"] == 6 * 4, "four polls of six proxies"
+
+
+def test_convergence_times_out_while_configs_keep_changing(cluster: KubernetesCluster,
+                                                           server: RecordedApiServer) -> None:
+    counter = iter(range(10_000))
+    for pod in cluster.list_pods("default"):
+        server.on_exec("default", pod["metadata"]["name"], "istio-proxy",
+                       lambda argv: (0, f"{next(counter)} 99\n".encode(), b""))
+    with pytest.raises(WaitTimeout, match="every proxy's configuration to stop changing"):
+        cluster.wait_converged(1.5)
