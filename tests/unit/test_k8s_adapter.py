@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from kubefake import RecordedApiServer, bookinfo_objects
+
 from pytest_nginmesh.checks.iptables import CaptureExpectations, check_rules
 from pytest_nginmesh.checks.metrics import ISTIO_0_3
 from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod
