@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import requests
@@ -59,7 +60,6 @@ class KubeadmProvider:
         self.version = (KubeVersion.parse(settings.k8s_version) if settings.k8s_version
                         else KubeVersion.parse(self._kubeadm_version(), "kubeadm version"))
         check_profile_supports(profile, self.version)
-        self.config_file = settings.state_dir / "kubeadm-config.yaml"
         self.config_text = to_yaml(kubeadm_config(self.version, profile))
 
     def _kubeadm_version(self) -> str:
@@ -69,13 +69,14 @@ class KubeadmProvider:
         if self.adopted is not None:
             self.progress(f"adopting kubeadm cluster {self.adopted.server} ({self.adopted.path})")
             return ProvidedCluster(self.adopted, created=False)
-        self.config_file.parent.mkdir(parents=True, exist_ok=True)
-        self.config_file.write_text(self.config_text)
-        self.progress(f"kubeadm init --config {self.config_file} --dry-run")
-        self._run("init", "--config", str(self.config_file), "--dry-run", timeout=self.settings.timeouts.cluster_up)
-        self.progress(f"kubeadm init: Kubernetes {self.version} on this host")
-        self.created = True
-        self._run("init", "--config", str(self.config_file), timeout=self.settings.timeouts.cluster_up)
+        with tempfile.TemporaryDirectory(prefix="pytest-nginmesh-kubeadm-") as directory:
+            config_file = Path(directory) / "kubeadm-config.yaml"
+            config_file.write_text(self.config_text)
+            self.progress(f"kubeadm init --config {config_file} --dry-run")
+            self._run("init", "--config", str(config_file), "--dry-run", timeout=self.settings.timeouts.cluster_up)
+            self.progress(f"kubeadm init: Kubernetes {self.version} on this host")
+            self.created = True
+            self._run("init", "--config", str(config_file), timeout=self.settings.timeouts.cluster_up)
         return ProvidedCluster(choose_kubeconfig(ADMIN_KUBECONFIG, None), created=True)
 
     def prepare(self, cluster: KubernetesCluster) -> None:
@@ -102,7 +103,6 @@ class KubeadmProvider:
         if self.created:
             self.progress("kubeadm reset")
             self._run("reset", "-f", timeout=self.settings.timeouts.teardown)
-            self.config_file.unlink(missing_ok=True)
             self.created = False
 
     def _run(self, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
