@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from kubefake import RecordedApiServer, bookinfo_objects
+
 from pytest_nginmesh.cluster.render import kind_config, to_yaml
 from pytest_nginmesh.cluster.versions import CURRENT_K8S, KubeVersion, node_image
 from pytest_nginmesh.profiles import get_profile

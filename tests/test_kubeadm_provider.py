@@ -119,7 +119,8 @@ def test_a_failing_dry_run_stops_with_its_message(pytester: pytest.Pytester, tmp
     pytester.makepyfile(USES_CLUSTER)
     result = pytester.runpytest("--nginmesh-cluster=kubeadm")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*kubeadm init --config * --dry-run failed: [[]ERROR Port-6443]: Port 6443 is in use*"])
+    result.stdout.fnmatch_lines(
+        ["*kubeadm init --config * --dry-run failed: [[]ERROR Port-6443]: Port 6443 is in use*"])
     assert [c["argv"][0] for c in calls(tmp_path)] == ["version", "init"], "no init, no reset after a failed dry run"
 
 
