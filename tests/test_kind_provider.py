@@ -28,7 +28,9 @@ options = dict(a[2:].split("=", 1) for a in args if a.startswith("--") and "=" i
 if "--config" in args:
     entry["config"] = pathlib.Path(args[args.index("--config") + 1]).read_text()
 kubeconfig = pathlib.Path(os.environ["FAKE_KIND_KUBECONFIG"]).read_text()
-if args[:2] == ["get", "clusters"]:
+if args[:1] == ["version"]:
+    print("kind " + os.environ.get("FAKE_KIND_VERSION", "v0.9.0") + " go1.15.2 linux/amd64")
+elif args[:2] == ["get", "clusters"]:
     print("\\n".join(names))
 elif args[:2] == ["get", "kubeconfig"]:
     print(kubeconfig)
@@ -76,12 +78,15 @@ def calls(state: Path) -> list[dict[str, object]]:
                                                   ("nginmesh-0.3.0", KubeVersion(1, 12)),
                                                   ("nginmesh-0.7.1", CURRENT_K8S)])
 def test_the_rendered_config_is_what_kind_creates_the_cluster_with(pytester: pytest.Pytester, fake_kind: Path,
-                                                                    profile: str, version: KubeVersion) -> None:
+                                                                    monkeypatch: pytest.MonkeyPatch, profile: str,
+                                                                    version: KubeVersion) -> None:
+    monkeypatch.setenv("FAKE_KIND_VERSION", node_image(version).kind_release)
     pytester.makepyfile(USES_CLUSTER)
     args = ["--nginmesh-cluster=kind", f"--nginmesh-profile={profile}", f"--nginmesh-k8s-version={version}"]
     expected = to_yaml(kind_config(version, get_profile(profile), node_image(version).image))
     result = pytester.runpytest(*args)
     result.assert_outcomes(passed=1)
+    assert calls(fake_kind)[0]["argv"] == ["version"]
     create = next(c for c in calls(fake_kind) if c["argv"][:2] == ["create", "cluster"])  # type: ignore[index]
     assert create["argv"] == ["create", "cluster", f"--name={NAME}", f"--kubeconfig=.pytest-kind/{NAME}/kubeconfig",
                               "--config", f".pytest-kind/{NAME}/kind-config.yaml"]
@@ -111,3 +116,23 @@ def test_a_failing_test_session_still_deletes_the_created_cluster(pytester: pyte
     pytester.makepyfile("def test_fails(mesh_cluster):\n    assert False\n")
     pytester.runpytest("--nginmesh-cluster=kind").assert_outcomes(failed=1)
     assert (fake_kind / "clusters").read_text().split() == []
+
+
+def test_a_kind_older_than_the_node_image_is_refused_before_creating(pytester: pytest.Pytester, fake_kind: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KIND_VERSION", "v0.5.1")
+    pytester.makepyfile(USES_CLUSTER)
+    result = pytester.runpytest("--nginmesh-cluster=kind", "--nginmesh-k8s-version=1.13")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*kind v0.5.1 is older than v0.9.0, the oldest kind that runs kindest/node:v1.13*"
+                                 "pass a newer kind with --nginmesh-kind-bin*"])
+    assert [c["argv"] for c in calls(fake_kind)] == [["version"]]
+
+
+def test_another_kind_release_is_warned_about(pytester: pytest.Pytester, fake_kind: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KIND_VERSION", "v0.11.1")
+    pytester.makepyfile(USES_CLUSTER)
+    result = pytester.runpytest("--nginmesh-cluster=kind", "--nginmesh-k8s-version=1.13")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*nginmesh: kind v0.11.1 runs kindest/node:v1.13.12* on a best-effort basis*"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,6 +20,11 @@ from .render import kind_config, to_yaml
 from .versions import KubeVersion, check_profile_supports, default_k8s_version, node_image
 
 KIND_STATE = Path(".pytest-kind")  # where pytest-kind keeps a cluster's kubeconfig and kind binary
+KIND_RELEASE = re.compile(r"v\d+\.\d+\.\d+")
+
+
+def release_tuple(release: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in release.lstrip("v").split("."))
 
 
 def kind_version(settings: Settings, profile: Profile) -> KubeVersion:
@@ -50,6 +56,7 @@ class KindProvider:
         self.settings = settings
         self.progress = progress
         self.version = kind_version(settings, profile)
+        self.pinned = None if settings.node_image else node_image(self.version)
         self.config = kind_config(self.version, profile, settings.node_image or node_image(self.version).image)
         self.binary = kind_binary(settings)
         if container_engine() is None:
@@ -66,6 +73,7 @@ class KindProvider:
             self.progress("no kind on PATH and no --nginmesh-kind-bin: pytest-kind downloads its pinned kind")
         name = self.settings.cluster_name
         self.cluster.ensure_kind()
+        self.check_kind_release()
         config_file = self.cluster.path / "kind-config.yaml"
         config_file.write_text(to_yaml(self.config))
         if name in self.existing_clusters():
@@ -80,6 +88,19 @@ class KindProvider:
         except (subprocess.CalledProcessError, OSError) as e:
             raise ClusterError(f"kind create cluster {name} failed ({e}): see kind's output above") from None
         return ProvidedCluster(choose_kubeconfig(self.cluster.kubeconfig_path, f"kind-{name}"), self.created)
+
+    def check_kind_release(self) -> None:
+        """kind supports a node image with the release that built it (best effort with others): say so
+        before a long, doomed ``kind create cluster``."""
+        if self.pinned is None:
+            return
+        found = KIND_RELEASE.search(self.run("version").stdout)
+        if found and release_tuple(found.group(0)) < release_tuple(self.pinned.min_kind_release):
+            raise UsageError(f"kind {found.group(0)} is older than {self.pinned.min_kind_release}, the oldest "
+                             f"kind that runs {self.pinned.image}: pass a newer kind with --nginmesh-kind-bin")
+        if found and found.group(0) != self.pinned.kind_release:
+            self.progress(f"kind {found.group(0)} runs {self.pinned.image} on a best-effort basis: kind "
+                          f"{self.pinned.kind_release} built it (--nginmesh-kind-bin) if creation fails")
 
     def existing_clusters(self) -> list[str]:
         result = self.run("get", "clusters")
