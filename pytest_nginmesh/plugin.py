@@ -131,6 +131,7 @@ def progress_line(config: pytest.Config) -> Callable[[str], None]:
     def write(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
+            reporter.ensure_newline()
             reporter.write_line(f"nginmesh: {line}")
 
     return write

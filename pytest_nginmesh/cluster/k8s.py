@@ -96,6 +96,15 @@ class KubernetesCluster(Cluster):
             return None
         return {"apiVersion": resource.api_version, "kind": kind, **obj}
 
+    def live(self, obj: Obj) -> Obj | None:
+        """The cluster's current copy of ``obj`` (looked up by its own apiVersion), or None."""
+        resource = self._resource_for(obj)
+        namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+        try:
+            return as_obj(self.api.request("GET", resource.path(namespace, obj["metadata"]["name"])))
+        except NotFoundError:
+            return None
+
     def _resource_of_kind(self, kind: str) -> Resource:
         for api_version in KIND_API_VERSIONS.get(kind, ()):
             if self.api.serves(api_version, kind):

@@ -89,10 +89,11 @@ def install_release(cluster: KubernetesCluster, manifests: ReleaseManifests, pro
 
     def apply(objects: list[Obj]) -> None:
         objects = labelled(objects, installation.run_id)
-        installation.objects += objects
-        cluster.apply(objects)
-        if any(o["kind"] == "CustomResourceDefinition" for o in objects):
-            cluster.api.forget_resources()
+        for obj in objects:
+            # One at a time, so a failure leaves the record exact; what existed before stays (it is not ours).
+            [result] = cluster.apply([obj])
+            if result["action"] == "created":
+                installation.objects.append(obj)
 
     progress(f"installing the Istio {profile.istio_version} control plane")
     control_plane = read_all(manifests.control_plane)
@@ -102,7 +103,7 @@ def install_release(cluster: KubernetesCluster, manifests: ReleaseManifests, pro
     progress(f"installing the Nginmesh {profile.nginmesh_version} injector ({profile.injection})")
     if manifests.injector_script is not None:
         run_injector_script(cluster, manifests, settings)
-        restamp_injector_config(cluster, profile, settings, installation)
+        restamp_injector_config(cluster, profile, settings)
     else:
         injector = override_images(read_all(manifests.injector), profile, settings.proxy_image, settings.init_image)
         apply(injector)
@@ -136,18 +137,15 @@ def run_injector_script(cluster: KubernetesCluster, manifests: ReleaseManifests,
                            f"{lines[-1] if lines else 'no output'}")
 
 
-def restamp_injector_config(cluster: KubernetesCluster, profile: Profile, settings: Settings,
-                            installation: Installation) -> None:
-    """Apply the image overrides to the injector ConfigMaps a script created, and label them as ours."""
+def restamp_injector_config(cluster: KubernetesCluster, profile: Profile, settings: Settings) -> None:
+    """Apply the image overrides to the injector ConfigMaps the release's script created."""
     configmaps = [c for c in cluster.list_objects("ConfigMap", CONTROL_PLANE_NAMESPACE)
                   if "sidecar-injector" in c["metadata"]["name"]]
     for configmap in configmaps:
         for key in ("uid", "resourceVersion", "creationTimestamp", "managedFields", "selfLink"):
             configmap["metadata"].pop(key, None)
-    stamped = labelled(override_images(configmaps, profile, settings.proxy_image, settings.init_image),
-                       installation.run_id)
+    stamped = override_images(configmaps, profile, settings.proxy_image, settings.init_image)
     cluster.apply(stamped)
-    installation.objects += stamped
 
 
 def label_for_injection(cluster: KubernetesCluster, namespace: str, installation: Installation) -> None:
@@ -166,7 +164,7 @@ def uninstall(cluster: KubernetesCluster, installation: Installation, progress: 
     progress(f"removing what this run installed ({len(installation.objects)} objects)")
     mine = []
     for obj in reversed(installation.objects):
-        live = cluster.get(obj["kind"], obj["metadata"]["name"], obj["metadata"].get("namespace") or "default")
+        live = cluster.live(obj)
         if live is not None and (live["metadata"].get("labels") or {}).get(INSTALLATION_LABEL) == installation.run_id:
             mine.append(obj)
     unique = {key_of(o): o for o in mine}
