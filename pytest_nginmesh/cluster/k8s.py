@@ -20,6 +20,7 @@ from ..kube import Obj, key_of
 from ..mesh.injection import PROXY_CONTAINER
 from ..settings import Timeouts
 from .base import Cluster, ExecResult, pod_is_ready, wait_consistent, wait_for
+from .convert import SUCCESSORS, served_version_of
 from .kubeapi import KubeApi, Resource, as_obj
 from .tunnels import PortForward, ServiceProxy
 
@@ -98,7 +99,7 @@ class KubernetesCluster(Cluster):
 
     def live(self, obj: Obj) -> Obj | None:
         """The cluster's current copy of ``obj`` (looked up by its own apiVersion), or None."""
-        resource = self._resource_for(obj)
+        resource = self._resource_for(self._served(obj))
         namespace = (obj.get("metadata") or {}).get("namespace") or "default"
         try:
             return as_obj(self.api.request("GET", resource.path(namespace, obj["metadata"]["name"])))
@@ -114,7 +115,8 @@ class KubernetesCluster(Cluster):
     def apply(self, objects: list[Obj]) -> list[Obj]:
         """Create each object, or replace it when it exists (keeping what the server owns, e.g. clusterIP)."""
         results = []
-        for obj in objects:
+        for original in objects:
+            obj = self._served(original)
             resource = self._resource_for(obj)
             namespace = (obj.get("metadata") or {}).get("namespace") or "default"
             name = obj["metadata"]["name"]
@@ -132,6 +134,10 @@ class KubernetesCluster(Cluster):
             results.append({"object": str(key_of(obj)), "action": action})
         return results
 
+    def _served(self, obj: Obj) -> Obj:
+        """``obj`` in an API version this server serves (old manifests on new servers)."""
+        return served_version_of(obj, self.api.serves) if obj["kind"] in SUCCESSORS else obj
+
     def _resource_for(self, obj: Obj) -> Resource:
         """The resource serving ``obj``; right after its CRD was created, wait (bounded) until it is served."""
 
@@ -148,7 +154,7 @@ class KubernetesCluster(Cluster):
     def delete(self, objects: list[Obj]) -> list[Obj]:
         results = []
         for obj in objects:
-            resource = self._resource_for(obj)
+            resource = self._resource_for(self._served(obj))
             namespace = (obj.get("metadata") or {}).get("namespace") or "default"
             try:
                 self.api.request("DELETE", resource.path(namespace, obj["metadata"]["name"]),
