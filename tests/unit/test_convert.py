@@ -81,6 +81,6 @@ def test_rbac_only_changes_its_version() -> None:
 
 def test_no_known_successor_is_an_error_naming_the_object() -> None:
     old = {"apiVersion": "extensions/v1beta1", "kind": "PodSecurityPolicy", "metadata": {"name": "p"}}
-    with pytest.raises(ClusterError, match="podsecuritypolicy/.*p: the API server serves no PodSecurityPolicy in "
-                                           "extensions/v1beta1"):
+    with pytest.raises(ClusterError, match=r"podsecuritypolicy/.*p: the API server serves no PodSecurityPolicy in "
+                                           r"extensions/v1beta1"):
         served_version_of(old, served)
