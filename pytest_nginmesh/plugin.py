@@ -71,6 +71,7 @@ KUBERNETES_OPTIONS = (
     ("context", "NAME", "kubeconfig context to use (default: the current context)."),
     ("allowed-contexts", "C,…", "Refuse any context not in this list (guards clusters that must not be touched)."),
     ("install", "", "Install Istio, Nginmesh and Bookinfo on an existing cluster (removed again afterwards)."),
+    ("release", "VERSION", "Nginmesh release to install: 0.2.12, 0.3.0 or 0.7.1 (default: the profile's)."),
     ("release-dir", "DIR", "Directory holding the release tarballs, for air-gapped runs (no downloads)."),
     ("proxy-image", "IMAGE", "Proxy image to inject instead of the release's (release qualification)."),
     ("init-image", "IMAGE", "Init image to inject instead of the release's (release qualification)."),

@@ -56,6 +56,7 @@ class Settings:
     context: str | None = None
     allowed_contexts: frozenset[str] = frozenset()
     install: bool = False
+    release: str | None = None
     release_dir: Path | None = None
     proxy_image: str | None = None
     init_image: str | None = None

@@ -67,6 +67,18 @@ def test_kind_version_and_profile_mismatches_are_usage_errors(pytester: pytest.P
     assert_usage_error(pytester.runpytest("--nginmesh-cluster=kind", *args), pattern)
 
 
+@pytest.mark.parametrize(("args", "pattern"), [
+    (["--nginmesh-release=0.4.0"], "*unknown Nginmesh release '0.4.0': choose one of 0.2.12, 0.3.0, 0.7.1*"),
+    (["--nginmesh-release=0.7.1"], "*Nginmesh 0.7.1 injects with the webhook, profile nginmesh-0.2.12 expects "
+                                   "the initializer: choose a release and a profile that agree*"),
+])
+def test_release_must_exist_and_fit_the_profile(pytester: pytest.Pytester, tmp_path: Path, args: list[str],
+                                                pattern: str) -> None:
+    path = kubeconfig(tmp_path / "config", "https://127.0.0.1:1")
+    result = pytester.runpytest("--nginmesh-cluster=existing", f"--nginmesh-kubeconfig={path}", *args)
+    assert_usage_error(result, pattern)
+
+
 def test_kind_bin_must_be_an_executable(pytester: pytest.Pytester, bare_path: Path, tmp_path: Path) -> None:
     result = pytester.runpytest("--nginmesh-cluster=kind", f"--nginmesh-kind-bin={tmp_path / 'nope'}")
     assert_usage_error(result, "*--nginmesh-kind-bin*is not an executable file*")

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from ..cluster.k8s import KubernetesCluster
 from ..cluster.kubeapi import KubeApi
-from ..cluster.provider import Progress, Provider, preflight, provided
+from ..cluster.provider import Progress, Provider, preflight, provided, release_version
 from ..errors import UsageError
 from ..settings import Settings
 from .release_install import Installation, install_release, mesh_installed, uninstall
@@ -32,13 +32,13 @@ def mesh_on_kubernetes(settings: Settings, provider: Provider, progress: Progres
             elif settings.cluster == "existing" and not settings.install:
                 raise UsageError(f"context {cluster_info.kubeconfig.context!r} has no Istio control plane in "
                                  f"istio-system: pass --nginmesh-install to install Nginmesh "
-                                 f"{profile.nginmesh_version} for the session (removed afterwards)")
+                                 f"{release_version(settings, profile)} for the session (removed afterwards)")
             else:
                 installation = Installation.new()
                 store = ReleaseStore(release_dir=settings.release_dir, timeout=settings.timeouts.http_request * 6,
                                      progress=progress)
-                install_release(cluster, store.manifests(profile.nginmesh_version), profile, settings, progress,
-                                installation)
+                install_release(cluster, store.manifests(release_version(settings, profile)), profile, settings,
+                                progress, installation)
             yield cluster
         finally:
             try:
