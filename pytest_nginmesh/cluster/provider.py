@@ -69,6 +69,10 @@ def preflight(api: KubeApi, profile: Profile) -> ServerFacts:
                          f"InitializerConfigurations, which profile {profile.name} needs: start kube-apiserver "
                          "with the Initializers admission plugin and that runtime-config (see "
                          "'nginmesh render kubeadm-config')")
+    if profile.injection == "webhook" and not any(
+            api.serves(f"admissionregistration.k8s.io/{v}", "MutatingWebhookConfiguration") for v in ("v1", "v1beta1")):
+        raise UsageError(f"context {api.choice.context!r} serves no MutatingWebhookConfigurations, which profile "
+                         f"{profile.name} needs: enable the MutatingAdmissionWebhook admission plugin")
     return ServerFacts(version, git_version)
 
 
