@@ -46,21 +46,21 @@ def test_a_fitting_server_passes_and_nothing_is_written(tmp_path: Path) -> None:
 
 
 def test_a_server_too_new_for_initializers(tmp_path: Path) -> None:
-    with RecordedApiServer(version={"major": "1", "minor": "16", "gitVersion": "v1.16.15"}) as server:
-        with pytest.raises(UsageError, match=r"context 'ci' runs Kubernetes v1.16.15: profile nginmesh-0.2.12 "
-                                             r"injects through the Initializers admission plugin"):
-            preflight(connect(server, tmp_path), get_profile("nginmesh-0.2.12"))
+    with (RecordedApiServer(version={"major": "1", "minor": "16", "gitVersion": "v1.16.15"}) as server,
+          pytest.raises(UsageError, match=r"context 'ci' runs Kubernetes v1.16.15: profile nginmesh-0.2.12 "
+                                          r"injects through the Initializers admission plugin")):
+        preflight(connect(server, tmp_path), get_profile("nginmesh-0.2.12"))
 
 
 def test_a_server_without_the_initializer_api(tmp_path: Path, without_initializers: RecordedApiServer) -> None:
     api = connect(without_initializers, tmp_path)
     assert not api.serves("admissionregistration.k8s.io/v1alpha1", "InitializerConfiguration")
-    with pytest.raises(UsageError, match="does not serve admissionregistration.k8s.io/v1alpha1 "
-                                         "InitializerConfigurations, which profile nginmesh-0.3.0 needs"):
+    with pytest.raises(UsageError, match=r"does not serve admissionregistration\.k8s\.io/v1alpha1 "
+                                         r"InitializerConfigurations, which profile nginmesh-0\.3\.0 needs"):
         preflight(api, get_profile("nginmesh-0.3.0"))
 
 
 def test_something_that_is_not_kubernetes(tmp_path: Path) -> None:
-    with RecordedApiServer(version={"major": "", "minor": "", "gitVersion": "v0.0.0-master+$Format:%h$"}) as server:
-        with pytest.raises(ClusterError, match="not a Kubernetes 1.x version"):
-            preflight(connect(server, tmp_path), get_profile("nginmesh-0.2.12"))
+    with (RecordedApiServer(version={"major": "", "minor": "", "gitVersion": "v0.0.0-master+$Format:%h$"}) as server,
+          pytest.raises(ClusterError, match=r"not a Kubernetes 1\.x version")):
+        preflight(connect(server, tmp_path), get_profile("nginmesh-0.2.12"))
