@@ -228,8 +228,9 @@ def isolated_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, reque
             mesh_cluster.apply([...objects with metadata.namespace = isolated_namespace...])
     """
     name = f"nginmesh-{secrets.token_hex(4)}"
+    # Webhook releases inject only into namespaces labelled istio-injection=enabled; Initializers everywhere.
     namespace = {"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": name, "labels": {"created-by": "pytest-nginmesh",
+                 "metadata": {"name": name, "labels": {"created-by": "pytest-nginmesh", "istio-injection": "enabled",
                                                        "test": label_value(request.node.name)}}}
     mesh_cluster.apply([namespace])
     try:
