@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import tenacity
 
-from ..errors import ClusterError, WaitTimeout
+from ..errors import ClusterError, NotFoundError, WaitTimeout
 from ..kube import Obj, selector_matches
 
 T = TypeVar("T")
@@ -155,6 +155,16 @@ class Cluster(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release what the adapter holds in the test process or the cluster (proxies, helper pods)."""
+
+    def service_with_port(self, namespace: str, service: str, port: int) -> Obj:
+        """The Service, refusing (NotFoundError) one that is missing or lacks the port."""
+        svc = self.get("Service", service, namespace)
+        if svc is None:
+            raise NotFoundError(f'service "{service}" not found in namespace "{namespace}"')
+        ports = [p["port"] for p in svc["spec"].get("ports") or []]
+        if port not in ports:
+            raise NotFoundError(f"service {service} has no port {port}; its ports: {ports}")
+        return svc
 
     # -- waits, shared by every adapter -------------------------------------------------------------
     def pods(self, namespace: str | None = None, selector: dict[str, str] | None = None) -> list[Obj]:

@@ -216,12 +216,7 @@ class KubernetesCluster(Cluster):
 
     # -- traffic ------------------------------------------------------------------------------------
     def service_url(self, namespace: str, service: str, port: int) -> str:
-        svc = self.get("Service", service, namespace)
-        if svc is None:
-            raise NotFoundError(f'service "{service}" not found in namespace "{namespace}"')
-        ports = [p["port"] for p in svc["spec"].get("ports") or []]
-        if port not in ports:
-            raise NotFoundError(f"service {service} has no port {port}; its ports: {ports}")
+        self.service_with_port(namespace, service, port)
         if self._service_proxy is None:
             self._service_proxy = ServiceProxy(self.api)
         return self._service_proxy.url(namespace, service, port)

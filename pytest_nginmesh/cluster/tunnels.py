@@ -106,6 +106,10 @@ class PortForward:
 
     def close(self) -> None:
         self.closed.set()
+        try:  # close() alone leaves a blocked accept() listening (Linux): shutdown wakes it and stops the listener
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
 
     def _accept(self) -> None:

@@ -35,44 +35,34 @@ class KubeVersion:
         return (self.major, self.minor)
 
 
+# (first minor, kubeadm config apiVersion) from that minor on, oldest first.
+KUBEADM_API_VERSIONS = (((1, 0), "v1alpha1"), ((1, 11), "v1alpha2"), ((1, 12), "v1alpha3"), ((1, 13), "v1beta1"),
+                        ((1, 15), "v1beta2"), ((1, 22), "v1beta3"), ((1, 31), "v1beta4"))
+# kind lags kubeadm: v1beta3 only from 1.23 and v1beta4 only from 1.36 (kind v0.32.0). 1.11 and 1.12 ran on
+# kind up to v0.8, whose templates were v1alpha2 and v1alpha3; kind never ran anything older.
+KIND_KUBEADM_API_VERSIONS = (((1, 11), "v1alpha2"), ((1, 12), "v1alpha3"), ((1, 13), "v1beta1"),
+                             ((1, 15), "v1beta2"), ((1, 23), "v1beta3"), ((1, 36), "v1beta4"))
+
+
+def _api_version_for(v: KubeVersion, ladder: tuple[tuple[tuple[int, int], str], ...]) -> str | None:
+    chosen = None
+    for first, api_version in ladder:
+        if v.minor_version >= first:
+            chosen = f"kubeadm.k8s.io/{api_version}"
+    return chosen
+
+
 def kubeadm_api_version(v: KubeVersion) -> str:
     """The kubeadm config apiVersion kubeadm of version ``v`` reads and writes natively."""
-    minor = v.minor_version
-    if minor < (1, 11):
-        return "kubeadm.k8s.io/v1alpha1"
-    if minor < (1, 12):
-        return "kubeadm.k8s.io/v1alpha2"
-    if minor < (1, 13):
-        return "kubeadm.k8s.io/v1alpha3"
-    if minor < (1, 15):
-        return "kubeadm.k8s.io/v1beta1"
-    if minor < (1, 22):
-        return "kubeadm.k8s.io/v1beta2"
-    if minor < (1, 31):
-        return "kubeadm.k8s.io/v1beta3"
-    return "kubeadm.k8s.io/v1beta4"
+    return str(_api_version_for(v, KUBEADM_API_VERSIONS))
 
 
 def kind_kubeadm_api_version(v: KubeVersion) -> str:
-    """The kubeadm apiVersion kind generates for a node of version ``v``; patches must name it to apply.
-
-    kind lags kubeadm: v1beta3 only from 1.23 and v1beta4 only from 1.36 (kind v0.32.0). 1.11 and 1.12
-    ran on kind up to v0.8, whose templates were v1alpha2 and v1alpha3.
-    """
-    minor = v.minor_version
-    if minor < (1, 11):
+    """The kubeadm apiVersion kind generates for a node of version ``v``; patches must name it to apply."""
+    chosen = _api_version_for(v, KIND_KUBEADM_API_VERSIONS)
+    if chosen is None:
         raise UsageError(f"kind cannot run Kubernetes {v} (1.11 is the oldest it ever ran): use a kubeadm cluster")
-    if minor < (1, 12):
-        return "kubeadm.k8s.io/v1alpha2"
-    if minor < (1, 13):
-        return "kubeadm.k8s.io/v1alpha3"
-    if minor < (1, 15):
-        return "kubeadm.k8s.io/v1beta1"
-    if minor < (1, 23):
-        return "kubeadm.k8s.io/v1beta2"
-    if minor < (1, 36):
-        return "kubeadm.k8s.io/v1beta3"
-    return "kubeadm.k8s.io/v1beta4"
+    return chosen
 
 
 @dataclass(frozen=True)

@@ -89,12 +89,7 @@ class LocalCluster(Cluster):
         return list(self.api.post("/api/delete", {"objects": objects}))
 
     def service_url(self, namespace: str, service: str, port: int) -> str:
-        svc = self.get("Service", service, namespace)
-        if svc is None:
-            raise NotFoundError(f'service "{service}" not found in namespace "{namespace}"')
-        ports = [p["port"] for p in svc["spec"].get("ports") or []]
-        if port not in ports:
-            raise NotFoundError(f"service {service} has no port {port}; its ports: {ports}")
+        svc = self.service_with_port(namespace, service, port)
         return f"http://{svc['spec']['clusterIP']}:{port}"
 
     def ingress_url(self) -> str:
