@@ -5,6 +5,7 @@ Both listen on 127.0.0.1 only, on ephemeral ports, and live as long as the adapt
 
 from __future__ import annotations
 
+import contextlib
 import re
 import select
 import socket
@@ -106,10 +107,8 @@ class PortForward:
 
     def close(self) -> None:
         self.closed.set()
-        try:  # close() alone leaves a blocked accept() listening (Linux): shutdown wakes it and stops the listener
+        with contextlib.suppress(OSError):  # close() alone leaves a blocked accept() listening (Linux)
             self.listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self.listener.close()
 
     def _accept(self) -> None:
@@ -136,12 +135,15 @@ class PortForward:
 
 
 def pump(a: socket.socket, b: socket.socket) -> None:
-    """Copy bytes both ways until either side closes."""
+    """Copy bytes both ways until either side closes (or fails: a reset or a closed pipe ends it too)."""
     sockets = [a, b]
     while True:
         readable, _, _ = select.select(sockets, [], [], 1.0)
         for source in readable:
-            data = source.recv(65536)
-            if not data:
+            try:
+                data = source.recv(65536)
+                if not data:
+                    return
+                (b if source is a else a).sendall(data)
+            except OSError:
                 return
-            (b if source is a else a).sendall(data)

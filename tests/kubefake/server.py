@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from . import websocket
+from . import portforward, websocket
 from .api import FakeApi, Query, ResourcePath, first, pick_container
 from .discovery import Discovery
 from .status import UNAUTHORIZED, ApiError, Obj, bad_request, internal_error, method_not_allowed, not_found
@@ -52,13 +52,16 @@ class ProxyRequest:
 ProxyHandler = Callable[[ProxyRequest], tuple[int, dict[str, str], bytes]]
 """Answers a proxied request: (request) -> (HTTP status, headers, body)."""
 
+PortForwardTarget = portforward.Target
+"""Where a pod's port leads: a loopback (host, port) the fake connects to, once per forwarded connection."""
+
 
 class RecordedApiServer:
     """A fake API server that serves recorded Kubernetes 1.13 API objects over real HTTP on 127.0.0.1.
 
     The store is the cluster (``load`` recorded objects, or create them through the API); handlers the test
     registers stand in for what runs in it: ``on_exec`` for commands in containers, ``on_service_proxy`` for
-    services behind the API server's proxy, ``set_log`` for container logs.
+    services behind the API server's proxy, ``on_port_forward`` for pods' ports, ``set_log`` for container logs.
     """
 
     def __init__(self, token: str = DEFAULT_TOKEN, version: dict[str, str] | None = None,
@@ -69,6 +72,7 @@ class RecordedApiServer:
         self.requests: list[RecordedRequest] = []
         self._exec_handlers: dict[tuple[str, str, str], ExecHandler] = {}
         self._proxy_handlers: dict[tuple[str, str], ProxyHandler] = {}
+        self._port_forward_targets: dict[tuple[str, str, int], PortForwardTarget] = {}
         self._lock = threading.Lock()
         self._httpd = _Server(("127.0.0.1", 0), _handler_class(self))
         self._thread: threading.Thread | None = None
@@ -131,6 +135,13 @@ class RecordedApiServer:
         with self._lock:
             self._proxy_handlers[(namespace, service_port)] = handler
 
+    def on_port_forward(self, namespace: str, pod: str, port: int, target: PortForwardTarget) -> None:
+        """Forward connections to ``port`` of this pod to ``target``, a loopback (host, port): each forwarded
+        connection is a new TCP connection to it. The pod must be in the store; an unregistered port refuses."""
+        checked = portforward.require_loopback(target)
+        with self._lock:
+            self._port_forward_targets[(namespace, pod, int(port))] = checked
+
     def set_log(self, namespace: str, pod: str, container: str, text: str, previous: str | None = None) -> None:
         """A container's log, and its previous (terminated) instance's when ``previous`` is given."""
         with self._lock:
@@ -156,6 +167,10 @@ class RecordedApiServer:
     def _exec_handler(self, namespace: str, pod: str, container: str) -> ExecHandler | None:
         with self._lock:
             return self._exec_handlers.get((namespace, pod, container))
+
+    def _port_forward_target(self, namespace: str, pod: str, port: int) -> PortForwardTarget | None:
+        with self._lock:
+            return self._port_forward_targets.get((namespace, pod, port))
 
     def _proxy_handler(self, namespace: str, keys: list[str]) -> ProxyHandler | None:
         with self._lock:
@@ -243,6 +258,8 @@ class _RequestHandler(BaseHTTPRequestHandler):
         verb = api.check_verb(target, self.command, query)
         if target.subresource == "exec":
             self._exec(target, query)
+        elif target.subresource == "portforward":
+            self._port_forward(target, query)
         elif target.subresource == "proxy" and target.resource.plural == "services":
             self._service_proxy(target, raw_query, raw)
         elif target.subresource == "log":
@@ -314,20 +331,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         wants = {stream: first(query, stream) in ("true", "1") for stream in ("stdin", "stdout", "stderr")}
         if not any(wants.values()):
             raise bad_request("you must specify at least one of stdin, stdout, stderr")
-        if self.headers.get("Upgrade", "").lower() != "websocket":
-            raise bad_request("Upgrade request required")  # SPDY, kubectl's transport then, is not spoken here
-        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        protocol = next((p for p in offered if p in _EXEC_PROTOCOLS), None)
-        if offered and protocol is None:
-            raise bad_request(f"requested protocol(s) are not supported: {offered}; supports {list(_EXEC_PROTOCOLS)}")
-        self.send_response(101, "Switching Protocols")
-        self.send_header("Upgrade", "websocket")
-        self.send_header("Connection", "Upgrade")
-        self.send_header("Sec-WebSocket-Accept", websocket.accept_key(self.headers.get("Sec-WebSocket-Key", "")))
-        if protocol:
-            self.send_header("Sec-WebSocket-Protocol", protocol)
-        self.end_headers()
-        self.close_connection = True
+        protocol = self._upgrade(_EXEC_PROTOCOLS)
         exit_code, stdout, stderr, failure = self._run(target.namespace, target.name, container, command)
         if wants["stdout"]:
             self._send_channel(_STDOUT, stdout)
@@ -336,6 +340,25 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send_channel(_ERROR, _exec_status(exit_code, failure, protocol == _EXEC_PROTOCOLS[0]))
         self.wfile.write(websocket.close_frame())
         self._await_close()
+
+    def _upgrade(self, supported: tuple[str, ...]) -> str:
+        """Switch to WebSocket with the first offered subprotocol we support ("" when none was offered)."""
+        if self.headers.get("Upgrade", "").lower() != "websocket":
+            raise bad_request("Upgrade request required")  # SPDY, kubectl's transport then, is not spoken here
+        offered = [p.strip() for p in self.headers.get("Sec-WebSocket-Protocol", "").split(",") if p.strip()]
+        protocol = next((p for p in offered if p in supported), None)
+        if offered and protocol is None:
+            listed = [p for p in supported if p]
+            raise bad_request(f"requested protocol(s) are not supported: {offered}; supports {listed}")
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Upgrade", "websocket")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Sec-WebSocket-Accept", websocket.accept_key(self.headers.get("Sec-WebSocket-Key", "")))
+        if protocol:
+            self.send_header("Sec-WebSocket-Protocol", protocol)
+        self.end_headers()
+        self.close_connection = True
+        return protocol or ""
 
     def _run(self, namespace: str, pod: str, container: str, command: list[str]) -> tuple[int, bytes, bytes, str]:
         handler = self.fake._exec_handler(namespace, pod, container)
@@ -362,6 +385,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 pass
         except OSError:  # a timeout included
             pass
+
+    # -- pods/portforward over WebSocket ------------------------------------------------------------------
+    def _port_forward(self, target: ResourcePath, query: Query) -> None:
+        assert target.namespace is not None and target.name is not None
+        if self.command not in ("GET", "POST"):
+            raise method_not_allowed()
+        pod = self.fake.api.get_pod(target.namespace, target.name)
+        ports = portforward.parse_ports(query)
+        targets = [self.fake._port_forward_target(target.namespace, target.name, port) for port in ports]
+        self._upgrade(portforward.PROTOCOLS)
+        pod_id = str(pod["metadata"].get("uid") or target.name)  # the kubelet names the pod sandbox here
+        portforward.Session(self.connection, self.rfile, self.wfile, ports, targets, pod_id).run()
 
     # -- services/NAME:PORT/proxy/... ---------------------------------------------------------------------
     def _service_proxy(self, target: ResourcePath, raw_query: str, raw: bytes) -> None:
