@@ -14,10 +14,11 @@ from ..errors import ClusterError, UsageError
 from ..profiles import Profile
 from ..settings import Settings
 from .k8s import KubernetesCluster
+from .kind_download import download_kind
 from .kubeapi import choose_kubeconfig
 from .provider import Progress, ProvidedCluster
 from .render import kind_config, to_yaml
-from .versions import KubeVersion, check_profile_supports, default_k8s_version, node_image
+from .versions import CURRENT_K8S, KubeVersion, check_profile_supports, default_k8s_version, node_image
 
 KIND_STATE = Path(".pytest-kind")  # where pytest-kind keeps a cluster's kubeconfig and kind binary
 KIND_RELEASE = re.compile(r"v\d+\.\d+\.\d+")
@@ -34,7 +35,7 @@ def kind_version(settings: Settings, profile: Profile) -> KubeVersion:
 
 
 def kind_binary(settings: Settings) -> Path | None:
-    """``--nginmesh-kind-bin``, else kind on PATH, else None (pytest-kind then downloads its pinned kind)."""
+    """``--nginmesh-kind-bin``, else kind on PATH, else None (then the kind that built the node image is fetched)."""
     if settings.kind_bin is not None:
         if not (settings.kind_bin.is_file() and os.access(settings.kind_bin, os.X_OK)):
             raise UsageError(f"--nginmesh-kind-bin {settings.kind_bin} is not an executable file: "
@@ -65,14 +66,16 @@ class KindProvider:
         self.created = False
 
     def up(self) -> ProvidedCluster:
+        if self.binary is None:
+            release = (self.pinned or node_image(CURRENT_K8S)).kind_release
+            self.progress(f"no kind on PATH and no --nginmesh-kind-bin: fetching kind {release}, which built the "
+                          "node image")
+            self.binary = download_kind(release, self.settings.timeouts.http_request * 6, self.progress)
         # Made here, not in __init__: KindCluster creates its state directory, and validation touches nothing.
         self.cluster = KindCluster(self.settings.cluster_name,
                                    kubeconfig=KIND_STATE / self.settings.cluster_name / "kubeconfig",
                                    kind_path=self.binary)
-        if self.binary is None:
-            self.progress("no kind on PATH and no --nginmesh-kind-bin: pytest-kind downloads its pinned kind")
         name = self.settings.cluster_name
-        self.cluster.ensure_kind()
         self.check_kind_release()
         config_file = self.cluster.path / "kind-config.yaml"
         config_file.write_text(to_yaml(self.config))
