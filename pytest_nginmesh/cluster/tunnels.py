@@ -95,7 +95,9 @@ class PortForward:
     """A loopback listener whose every connection is forwarded to ``port`` of one pod."""
 
     def __init__(self, api: KubeApi, namespace: str, pod: str, port: int) -> None:
-        self.core = k8s_client.CoreV1Api(api.client)
+        # A client of its own: kubernetes.stream swaps the client's transport while it connects, which must
+        # not happen under the adapter's requests on the test's thread.
+        self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(api.client.configuration))
         self.namespace, self.pod, self.port = namespace, pod, port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.closed = threading.Event()
