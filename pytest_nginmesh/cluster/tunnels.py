@@ -95,9 +95,10 @@ class PortForward:
     """A loopback listener whose every connection is forwarded to ``port`` of one pod."""
 
     def __init__(self, api: KubeApi, namespace: str, pod: str, port: int) -> None:
-        # A client of its own: kubernetes.stream swaps the client's transport while it connects, which must
-        # not happen under the adapter's requests on the test's thread.
+        # kubernetes.stream swaps the client's transport while it connects: a client of its own keeps that away
+        # from the adapter's requests, and the lock keeps two connections from swapping it at once.
         self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(api.client.configuration))
+        self.connecting = threading.Lock()
         self.namespace, self.pod, self.port = namespace, pod, port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.closed = threading.Event()
@@ -123,8 +124,9 @@ class PortForward:
 
     def _pipe(self, conn: socket.socket) -> None:
         try:
-            forwarded = portforward(self.core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
-                                    ports=str(self.port))
+            with self.connecting:
+                forwarded = portforward(self.core.connect_get_namespaced_pod_portforward, self.pod, self.namespace,
+                                        ports=str(self.port))
         except Exception:
             conn.close()
             return
