@@ -6,7 +6,6 @@ is a loopback HTTP server: nothing here can run real pods."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -188,11 +187,9 @@ def test_install_then_remove_exactly_what_was_installed(pytester: pytest.Pyteste
                                                         cluster: tuple[RecordedApiServer, Path]) -> None:
     server, release = cluster
     pytester.makepyfile(USES_CLUSTER)
-    started = time.monotonic()
     result = pytester.runpytest(*options(server, tmp_path, "--nginmesh-install", f"--nginmesh-release-dir={release}",
                                          "--nginmesh-proxy-image=registry.test/proxy:rc1"), "-s")
     result.assert_outcomes(passed=1)
-    assert time.monotonic() - started < 30
     result.stdout.fnmatch_lines(["*nginmesh: installing the Istio 0.2.12 control plane*",
                                  "*nginmesh: deploying Bookinfo*",
                                  "*nginmesh: removing what this run installed (9 objects)*"])

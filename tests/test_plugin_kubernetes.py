@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,24 +129,20 @@ def silent_server() -> Iterator[int]:
 
 
 @pytest.mark.parametrize("scheme", ["https", "http"])
-def test_a_hung_api_server_fails_within_ten_seconds(pytester: pytest.Pytester, tmp_path: Path, silent_server: int,
+def test_a_hung_api_server_is_an_error_not_a_hang(pytester: pytest.Pytester, tmp_path: Path, silent_server: int,
                                                      scheme: str) -> None:
     path = kubeconfig(tmp_path / "config", f"{scheme}://127.0.0.1:{silent_server}")
     pytester.makepyfile(USES_CLUSTER)
-    started = time.monotonic()
     result = pytester.runpytest("--nginmesh-cluster=existing", f"--nginmesh-kubeconfig={path}")
-    assert time.monotonic() - started < 10
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*API server *127.0.0.1:* unreachable (*): is the cluster running*"])
+    result.stdout.fnmatch_lines(["*API server *127.0.0.1:* unreachable (ReadTimeoutError*): is the cluster running*"])
 
 
-def test_a_closed_port_fails_at_once(pytester: pytest.Pytester, tmp_path: Path) -> None:
+def test_a_closed_port_is_refused(pytester: pytest.Pytester, tmp_path: Path) -> None:
     with socket.create_server(("127.0.0.1", 0)) as probe:
         port = probe.getsockname()[1]
     path = kubeconfig(tmp_path / "config", f"https://127.0.0.1:{port}")
     pytester.makepyfile(USES_CLUSTER)
-    started = time.monotonic()
     result = pytester.runpytest("--nginmesh-cluster=existing", f"--nginmesh-kubeconfig={path}")
-    assert time.monotonic() - started < 3
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*unreachable (*Connection*refused*)*"])
