@@ -77,6 +77,7 @@ class FakeApi:
         self.version = version
         self.store = ObjectStore()
         self.logs = Logs()
+        self.running_namespaces: set[str] = set()  # pods created here start Running and Ready (no kubelet)
         for namespace in ("default", "kube-public", "kube-system"):  # what a fresh cluster has
             self.create(self.resource("", "v1", "namespaces"), None,
                         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
@@ -436,6 +437,12 @@ def _apply_defaults(api: FakeApi, resource: ResourceType, obj: Obj) -> None:
     if kind == "Namespace":
         obj.setdefault("spec", {"finalizers": ["kubernetes"]})
         obj["status"] = {"phase": "Active"}
+    elif kind == "Pod" and obj["metadata"].get("namespace") in api.running_namespaces:
+        obj["status"] = {"phase": "Running", "qosClass": "BestEffort", "startTime": now(),
+                         "conditions": [{"type": "Ready", "status": "True"}],
+                         "containerStatuses": [{"name": c["name"], "ready": True, "restartCount": 0,
+                                                "image": c.get("image", ""), "state": {"running": {"startedAt": now()}}}
+                                               for c in obj.get("spec", {}).get("containers") or []]}
     elif kind == "Pod":
         obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
     elif kind == "Service":

@@ -135,6 +135,12 @@ class RecordedApiServer:
         with self._lock:
             self._proxy_handlers[(namespace, service_port)] = handler
 
+    def run_pods_in(self, namespace: str) -> None:
+        """Pods created in ``namespace`` from now on are stored Running and Ready, as if a kubelet had
+        started them (the fake has none); elsewhere they stay Pending, as the real server stores them."""
+        with self._lock:
+            self.api.running_namespaces.add(namespace)
+
     def on_port_forward(self, namespace: str, pod: str, port: int, target: PortForwardTarget) -> None:
         """Forward connections to ``port`` of this pod to ``target``, a loopback (host, port): each forwarded
         connection is a new TCP connection to it. The pod must be in the store; an unregistered port refuses."""
