@@ -17,6 +17,7 @@ from .releases import ReleaseStore
 
 @contextmanager
 def mesh_on_kubernetes(settings: Settings, provider: Provider, progress: Progress) -> Iterator[KubernetesCluster]:
+    """The adapter on the provider's cluster with the mesh running; teardown runs whatever happens inside."""
     profile = settings.mesh_profile
     with provided(provider, settings.keep_cluster) as cluster_info:
         api = KubeApi(cluster_info.kubeconfig, settings.timeouts.api_request)
