@@ -101,10 +101,14 @@ def down(settings: Settings) -> list[str]:
         _stop_daemon(pid, settings.timeouts.teardown)
         removed.append(f"daemon {pid}")
     removed += network.remove_leftovers(settings.cluster_name, settings.timeouts.termination_grace)
-    for stray, command in marked_processes(state):
+    strays = marked_processes(state)
+    for stray, command in strays:
         with contextlib.suppress(ProcessLookupError):
             os.kill(stray, signal.SIGKILL)
         removed.append(f"process {stray} {command}")
+    # SIGKILL is delivered asynchronously: a process may still finish a mkdir in the state directory after
+    # kill() returned, so the directory is removed only once they are all gone.
+    _wait_gone([stray for stray, _ in strays], settings.timeouts.termination_grace)
     if state.exists():
         shutil.rmtree(state)
         removed.append(f"dir {state}")
@@ -123,6 +127,13 @@ def _stop_daemon(pid: int, timeout: float) -> None:
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() and not _is_zombie(pid)
+                                              for pid in pids):
+        time.sleep(0.05)
 
 
 def _is_zombie(pid: int) -> bool:
