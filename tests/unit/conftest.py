@@ -1,4 +1,5 @@
-"""Fixtures shared by the unit tests: throwaway network namespaces named ``nmunit_<random>``."""
+"""Fixtures shared by the unit tests: throwaway network namespaces named ``nmunit_<random>``, and the FAKE
+Kubernetes API server holding the seed's recorded cluster."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+from kubefake import RecordedApiServer, bookinfo_objects
 
 NETNS_PREFIX = "nmunit_"
 
@@ -33,3 +35,11 @@ def make_netns() -> Iterator[Callable[[], str]]:
     finally:
         for name in created:
             subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True, timeout=10)
+
+
+@pytest.fixture
+def server() -> Iterator[RecordedApiServer]:
+    """The FAKE API server (tests/kubefake) serving the seed's recorded Bookinfo cluster."""
+    with RecordedApiServer() as fake:
+        fake.load(bookinfo_objects())
+        yield fake

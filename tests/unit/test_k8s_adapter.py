@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from kubefake import RecordedApiServer, bookinfo_objects
+from kubefake import RecordedApiServer
 
 from pytest_nginmesh.checks.iptables import CaptureExpectations, check_rules
 from pytest_nginmesh.checks.metrics import ISTIO_0_3
@@ -27,13 +27,6 @@ from pytest_nginmesh.telemetry import scrape
 DATA = Path(__file__).resolve().parents[1] / "data"
 SEED_POD = "reviews-v3-5fff595d9b-zsb2q"
 SEED_PROXY_ID = "5d0c189b9dde8e14af4c8065ee5cf007508c0bb2b3c9535598d99dc49f531370"
-
-
-@pytest.fixture
-def server() -> Iterator[RecordedApiServer]:
-    with RecordedApiServer() as fake:
-        fake.load(bookinfo_objects())
-        yield fake
 
 
 @pytest.fixture

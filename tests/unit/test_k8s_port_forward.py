@@ -69,13 +69,6 @@ class PageServer:
 
 
 @pytest.fixture
-def server() -> Iterator[RecordedApiServer]:
-    with RecordedApiServer() as fake:
-        fake.load(bookinfo_objects())
-        yield fake
-
-
-@pytest.fixture
 def page() -> Iterator[PageServer]:
     page_server = PageServer()
     yield page_server

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubefake import ProxyRequest, RecordedApiServer, bookinfo_objects
+from kubefake import ProxyRequest, RecordedApiServer
 from kubefake.recorded import seed_pod
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
@@ -18,13 +18,6 @@ from kubernetes.stream import stream
 
 REVIEWS_V3 = "reviews-v3-5fff595d9b-zsb2q"
 MERGE = "application/merge-patch+json"
-
-
-@pytest.fixture
-def server() -> Iterator[RecordedApiServer]:
-    with RecordedApiServer() as fake:
-        fake.load(bookinfo_objects())
-        yield fake
 
 
 @pytest.fixture
