@@ -20,6 +20,8 @@ from pytest_nginmesh.traffic import (
     wait_for_marker,
 )
 
+DETAILS_URL = "http://details:9080/details/0"
+
 
 def injected_pods(cluster: Cluster) -> list[Obj]:
     return [p for p in cluster.list_pods(BOOKINFO_NAMESPACE)
@@ -42,6 +44,10 @@ def pod_named(cluster: Cluster, app: str) -> Obj:
     pytest.fail(f"no injected {app} pod in namespace {BOOKINFO_NAMESPACE}")
 
 
+def pod_name(cluster: Cluster, app: str) -> str:
+    return str(pod_named(cluster, app)["metadata"]["name"])
+
+
 def test_capture_rules_of_every_injected_pod(mesh_cluster: Cluster,
                                              sidecar_expectations: SidecarExpectations) -> None:
     pods = injected_pods(mesh_cluster)
@@ -56,35 +62,33 @@ def test_capture_rules_of_every_injected_pod(mesh_cluster: Cluster,
     assert not findings, explain(findings)
 
 
+def sent_from_productpage(cluster: Cluster) -> str:
+    """A marked GET to details from the productpage app container (through its sidecar); returns the marker."""
+    marker = new_marker()
+    status = request_with_python(cluster, BOOKINFO_NAMESPACE, pod_name(cluster, "productpage"), "productpage",
+                                 DETAILS_URL, marker)
+    assert status == 200
+    return marker
+
+
 def test_outbound_request_is_seen_by_the_senders_sidecar(mesh_cluster: Cluster,
                                                           nginmesh_settings: Settings) -> None:
-    sender = pod_named(mesh_cluster, "productpage")["metadata"]["name"]
-    marker = new_marker()
-    status = request_with_python(mesh_cluster, BOOKINFO_NAMESPACE, sender, "productpage",
-                                 "http://details:9080/details/0", marker)
-    assert status == 200
-    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, sender, PROXY_CONTAINER, marker,
+    marker = sent_from_productpage(mesh_cluster)
+    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, pod_name(mesh_cluster, "productpage"), PROXY_CONTAINER, marker,
                     nginmesh_settings.timeouts.http_request)
 
 
 def test_inbound_request_reaches_the_app_through_the_receivers_sidecar(mesh_cluster: Cluster,
                                                                         nginmesh_settings: Settings) -> None:
-    sender = pod_named(mesh_cluster, "productpage")["metadata"]["name"]
-    receiver = pod_named(mesh_cluster, "details")["metadata"]["name"]
-    marker = new_marker()
-    status = request_with_python(mesh_cluster, BOOKINFO_NAMESPACE, sender, "productpage",
-                                 "http://details:9080/details/0", marker)
-    assert status == 200
-    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, receiver, PROXY_CONTAINER, marker,
+    marker = sent_from_productpage(mesh_cluster)
+    wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, pod_name(mesh_cluster, "details"), PROXY_CONTAINER, marker,
                     nginmesh_settings.timeouts.http_request)
 
 
 def test_the_proxys_own_traffic_is_not_redirected(mesh_cluster: Cluster, nginmesh_settings: Settings) -> None:
-    sender = pod_named(mesh_cluster, "productpage")["metadata"]["name"]
-    receiver = pod_named(mesh_cluster, "details")["metadata"]["name"]
+    sender, receiver = pod_name(mesh_cluster, "productpage"), pod_name(mesh_cluster, "details")
     marker = new_marker()
-    status = request_with_curl(mesh_cluster, BOOKINFO_NAMESPACE, sender, PROXY_CONTAINER,
-                               "http://details:9080/details/0", marker)
+    status = request_with_curl(mesh_cluster, BOOKINFO_NAMESPACE, sender, PROXY_CONTAINER, DETAILS_URL, marker)
     assert status == 200
     wait_for_marker(mesh_cluster, BOOKINFO_NAMESPACE, receiver, PROXY_CONTAINER, marker,
                     nginmesh_settings.timeouts.http_request)
