@@ -15,14 +15,18 @@ NEEDS_ROOT = pytest.mark.skipif(
 )
 
 
+# Several checkouts may run their tests on one host at once: each picks a slot (0-15) of its own.
+TEST_SLOT = int(os.environ.get("NGINMESH_TEST_SLOT", "0"))
+
+
 def cluster_settings(name: str, index: int) -> Settings:
     """A cluster of its own name and address ranges, so test clusters never clash with each other, the
     default cluster (10.212-214) or the benchmarks' clusters (10.220-228)."""
     return Settings(
-        cluster_name=name,
-        pod_cidr=f"10.{230 + index}.0.0/16",
-        service_cidr=f"10.{240 + index}.0.0/16",
-        link_cidr=f"10.{250 + index}.0.0/30",
+        cluster_name=f"{name}{TEST_SLOT}" if TEST_SLOT else name,
+        pod_cidr=f"10.{230 + index}.{16 * TEST_SLOT}.0/20",
+        service_cidr=f"10.{240 + index}.{16 * TEST_SLOT}.0/20",
+        link_cidr=f"10.{250 + index}.{16 * TEST_SLOT}.0/30",
     )
 
 
