@@ -169,6 +169,18 @@ class ApiServer:
                 results.append({"object": str(key), "action": "deleted" if self._delete(key) else "not found"})
         return results
 
+    def admit(self, obj: Obj, old: Obj | None) -> Obj:
+        """Validate and mutate one object about to be stored (the REST API's admission chain)."""
+        self.admission.validate([obj])
+        return self.admission.mutate(obj, old)
+
+    def remove(self, key: ObjectKey) -> Obj | None:
+        """Delete one object; a pod stays, marked, until the kubelet has stopped it."""
+        existing = self.store.get(key)
+        if existing is None or not self._delete(key):
+            return None
+        return self.store.get(key) or existing
+
     def _delete(self, key: ObjectKey) -> bool:
         existing = self.store.get(key)
         if existing is None:

@@ -7,16 +7,27 @@ import datetime
 import json
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from ...kube import Obj, ObjectKey, key_of
 
 MAX_EVENTS = 2000
+MAX_CHANGES = 20000  # how far back a watch can resume, in changes
 
 
 def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Change(NamedTuple):
+    """One change of the store, as a watch delivers it."""
+
+    revision: int
+    type: str  # ADDED, MODIFIED or DELETED
+    object: Obj
 
 
 class Store:
@@ -28,6 +39,7 @@ class Store:
         self._objects: dict[ObjectKey, Obj] = {}
         self._events: list[Obj] = []
         self._revision = 0
+        self._changes: deque[Change] = deque(maxlen=MAX_CHANGES)
 
     @property
     def revision(self) -> int:
@@ -70,7 +82,7 @@ class Store:
                 action = "created"
             self._bump(meta)
             self._objects[key] = new
-            self._changed()
+            self._record("ADDED" if old is None else "MODIFIED", new)
             return copy.deepcopy(new), action
 
     def update(self, key: ObjectKey, mutate: Callable[[Obj], None]) -> Obj | None:
@@ -83,14 +95,16 @@ class Store:
             mutate(obj)
             if obj != before:
                 self._bump(obj["metadata"])
-                self._changed()
+                self._record("MODIFIED", obj)
             return copy.deepcopy(obj)
 
     def delete(self, key: ObjectKey) -> Obj | None:
         with self.changed:
             obj = self._objects.pop(key, None)
             if obj is not None:
-                self._changed()
+                self._revision += 1
+                self._record("DELETED", {**obj, "metadata": {**obj["metadata"],
+                                                             "resourceVersion": str(self._revision)}})
             return obj
 
     def record_event(self, involved: Obj, reason: str, message: str, type_: str = "Normal") -> None:
@@ -113,7 +127,9 @@ class Store:
                 "count": 1,
             })
             del self._events[:-MAX_EVENTS]
-            self._changed()
+            self._revision += 1
+            self._events[-1]["metadata"]["resourceVersion"] = str(self._revision)
+            self._record("ADDED", self._events[-1])
 
     def events(self, namespace: str | None = None) -> list[Obj]:
         with self.changed:
@@ -132,7 +148,15 @@ class Store:
         self._revision += 1
         meta["resourceVersion"] = str(self._revision)
 
-    def _changed(self) -> None:
+    def changes_since(self, revision: int) -> list[Change] | None:
+        """The changes after ``revision``, oldest first; None when they are no longer all kept."""
+        with self.changed:
+            if self._changes and self._changes[0].revision > revision + 1 and revision < self._revision:
+                return None
+            return [c for c in self._changes if c.revision > revision]
+
+    def _record(self, kind: str, obj: Obj) -> None:
+        self._changes.append(Change(self._revision, kind, copy.deepcopy(obj)))
         self.changed.notify_all()
 
 

@@ -1,0 +1,547 @@
+"""The Kubernetes REST API of the embedded cluster, over HTTPS: discovery, CRUD, selectors, watch, patch, Table.
+
+Requests map onto the cluster's store and admission through a small ``Backend``, so the same API serves the
+running daemon and in-process tests. Errors are the ``Status`` objects kube-apiserver answers with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import http.server
+import json
+import logging
+import random
+import socketserver
+import ssl
+import string
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import yaml
+
+from ....errors import ManifestError
+from ....kube import Obj, ObjectKey
+from ..store import Store
+from . import openapi, protobuf, status
+from .patch import apply_patch
+from .pki import Credentials
+from .resources import BUILTIN, Registry, Resource
+from .selectors import field_selector, label_selector
+from .status import ApiError
+from .tables import table
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default --max-request-bytes for JSON/YAML bodies
+MAX_WATCH = 1800.0
+OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+NAMESPACE_SUBRESOURCES = ("status", "finalize")
+# The version this API describes itself as: the OpenAPI definitions it patches and validates with.
+VERSION = {"major": "1", "minor": "33", "gitVersion": "v1.33.0+nginmesh.local", "gitCommit": "", "gitTreeState": "",
+           "buildDate": "", "goVersion": "", "compiler": "", "platform": "linux/amd64"}
+
+
+class Backend(Protocol):
+    """What the REST API needs of a cluster: its store, its admission, and its way of deleting."""
+
+    store: Store
+
+    def admit(self, obj: Obj, old: Obj | None) -> Obj:
+        """Validate (raising ManifestError) and mutate an object about to be stored."""
+
+    def remove(self, key: ObjectKey) -> Obj | None:
+        """Delete with the cluster's semantics (pods terminate, namespaces empty first); the object as it was."""
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: bytes = b""
+
+
+@dataclass
+class Response:
+    code: int
+    body: Any
+    stream: Iterator[bytes] | None = None
+    content_type: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a resource path names: the resource, a namespace, a name, a subresource."""
+
+    resource: Resource
+    namespace: str | None
+    name: str | None
+    subresource: str | None
+
+    def key(self, name: str | None = None) -> ObjectKey:
+        return ObjectKey(self.resource.kind, self.namespace or "" if self.resource.namespaced else "",
+                         name or self.name or "")
+
+
+class RestApi:
+    """Answers Kubernetes REST requests against a backend."""
+
+    def __init__(self, backend: Backend, credentials: Credentials | None, stopping: threading.Event) -> None:
+        self.backend = backend
+        self.store = backend.store
+        self.credentials = credentials
+        self.stopping = stopping
+        self._write_lock = threading.Lock()
+
+    def registry(self) -> Registry:
+        return Registry(self.store.objects("CustomResourceDefinition"))
+
+    # -- entry ----------------------------------------------------------------------------------------
+    def handle(self, request: Request) -> Response:
+        try:
+            if request.path.rstrip("/") not in OPEN_PATHS and self.credentials is not None and \
+                    not self.credentials.accepts(request.headers.get("authorization")):
+                raise status.unauthorized()
+            return self._route(request)
+        except ApiError as e:
+            return Response(e.code, e.status())
+        except Exception as e:  # a bug must answer a Status, never drop the connection
+            log.exception("%s %s failed", request.method, request.path)
+            return Response(500, ApiError(500, "InternalError", f"an error on the server ({e!r}) has prevented the "
+                                          "request from succeeding").status())
+
+    def _route(self, request: Request) -> Response:
+        path = request.path.rstrip("/") or "/"
+        parts = [urllib.parse.unquote(p) for p in path.strip("/").split("/")] if path != "/" else []
+        registry = self.registry()
+        if path in ("/healthz", "/livez", "/readyz"):
+            return Response(200, "ok", content_type="text/plain")
+        if path == "/version":
+            return Response(200, VERSION)
+        if path == "/api":
+            return Response(200, {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []})
+        if path == "/apis":
+            return Response(200, registry.group_list())
+        if parts[:2] == ["openapi", "v3"]:
+            return self._openapi(registry, parts[2:], path)
+        if parts[:1] == ["api"] and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[:1] == ["apis"] and len(parts) >= 2:
+            if len(parts) == 2:
+                found = registry.group(parts[1])
+                if found is None:
+                    raise status.path_not_found(path)
+                return Response(200, found)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise status.path_not_found(path)
+        if not rest:
+            listing = registry.resource_list(group, version)
+            if listing is None:
+                raise status.path_not_found(path)
+            return Response(200, listing)
+        watch_path = rest[0] == "watch"
+        if watch_path:
+            rest = rest[1:]
+        target = self._target(registry, group, version, rest, path)
+        if watch_path or request.query.get("watch") in ("1", "true"):
+            return self._watch(request, target)
+        return self._verb(request, target)
+
+    @staticmethod
+    def _openapi(registry: Registry, parts: list[str], path: str) -> Response:
+        if not parts:
+            return Response(200, openapi.root_document(registry))
+        if parts[0] == "api" and len(parts) == 2:
+            document = openapi.group_version_document(registry, "", parts[1])
+        elif parts[0] == "apis" and len(parts) == 3:
+            document = openapi.group_version_document(registry, parts[1], parts[2])
+        else:
+            document = None
+        if document is None:
+            raise status.path_not_found(path)
+        return Response(200, document)
+
+    def _target(self, registry: Registry, group: str, version: str, rest: list[str], path: str) -> Target:
+        namespace = None
+        if rest[0] == "namespaces" and len(rest) >= 3 and not (len(rest) == 3 and rest[2] in NAMESPACE_SUBRESOURCES):
+            namespace, rest = rest[1], rest[2:]
+        resource = registry.find(group, version, rest[0])
+        if resource is None or (namespace is not None and not resource.namespaced):
+            raise status.path_not_found(path)
+        name = rest[1] if len(rest) >= 2 else None
+        sub = "/".join(rest[2:]) or None
+        if sub is not None and sub.split("/")[0] not in resource.subresources:
+            raise status.path_not_found(path)
+        return Target(resource, namespace, name, sub)
+
+    # -- verbs ----------------------------------------------------------------------------------------
+    def _verb(self, request: Request, target: Target) -> Response:
+        method = request.method
+        if target.name is None:
+            if method == "GET":
+                return self._list(request, target)
+            if method == "POST":
+                return self._create(request, target)
+            if method == "DELETE":
+                return self._delete_collection(request, target)
+            raise status.method_not_supported(target.resource.plural, target.resource.group, method.lower())
+        if target.subresource in (None, "status"):
+            if method == "GET":
+                return Response(200, self._read(target))
+            if method == "PUT":
+                return self._update(target, self._body(request), target.subresource == "status",
+                                    request.query.get("fieldValidation", ""))
+            if method == "PATCH":
+                return self._patch(request, target)
+            if method == "DELETE" and target.subresource is None:
+                return self._delete(target)
+        raise status.method_not_supported(target.resource.plural, target.resource.group, method.lower())
+
+    def _body(self, request: Request) -> Obj:
+        if len(request.body) > MAX_BODY:
+            raise status.too_large(MAX_BODY)
+        media = request.headers.get("content-type", "application/json").split(";", 1)[0].strip()
+        try:
+            if media == protobuf.MEDIA_TYPE:
+                body = protobuf.decode(request.body)
+            elif media in ("application/yaml", "application/apply-patch+yaml"):
+                body = yaml.safe_load(request.body)
+            elif media in ("application/json", ""):
+                body = json.loads(request.body or b"null")
+            else:
+                raise status.unsupported_media_type(media)
+        except (ValueError, yaml.YAMLError, RecursionError) as e:
+            raise status.bad_request(f"error decoding request body: {str(e).splitlines()[0]}") from None
+        if not isinstance(body, dict):
+            raise status.bad_request("the body of the request must be a JSON object")
+        return body
+
+    def _served(self, obj: Obj, resource: Resource) -> Obj:
+        """The stored object as this group version serves it."""
+        served = copy.deepcopy(obj)
+        served["apiVersion"] = resource.group_version
+        served["kind"] = resource.kind
+        if resource.kind == "Deployment" and resource.group == "apps" and resource.version == "v1":
+            spec = served.setdefault("spec", {})
+            labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+            spec.setdefault("selector", {"matchLabels": labels})
+        return served
+
+    def _objects(self, target: Target) -> list[Obj]:
+        if target.resource.kind == "Event":
+            return self.store.events(target.namespace)
+        return self.store.objects(target.resource.kind, target.namespace)
+
+    def _read(self, target: Target) -> Obj:
+        obj = self._stored(target)
+        if obj is None:
+            raise status.not_found(target.resource.plural, target.resource.group, target.name or "")
+        return self._served(obj, target.resource)
+
+    def _stored(self, target: Target) -> Obj | None:
+        if target.resource.kind == "Event":
+            return next((e for e in self.store.events(target.namespace)
+                         if e["metadata"]["name"] == target.name), None)
+        return self.store.get(target.key())
+
+    def _selected(self, request: Request, target: Target) -> list[Obj]:
+        return self._filter(request, target, self._objects(target))
+
+    @staticmethod
+    def _filter(request: Request, target: Target, objects: list[Obj]) -> list[Obj]:
+        if request.query.get("labelSelector"):
+            matches = label_selector(request.query["labelSelector"])
+            objects = [o for o in objects if matches(o)]
+        if request.query.get("fieldSelector"):
+            fields = field_selector(request.query["fieldSelector"], target.resource.kind)
+            objects = [o for o in objects if fields(o)]
+        return objects
+
+    def _list(self, request: Request, target: Target) -> Response:
+        resource = target.resource
+        objects = [self._served(o, resource) for o in self._selected(request, target)]
+        version = str(self.store.revision)
+        if "as=Table" in request.headers.get("accept", ""):
+            return Response(200, table(resource.kind, objects, version, request.query.get("includeObject", "Metadata"),
+                                       resource.printer_columns))
+        return Response(200, {"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
+                              "metadata": {"resourceVersion": version}, "items": objects})
+
+    def _check_namespace(self, target: Target, obj: Obj) -> None:
+        meta = obj.setdefault("metadata", {})
+        if not target.resource.namespaced:
+            meta.pop("namespace", None)
+            return
+        given = meta.get("namespace")
+        if given and target.namespace and given != target.namespace:
+            raise status.bad_request("the namespace of the provided object does not match the namespace sent on "
+                                     "the request")
+        meta["namespace"] = target.namespace or given or "default"
+        namespace = self.store.get(ObjectKey("Namespace", "", meta["namespace"]))
+        if namespace is None:
+            raise status.not_found("namespaces", "", meta["namespace"])
+        if (namespace.get("metadata") or {}).get("deletionTimestamp"):
+            raise status.forbidden(f'{target.resource.plural} "{meta.get("name", "")}" is forbidden: unable to '
+                                   f'create new content in namespace {meta["namespace"]} because it is being '
+                                   "terminated")
+
+    def _check_kind(self, target: Target, obj: Obj) -> None:
+        resource = target.resource
+        if obj.get("kind") and obj["kind"] != resource.kind:
+            raise status.bad_request(f"the object provided is unrecognized (must be of type {resource.kind}): "
+                                     f"{obj['kind']}")
+        obj["kind"] = resource.kind
+        obj.setdefault("apiVersion", resource.group_version)
+
+    def _admit(self, target: Target, obj: Obj, old: Obj | None) -> Obj:
+        try:
+            return self.backend.admit(obj, old)
+        except ManifestError as e:
+            raise status.invalid(target.resource.kind, target.resource.group,
+                                 (obj.get("metadata") or {}).get("name", ""), [str(e)]) from None
+
+    def _create(self, request: Request, target: Target) -> Response:
+        obj = self._body(request)
+        self._check_kind(target, obj)
+        meta = obj.setdefault("metadata", {})
+        if not meta.get("name"):
+            prefix = meta.get("generateName")
+            if not prefix:
+                raise status.invalid(target.resource.kind, target.resource.group, "",
+                                     ["metadata.name: Required value: name or generateName is required"])
+            meta["name"] = prefix + "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+        self._check_namespace(target, obj)
+        warnings = openapi.check_fields(obj, target.resource, request.query.get("fieldValidation", ""))
+        for dropped in ("resourceVersion", "uid", "creationTimestamp", "deletionTimestamp"):
+            meta.pop(dropped, None)
+        with self._write_lock:
+            key = ObjectKey(target.resource.kind, meta.get("namespace", ""), meta["name"])
+            if self.store.get(key) is not None:
+                raise status.already_exists(target.resource.plural, target.resource.group, meta["name"])
+            if request.query.get("dryRun") == "All":
+                return _warned(Response(201, self._served(self._admit(target, obj, None), target.resource)), warnings)
+            stored, _ = self.store.put(self._admit(target, obj, None))
+        return _warned(Response(201, self._served(stored, target.resource)), warnings)
+
+    def _update(self, target: Target, obj: Obj, status_only: bool, field_validation: str) -> Response:
+        self._check_kind(target, obj)
+        warnings = openapi.check_fields(obj, target.resource, field_validation)
+        meta = obj.setdefault("metadata", {})
+        if meta.get("name") and meta["name"] != target.name:
+            raise status.bad_request(f"the name of the object ({meta['name']}) does not match the name on the URL "
+                                     f"({target.name})")
+        meta["name"] = target.name
+        self._check_namespace(target, obj)
+        with self._write_lock:
+            old = self._stored(target)
+            if old is None:
+                raise status.not_found(target.resource.plural, target.resource.group, target.name or "")
+            wanted = meta.get("resourceVersion")
+            if wanted and wanted != old["metadata"].get("resourceVersion"):
+                raise status.conflict(target.resource.plural, target.resource.group, target.name or "")
+            if status_only:
+                new_status = copy.deepcopy(obj.get("status"))
+                stored = self.store.update(target.key(), lambda o: o.__setitem__("status", new_status))
+            else:
+                if "status" in target.resource.subresources or "status" not in obj:
+                    obj["status"] = copy.deepcopy(old.get("status")) if "status" in old else obj.get("status")
+                    if obj["status"] is None:
+                        obj.pop("status")
+                stored, _ = self.store.put(self._admit(target, obj, old))
+        if stored is None:
+            raise status.not_found(target.resource.plural, target.resource.group, target.name or "")
+        return _warned(Response(200, self._served(stored, target.resource)), warnings)
+
+    def _patch(self, request: Request, target: Target) -> Response:
+        if len(request.body) > MAX_BODY:
+            raise status.too_large(MAX_BODY)
+        current = self._read(target)
+        patched = apply_patch(request.headers.get("content-type", ""), current, request.body, target.resource.kind,
+                              target.resource not in BUILTIN)
+        meta = patched.setdefault("metadata", {})
+        # A patch is checked against the stored resourceVersion only when it sets one itself.
+        if meta.get("resourceVersion") == current["metadata"].get("resourceVersion"):
+            meta.pop("resourceVersion", None)
+        return self._update(target, patched, target.subresource == "status", request.query.get("fieldValidation", ""))
+
+    def _delete(self, target: Target) -> Response:
+        with self._write_lock:
+            if self._stored(target) is None:
+                raise status.not_found(target.resource.plural, target.resource.group, target.name or "")
+            removed = self.backend.remove(target.key())
+        if removed is None:
+            raise status.not_found(target.resource.plural, target.resource.group, target.name or "")
+        return Response(200, self._served(removed, target.resource))
+
+    def _delete_collection(self, request: Request, target: Target) -> Response:
+        removed = []
+        for obj in self._selected(request, target):
+            name = obj["metadata"]["name"]
+            namespace = obj["metadata"].get("namespace")
+            one = Target(target.resource, namespace, name, None)
+            with contextlib.suppress(ApiError):
+                removed.append(self._delete(one).body)
+        resource = target.resource
+        return Response(200, {"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
+                              "metadata": {"resourceVersion": str(self.store.revision)}, "items": removed})
+
+    # -- watch ----------------------------------------------------------------------------------------
+    def _watch(self, request: Request, target: Target) -> Response:
+        if target.name is not None:
+            selector = f"metadata.name={target.name}"
+            given = request.query.get("fieldSelector")
+            request.query["fieldSelector"] = f"{given},{selector}" if given else selector
+            target = Target(target.resource, target.namespace, None, None)
+        self._selected(request, target)  # a bad selector is a 400 before the stream starts
+        try:
+            timeout = min(float(request.query.get("timeoutSeconds", MAX_WATCH)), MAX_WATCH)
+        except ValueError:
+            raise status.bad_request("timeoutSeconds must be a number") from None
+        since = request.query.get("resourceVersion", "")
+        return Response(200, None, stream=self._events(request, target, since, timeout))
+
+    def _events(self, request: Request, target: Target, since: str, timeout: float) -> Iterator[bytes]:
+        """Every change of the watched objects after ``since`` (all current objects first when there is none)."""
+        deadline = time.monotonic() + timeout
+        matching: set[tuple[str, str]] = set()
+        if since in ("", "0"):
+            with self.store.changed:
+                revision = self.store.revision
+                current = self._selected(request, target)
+            for obj in current:
+                matching.add(_identity(obj))
+                yield _event("ADDED", self._served(obj, target.resource))
+        else:
+            revision = _number(since)
+        while not self.stopping.is_set() and time.monotonic() < deadline:
+            changes = self.store.changes_since(revision)
+            if changes is None:
+                yield _event("ERROR", status.ApiError(410, "Expired", f"too old resource version: {since} "
+                                                      f"({self.store.revision})").status())
+                return
+            for change in changes:
+                revision = change.revision
+                obj = change.object
+                if obj.get("kind") != target.resource.kind or (
+                        target.namespace and obj["metadata"].get("namespace") != target.namespace):
+                    continue
+                identity = _identity(obj)
+                selected = bool(self._filter(request, target, [obj]))
+                if change.type == "DELETED" or not selected:
+                    if identity in matching:
+                        matching.discard(identity)
+                        yield _event("DELETED", self._served(obj, target.resource))
+                    continue
+                kind = "MODIFIED" if identity in matching or change.type == "MODIFIED" else "ADDED"
+                matching.add(identity)
+                yield _event(kind, self._served(obj, target.resource))
+            with self.store.changed:
+                if self.store.revision == revision:
+                    self.store.changed.wait(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def _identity(obj: Obj) -> tuple[str, str]:
+    return obj["metadata"].get("namespace", ""), obj["metadata"]["name"]
+
+
+def _warned(response: Response, warnings: list[str]) -> Response:
+    """Warnings go back as RFC 7234 ``Warning`` headers, which kubectl prints."""
+    if warnings:
+        response.headers["Warning"] = ", ".join(f'299 - "{w}"' for w in warnings)
+    return response
+
+
+def _number(version: str) -> int:
+    try:
+        return int(version)
+    except ValueError:
+        return 0
+
+
+def _event(kind: str, obj: Obj) -> bytes:
+    return json.dumps({"type": kind, "object": obj}).encode() + b"\n"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: HttpsServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Requests are not logged: watches and polls would drown the daemon's log."""
+
+    def _handle(self) -> None:
+        url = urllib.parse.urlsplit(self.path)
+        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        length = int(headers.get("content-length") or 0)
+        if length > MAX_BODY:
+            self._send(Response(413, status.too_large(MAX_BODY).status()), close=True)
+            return
+        body = self.rfile.read(length) if length else b""
+        response = self.server.api.handle(Request(self.command, url.path, query, headers, body))
+        self._send(response)
+
+    def _send(self, response: Response, close: bool = False) -> None:
+        if response.stream is not None:
+            self.send_response(response.code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for chunk in response.stream:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
+                self.close_connection = True
+            return
+        data = response.body.encode() if isinstance(response.body, str) else json.dumps(response.body).encode()
+        self.send_response(response.code)
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Type", response.content_type)
+        self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+
+class HttpsServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    """One listening address of the API, TLS with the cluster's serving certificate."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], api: RestApi, credentials: Credentials) -> None:
+        self.api = api
+        super().__init__(address, _Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_cert_chain(credentials.server_cert, credentials.server_key)
+        context.set_alpn_protocols(["http/1.1"])
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+
+def serve(api: RestApi, credentials: Credentials, hosts: list[str], port: int,
+          start: Callable[[Callable[[], None]], Any]) -> list[HttpsServer]:
+    """Listen on ``port`` (0: any free one, then the same for the others) of each host; return the servers."""
+    servers: list[HttpsServer] = []
+    for host in hosts:
+        server = HttpsServer((host, port), api, credentials)
+        port = server.server_address[1]
+        start(server.serve_forever)
+        servers.append(server)
+    return servers
+
