@@ -16,20 +16,21 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from ...errors import ClusterError, ManifestError, NginmeshError
+from ...errors import ClusterError, ManifestError, NginmeshError, NotFoundError
 from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of, labels_of, selector_matches
 from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
 from ...mesh.routerules import KIND as ROUTE_RULE_KIND
 from ...mesh.routerules import parse_route_rule
 from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
-from .kubelet import Kubelet
-from .network import Addresses, NodeNetwork
+from .kubelet import Kubelet, container_env, user_prefix
+from .network import Addresses, NodeNetwork, pod_netns
 from .store import Store, now
 
 log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
+HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Admission:
@@ -180,6 +181,36 @@ class ApiServer:
         if existing is None or not self._delete(key):
             return None
         return self.store.get(key) or existing
+
+    def exec_argv(self, namespace: str, pod: str, container: str | None, command: list[str]
+                  ) -> tuple[list[str], dict[str, str]]:
+        """The host argv and environment that run ``command`` as the container runs (namespace, user, env)."""
+        obj = self.store.get(ObjectKey("Pod", namespace, pod))
+        if obj is None:
+            raise NotFoundError(f'pods "{pod}" not found')
+        if (obj.get("status") or {}).get("phase") != "Running":
+            raise ClusterError(f"pod {pod} is {(obj.get('status') or {}).get('phase', 'Pending')}, not Running")
+        spec = self._container(obj, container)
+        env = container_env(spec, obj, {"PATH": HOST_PATH, "HOME": "/tmp"})
+        netns = pod_netns(self.info["name"], namespace, pod)
+        return ["ip", "netns", "exec", netns, *user_prefix(spec, obj), *command], env
+
+    def log_file(self, namespace: str, pod: str, container: str | None, previous: bool) -> Path:
+        obj = self.store.get(ObjectKey("Pod", namespace, pod))
+        if obj is None:
+            raise NotFoundError(f'pods "{pod}" not found')
+        spec = self._container(obj, container)
+        return self.kubelet.pods_dir / f"{namespace}_{pod}" / f"{spec['name']}{'.previous' if previous else ''}.log"
+
+    @staticmethod
+    def _container(pod: Obj, name: str | None) -> Obj:
+        containers = (pod.get("spec") or {}).get("containers") or []
+        if name is None:
+            return dict(containers[0])
+        for candidate in containers + ((pod.get("spec") or {}).get("initContainers") or []):
+            if candidate.get("name") == name:
+                return dict(candidate)
+        raise NotFoundError(f"container {name} is not valid for pod {pod['metadata']['name']}")
 
     def _delete(self, key: ObjectKey) -> bool:
         existing = self.store.get(key)

@@ -32,19 +32,29 @@ KUBECTLS = _kubectls()
 pytestmark = pytest.mark.skipif(not KUBECTLS, reason="kubectl is not on PATH")
 
 
-@pytest.fixture(params=KUBECTLS or ["kubectl"], ids=lambda p: Path(p).name)
-def kubectl(request: pytest.FixtureRequest, embedded_api: EmbeddedApi):  # type: ignore[no-untyped-def]
-    """Run this kubectl against the embedded API; returns (exit code, stdout, stderr)."""
-
+def _runner(binary: str, api: EmbeddedApi):  # type: ignore[no-untyped-def]
     def run(*args: str, stdin: str | None = None) -> tuple[int, str, str]:
-        result = subprocess.run([request.param, f"--kubeconfig={embedded_api.kubeconfig}", *args],
+        result = subprocess.run([binary, f"--kubeconfig={api.kubeconfig}", *args],
                                 capture_output=True, text=True, timeout=60, input=stdin)
         return result.returncode, result.stdout, result.stderr
 
     return run
 
 
-def test_get_create_apply_update_delete(kubectl, embedded_api: EmbeddedApi, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+@pytest.fixture
+def kubectl(embedded_api: EmbeddedApi):  # type: ignore[no-untyped-def]
+    """Run the kubectl on PATH against the embedded API; returns (exit code, stdout, stderr)."""
+    return _runner("kubectl", embedded_api)
+
+
+@pytest.fixture(params=KUBECTLS or ["kubectl"], ids=lambda p: Path(p).name)
+def each_kubectl(request: pytest.FixtureRequest, embedded_api: EmbeddedApi):  # type: ignore[no-untyped-def]
+    """Each kubectl (PATH, then 1.30 and newer) against the embedded API, for the flows whose wire differs."""
+    return _runner(request.param, embedded_api)
+
+
+def test_get_create_apply_update_delete(each_kubectl, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    kubectl = each_kubectl
     assert kubectl("create", "namespace", "shop")[0] == 0
     code, out, err = kubectl("apply", "-f", str(BOOKINFO))
     assert code == 0, err
@@ -105,3 +115,46 @@ def test_wait_for_condition_ready(kubectl, embedded_api: EmbeddedApi) -> None:  
     code, out, err = kubectl("wait", "--for=condition=Ready", "pod/w", "--timeout=20s")
     assert code == 0, err
     assert out.strip() == "pod/w condition met"
+
+
+@pytest.fixture
+def running_pod(embedded_api: EmbeddedApi):  # type: ignore[no-untyped-def]
+    """A Running pod "shell" whose network namespace exists (no kubelet runs in-process), with logs on disk."""
+    if os.geteuid() != 0:
+        pytest.skip("exec enters a network namespace: needs root")
+    from pytest_nginmesh.cluster.local.network import pod_netns
+
+    netns = pod_netns("unit", "default", "shell")
+    subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
+    embedded_api.server.store.put({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell", "namespace": "default"},
+        "spec": {"containers": [{"name": "app", "image": "a", "env": [{"name": "GREETING", "value": "hi"}]},
+                                {"name": "istio-proxy", "image": "p"}]},
+        "status": {"phase": "Running"}})
+    logs = embedded_api.server.kubelet.pods_dir / "default_shell"
+    logs.mkdir(parents=True)
+    (logs / "app.log").write_text("one\ntwo\nthree\n")
+    (logs / "app.previous.log").write_text("before the restart\n")
+    try:
+        yield "shell"
+    finally:
+        subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
+
+
+def test_exec_carries_streams_stdin_and_the_exit_code(each_kubectl, running_pod: str) -> None:  # type: ignore[no-untyped-def]
+    kubectl = each_kubectl
+    script = 'echo "$GREETING"; echo err >&2; exit 3'
+    code, out, err = kubectl("exec", running_pod, "-c", "app", "--", "sh", "-c", script)
+    assert (code, out, err.splitlines()[0]) == (3, "hi\n", "err")
+    code, out, _ = kubectl("exec", "-i", running_pod, "-c", "app", "--", "cat", stdin="from stdin\n")
+    assert (code, out) == (0, "from stdin\n")
+    code, out, _ = kubectl("exec", running_pod, "-c", "app", "--", "ip", "-o", "link", "show")
+    assert code == 0 and "eth0" not in out, "the command runs in the pod's network namespace"
+
+
+def test_logs_current_previous_and_tail(kubectl, running_pod: str) -> None:  # type: ignore[no-untyped-def]
+    assert kubectl("logs", running_pod, "-c", "app")[1] == "one\ntwo\nthree\n"
+    assert kubectl("logs", running_pod, "-c", "app", "--tail=1")[1] == "three\n"
+    assert kubectl("logs", running_pod, "-c", "app", "-p")[1] == "before the restart\n"
+    code, out, err = kubectl("logs", running_pod)
+    assert (code, out) == (0, "one\ntwo\nthree\n") and 'Defaulted container "app"' in err

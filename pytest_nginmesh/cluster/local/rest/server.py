@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import http.server
+import io
 import json
 import logging
 import random
@@ -20,20 +21,22 @@ import time
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
-from ....errors import ManifestError
+from ....errors import ClusterError, ManifestError, NotFoundError
 from ....kube import Obj, ObjectKey
 from ..store import Store
-from . import openapi, protobuf, status
+from . import openapi, protobuf, status, subresources
 from .patch import apply_patch
 from .pki import Credentials
 from .resources import BUILTIN, Registry, Resource
 from .selectors import field_selector, label_selector
 from .status import ApiError
 from .tables import table
+from .websocket import accept_key
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +60,22 @@ class Backend(Protocol):
     def remove(self, key: ObjectKey) -> Obj | None:
         """Delete with the cluster's semantics (pods terminate, namespaces empty first); the object as it was."""
 
+    def exec_argv(self, namespace: str, pod: str, container: str | None, command: list[str]
+                  ) -> tuple[list[str], dict[str, str]]:
+        """The host argv and environment that run ``command`` in a container, as the kubelet runs it."""
+
+    def log_file(self, namespace: str, pod: str, container: str | None, previous: bool) -> Path:
+        """Where a container's log (or its previous instance's) is."""
+
 
 @dataclass
 class Request:
     method: str
     path: str
-    query: dict[str, str]
-    headers: dict[str, str]
+    query: dict[str, str]  # the last value of each parameter
+    headers: dict[str, str]  # names in lower case
     body: bytes = b""
+    repeated: dict[str, list[str]] = field(default_factory=dict)  # every value, for command=…&command=…
 
 
 @dataclass
@@ -74,6 +85,7 @@ class Response:
     stream: Iterator[bytes] | None = None
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    upgrade: Callable[[io.BufferedIOBase, io.BufferedIOBase], None] | None = None  # a WebSocket session after 101
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,11 @@ class Target:
 class RestApi:
     """Answers Kubernetes REST requests against a backend."""
 
-    def __init__(self, backend: Backend, credentials: Credentials | None, stopping: threading.Event) -> None:
+    def __init__(self, backend: Backend, credentials: Credentials | None, stopping: threading.Event,
+                 exec_timeout: float = 3600.0, proxy_timeout: float = 30.0) -> None:
         self.backend = backend
+        self.exec_timeout = exec_timeout
+        self.proxy_timeout = proxy_timeout
         self.store = backend.store
         self.credentials = credentials
         self.stopping = stopping
@@ -193,6 +208,12 @@ class RestApi:
             if method == "DELETE":
                 return self._delete_collection(request, target)
             raise status.method_not_supported(target.resource.plural, target.resource.group, method.lower())
+        if target.subresource == "exec":
+            return self._exec(request, target)
+        if target.subresource == "log" and method == "GET":
+            return self._log(request, target)
+        if target.subresource is not None and target.subresource.split("/")[0] == "proxy":
+            return self._proxy(request, target)
         if target.subresource in (None, "status"):
             if method == "GET":
                 return Response(200, self._read(target))
@@ -393,6 +414,89 @@ class RestApi:
         return Response(200, {"kind": f"{resource.kind}List", "apiVersion": resource.group_version,
                               "metadata": {"resourceVersion": str(self.store.revision)}, "items": removed})
 
+    # -- streams: exec, log, proxy ------------------------------------------------------------------------
+    def _pod(self, target: Target) -> Obj:
+        pod = self._stored(target)
+        if pod is None:
+            raise status.not_found("pods", "", target.name or "")
+        return pod
+
+    def _exec(self, request: Request, target: Target) -> Response:
+        self._pod(target)
+        if request.headers.get("upgrade", "").lower() != "websocket":
+            raise status.bad_request("Upgrade request required: exec is served over WebSocket "
+                                     f"({', '.join(subresources.PROTOCOLS)}); SPDY is not")
+        protocol = subresources.choose_protocol(request.headers.get("sec-websocket-protocol", ""))
+        command = request.repeated.get("command") or []
+        if not command:
+            raise status.bad_request("you must specify at least 1 command")
+        container = request.query.get("container")
+        try:
+            argv, env = self.backend.exec_argv(target.namespace or "default", target.name or "", container, command)
+        except NotFoundError as e:
+            raise status.ApiError(404, "NotFound", str(e)) from None
+        except ClusterError as e:
+            raise status.bad_request(str(e)) from None
+        streams = {name for name in ("stdin", "stdout", "stderr") if request.query.get(name) in ("1", "true")}
+        key = request.headers.get("sec-websocket-key", "")
+        headers = {"Upgrade": "websocket", "Connection": "Upgrade",
+                   "Sec-WebSocket-Accept": accept_key(key), "Sec-WebSocket-Protocol": protocol}
+
+        def session(reader: io.BufferedIOBase, writer: io.BufferedIOBase) -> None:
+            subresources.run_exec(reader, writer, protocol, argv, env, command, streams, self.exec_timeout)
+
+        return Response(101, None, headers=headers, upgrade=session)
+
+    def _log(self, request: Request, target: Target) -> Response:
+        pod = self._pod(target)
+        container = request.query.get("container")
+        names = [c["name"] for c in (pod.get("spec") or {}).get("containers") or []]
+        if container is None and len(names) > 1:
+            raise status.bad_request(f"a container name must be specified for pod {target.name}, choose one of: "
+                                     f"[{' '.join(names)}]")
+        try:
+            path = self.backend.log_file(target.namespace or "default", target.name or "", container,
+                                         request.query.get("previous") in ("1", "true"))
+        except NotFoundError as e:
+            raise status.bad_request(str(e)) from None
+        if not path.exists():
+            which = "previous terminated container" if request.query.get("previous") in ("1", "true") else "container"
+            raise status.bad_request(f'{which} "{container or names[0]}" in pod "{target.name}" not found')
+        tail = request.query.get("tailLines")
+        limit = request.query.get("limitBytes")
+        try:
+            tail_lines = int(tail) if tail else None
+            limit_bytes = int(limit) if limit else None
+        except ValueError:
+            raise status.bad_request("tailLines and limitBytes must be integers") from None
+        uid = pod["metadata"].get("uid")
+
+        def alive() -> bool:
+            current = self.store.get(target.key())
+            return not self.stopping.is_set() and current is not None and current["metadata"].get("uid") == uid
+
+        chunks = subresources.log_chunks(path, tail_lines, request.query.get("follow") in ("1", "true"), alive,
+                                         limit_bytes)
+        return Response(200, None, stream=chunks, content_type="text/plain")
+
+    def _proxy(self, request: Request, target: Target) -> Response:
+        service = self._stored(target)
+        if service is None or target.resource.kind != "Service":
+            raise status.not_found("services", "", target.name or "")
+        spec = service.get("spec") or {}
+        wanted = (target.name or "").split(":")[-1] if ":" in (target.name or "") else ""
+        ports = spec.get("ports") or []
+        port = next((p for p in ports if wanted in (str(p.get("port")), p.get("name"))), None) if wanted else \
+            (ports[0] if ports else None)
+        if port is None or not spec.get("clusterIP") or spec["clusterIP"] == "None":
+            raise status.ApiError(503, "ServiceUnavailable", f'no endpoints available for service "{target.name}"')
+        rest = "/" + (target.subresource or "proxy").split("/", 1)[1] if "/" in (target.subresource or "") else "/"
+        query = "&".join(f"{k}={v}" for k, values in request.repeated.items() for v in values)
+        code, body, content_type = subresources.proxy_to_service(
+            spec["clusterIP"], int(port["port"]), request.method, rest, query, request.headers, request.body,
+            self.proxy_timeout)
+        return Response(code, body, content_type=content_type)
+
     # -- watch ----------------------------------------------------------------------------------------
     def _watch(self, request: Request, target: Target) -> Response:
         if target.name is not None:
@@ -479,20 +583,30 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _handle(self) -> None:
         url = urllib.parse.urlsplit(self.path)
-        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
+        repeated = urllib.parse.parse_qs(url.query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in repeated.items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
         length = int(headers.get("content-length") or 0)
         if length > MAX_BODY:
             self._send(Response(413, status.too_large(MAX_BODY).status()), close=True)
             return
         body = self.rfile.read(length) if length else b""
-        response = self.server.api.handle(Request(self.command, url.path, query, headers, body))
+        response = self.server.api.handle(Request(self.command, url.path, query, headers, body, repeated))
         self._send(response)
 
     def _send(self, response: Response, close: bool = False) -> None:
+        if response.upgrade is not None:
+            self.send_response(101)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            response.upgrade(self.rfile, self.wfile)
+            return
         if response.stream is not None:
             self.send_response(response.code)
-            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Type", response.content_type)
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             try:
@@ -503,7 +617,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
                 self.close_connection = True
             return
-        data = response.body.encode() if isinstance(response.body, str) else json.dumps(response.body).encode()
+        body = response.body
+        data = body if isinstance(body, bytes) else (body if isinstance(body, str) else json.dumps(body)).encode()
         self.send_response(response.code)
         for name, value in response.headers.items():
             self.send_header(name, value)
