@@ -1,8 +1,9 @@
-"""Reading Bookinfo's productpage as a person would: which reviews version rendered it."""
+"""Reading Bookinfo's productpage as a person would: which reviews version rendered it, and did ratings fail."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 
@@ -10,6 +11,24 @@ BLACK_STARS = 'color="black"'
 RED_STARS = 'color="red"'
 REVIEWS_UNAVAILABLE = "product reviews are currently unavailable"
 RATINGS_UNAVAILABLE = "Ratings service is currently unavailable"
+
+
+@dataclass(frozen=True)
+class BookinfoRelease:
+    """How one release's Bookinfo shows failures (the profiles say which release a mesh ships)."""
+
+    ratings_error_text: str | None  # what reviews v2/v3 write when ratings fails; None: the stars just go
+    productpage_passes_status: bool  # productpage's API answers with the failed upstream's status (else 503)
+
+    def ratings_failed(self, html: str) -> bool:
+        """Whether a page rendered by reviews v2 or v3 shows that its ratings call failed."""
+        if self.ratings_error_text is not None:
+            return self.ratings_error_text in html
+        return REVIEWS_UNAVAILABLE not in html and BLACK_STARS not in html and RED_STARS not in html
+
+    def api_status(self, upstream_status: int) -> int:
+        """The status productpage's API answers when the upstream it relays failed with this status."""
+        return upstream_status if self.productpage_passes_status else 503
 
 
 def reviews_version(html: str) -> str:

@@ -189,9 +189,7 @@ def mesh_profile(nginmesh_settings: Settings) -> Profile:
 @pytest.fixture(scope="session")
 def sidecar_expectations(mesh_profile: Profile, nginmesh_settings: Settings) -> SidecarExpectations:
     """What every injected pod must look like under the session's profile (and image overrides)."""
-    return SidecarExpectations(proxy_port=mesh_profile.proxy_port, proxy_uid=mesh_profile.proxy_uid,
-                               proxy_image=nginmesh_settings.proxy_image or mesh_profile.proxy_image,
-                               init_image=nginmesh_settings.init_image or mesh_profile.init_image)
+    return SidecarExpectations.for_profile(mesh_profile, nginmesh_settings.proxy_image, nginmesh_settings.init_image)
 
 
 @pytest.fixture(scope="session")

@@ -1,16 +1,74 @@
-"""Mesh profiles: what an implementation and version promises (images, proxy port and uid, features)."""
+"""Mesh profiles: what each release is and promises, stated once, with the upstream source beside each fact.
+
+Releases: Nginmesh 0.2.12 with Istio 0.2.12, 0.3.0 with Istio 0.3.0 (both inject through Istio's Kubernetes
+Initializer), v0.7.1 with Istio 0.7.1 (mutating webhook). ``local`` is the embedded cluster's reference mesh.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .bookinfo import RATINGS_UNAVAILABLE, BookinfoRelease
 from .checks.metrics import ISTIO_0_2, ISTIO_0_3, MetricNames
 from .errors import UsageError
 from .features import ALL
-from .mesh.injection import PROXY_PORT, PROXY_UID
+from .injection_policy import PROXY_PORT, PROXY_UID, InjectionPolicy, ProxyArgs
 
-# What the Nginmesh agent's README claims for 0.2.12 / 0.3.0: fault delay is not among its claims.
-NGINMESH_CLAIMS = ALL - {"fault-delay"}
+# What the Nginmesh agent's README claims for 0.2.12 / 0.3.0 (nginmesh/nginmesh README.md, "Supported
+# features" of the 0.2.12 and 0.3.0 release commits): route rules with weights, header and cookie matches,
+# precedence, redirect, rewrite, retries, request timeout and fault abort; fault delay is not claimed. Mixer
+# reports come from the NGINX mixer module (nginmesh/nginmesh nginx-mixer-module). The v0.7.1 README
+# (nginxinc/nginmesh README.md at v0.7.1) claims the same list.
+NGINMESH_CLAIMS = frozenset({
+    "sidecar-injection", "traffic-capture", "routing-default", "routing-version", "routing-weighted",
+    "routing-header-match", "routing-precedence", "routing-redirect", "routing-rewrite", "routing-retries",
+    "routing-request-timeout", "fault-abort", "metrics",
+})
+
+# The Istio 0.2.x/0.3.x Initializer skips the Kubernetes system namespaces and its own (istio/pilot
+# platform/kube/inject/initializer.go, ignoredNamespaces) and reads sidecar.istio.io/inject from the metadata
+# of the workload it initializes, never from its pod template (initializer.go modifyResource passes the
+# workload's ObjectMeta to injectRequired in inject.go).
+INITIALIZER_POLICY = InjectionPolicy(frozenset({"kube-system", "kube-public", "istio-system"}), "workload")
+# Istio 0.7.1's webhook (istio/istio pilot/pkg/kube/inject/webhook.go at 0.7.1, ignoredNamespaces =
+# NamespaceSystem, NamespacePublic) sees the pod being created, so the pod's own annotation counts; it is
+# called only for namespaces labelled istio-injection=enabled (nginxinc/nginmesh
+# istio/release/install/kubernetes/istio/istio-sidecar-injector.yaml, namespaceSelector).
+WEBHOOK_POLICY = InjectionPolicy(frozenset({"kube-system", "kube-public"}), "pod", ("istio-injection", "enabled"))
+
+# Pilot's address in the mesh ConfigMap each Istio release installs (istio/istio install/kubernetes/istio.yaml:
+# 0.2.12 "istio-pilot.istio-system:8080"; 0.3.0 "istio-pilot.istio-system:15003", the seed's injected pod);
+# --controlPlaneAuthPolicy first appears in the 0.3.0 injector (istio/pilot platform/kube/inject/inject.go).
+# --serviceCluster falls back to "istio-proxy" without an app label (inject.go, and nginxinc/nginmesh
+# istio/release/install/kubernetes/templates/nginmesh-sidecar-injector-configmap.yaml.tmpl at v0.7.1).
+ISTIO_0_2_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:8080", control_plane_auth_policy=False)
+ISTIO_0_3_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15003", control_plane_auth_policy=True)
+# Istio 0.7.1 (install/kubernetes/istio.yaml, mesh defaultConfig.discoveryAddress).
+ISTIO_0_7_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15007", control_plane_auth_policy=True)
+
+# Istio's Bookinfo reviews app writes "Ratings service is currently unavailable" only from Istio 0.5.0 on
+# (istio/istio samples/bookinfo/src/reviews/reviews-application/.../LibertyRestEndpoint.java); the 0.2.12 and
+# 0.3.0 images leave a review whose ratings call failed without stars. productpage answers an API call with
+# the upstream's own status (samples/bookinfo/src/productpage/productpage.py, getProductRatings: status =
+# res.status_code), in every release.
+BOOKINFO_0_2 = BookinfoRelease(None, productpage_passes_status=True)
+BOOKINFO_0_5 = BookinfoRelease(RATINGS_UNAVAILABLE, productpage_passes_status=True)
+# The local Bookinfo programs (pytest_nginmesh/workloads/bookinfo.py) write the error text and answer an API
+# call whose upstream failed with 503.
+BOOKINFO_LOCAL = BookinfoRelease(RATINGS_UNAVAILABLE, productpage_passes_status=False)
+
+# The suite asks for a redirect through the ingress. In every release the istio-ingress is Envoy (istio/istio
+# install/kubernetes/istio.yaml: istio-ingress runs docker.io/istio/proxy*), whose v1 route redirect answers
+# 301, as Nginmesh's own v0.7.1 e2e expects (nginxinc/nginmesh istio/tests/e2e/7_http_redirect_spec.py); the
+# agent renders "return 302" only in sidecars (nginmesh/nginmesh istio/agent/nginx/template.go). The local
+# ingress is NGINX rendered like a sidecar (pytest_nginmesh/mesh/nginx_routes.py): 302.
+ENVOY_INGRESS_REDIRECT = 301
+LOCAL_REDIRECT = 302
+# The agent polls Pilot every 5 s whatever --discoveryRefreshDelay says (nginmesh/nginmesh
+# istio/agent/cmd/agent/main.go: pilot.NewWatcher(client, 5*time.Second); the same in 0.3.0 and v0.7.1).
+AGENT_REFRESH_PERIOD = 5.0
+# The local agent (pytest_nginmesh/workloads/agent.py) is told of every change and acknowledges its version.
+LOCAL_REFRESH_PERIOD = 1.0
 
 
 @dataclass(frozen=True)
@@ -20,11 +78,17 @@ class Profile:
     name: str
     nginmesh_version: str
     istio_version: str
+    hub: str
     proxy_image: str
     init_image: str
     injection: str  # "initializer" or "webhook"
+    injection_policy: InjectionPolicy
+    proxy_args: ProxyArgs
     features: frozenset[str]
     metrics: MetricNames
+    bookinfo: BookinfoRelease
+    redirect_status: int
+    agent_refresh_period: float  # seconds between an agent's polls of Pilot
     proxy_port: int = PROXY_PORT
     proxy_uid: int = PROXY_UID
 
@@ -32,14 +96,25 @@ class Profile:
 PROFILES = {
     profile.name: profile
     for profile in (
-        Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", NGINMESH_CLAIMS, ISTIO_0_2),
-        Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", NGINMESH_CLAIMS, ISTIO_0_3),
-        Profile("nginmesh-0.7.1", "0.7.1", "0.7.1", "nginmesh/nginmesh_proxy_debug:0.7.1",
-                "docker.io/istio/proxy_init:0.7.1", "webhook", NGINMESH_CLAIMS, ISTIO_0_3),
-        Profile("local", "0.2.12", "0.2.12", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", ALL, ISTIO_0_3),
+        # nginmesh/nginmesh install/kubernetes/istio-initializer.yaml (0.2.12-RC2 and 0.3.0 release commits):
+        # initImage nginmesh/proxy_init:0.2.12, proxyImage nginmesh/proxy_debug:0.2.12 for both releases.
+        Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12",
+                "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_2_PROXY_ARGS,
+                NGINMESH_CLAIMS, ISTIO_0_2, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD),
+        Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh", "nginmesh/proxy_debug:0.2.12",
+                "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS,
+                NGINMESH_CLAIMS, ISTIO_0_3, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD),
+        # nginxinc/nginmesh istio/release/install/kubernetes/generate-sidecar-config.sh at v0.7.1:
+        # NGINMESH_IMAGE_HUB defaults to nginxinc, ISTIO_PROXY_INIT=docker.io/istio/proxy_init:0.7.1; the
+        # template injects nginxinc/nginmesh_proxy_debug:0.7.1.
+        Profile("nginmesh-0.7.1", "0.7.1", "0.7.1", "nginxinc", "nginxinc/nginmesh_proxy_debug:0.7.1",
+                "docker.io/istio/proxy_init:0.7.1", "webhook", WEBHOOK_POLICY, ISTIO_0_7_PROXY_ARGS,
+                NGINMESH_CLAIMS, ISTIO_0_3, BOOKINFO_0_5, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD),
+        # The embedded cluster: the 0.2.12 images and Initializer, the mesh config of fixtures/istio (Pilot on
+        # 15003, with --controlPlaneAuthPolicy), Istio's semantics in full.
+        Profile("local", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
+                "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS, ALL, ISTIO_0_3, BOOKINFO_LOCAL,
+                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD),
     )
 }
 DEFAULT_PROFILE = "local"

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ManifestError
-from ..mesh.injection import PROXY_PORT, PROXY_UID
+from ..injection_policy import PROXY_PORT, PROXY_UID
 from .findings import Finding
 
 BUILTIN_CHAINS = {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "FORWARD"}

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..kube import Obj, annotations_of
-from ..mesh.injection import (
+from ..injection_policy import (
     INIT_CONTAINER,
     INJECT_ANNOTATION,
+    INJECTED_KINDS,
+    POD_ANNOTATION_POLICY,
     PROXY_CONTAINER,
     PROXY_PORT,
     PROXY_UID,
     STATUS_ANNOTATION,
+    InjectionPolicy,
 )
+from ..kube import Obj, annotations_of, labels_of, selector_matches
+from ..profiles import Profile
 from .findings import Finding
-
-OPT_OUT = ("false", "no", "n", "off")
-OPT_IN = ("true", "yes", "y", "on")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,38 @@ class SidecarExpectations:
     proxy_container: str = PROXY_CONTAINER
     init_container: str = INIT_CONTAINER
     policy: str = "enabled"
+    injection: InjectionPolicy = POD_ANNOTATION_POLICY
+
+    @classmethod
+    def for_profile(cls, profile: Profile, proxy_image: str | None = None,
+                    init_image: str | None = None) -> SidecarExpectations:
+        """The profile's promises; images given here replace the profile's (release qualification)."""
+        return cls(proxy_port=profile.proxy_port, proxy_uid=profile.proxy_uid,
+                   proxy_image=proxy_image or profile.proxy_image, init_image=init_image or profile.init_image,
+                   injection=profile.injection_policy)
+
+
+def owning_workload(pod: Obj, objects: Iterable[Obj]) -> Obj | None:
+    """The Deployment, StatefulSet, Job or DaemonSet among ``objects`` whose selector picks this pod."""
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace") or "default"
+    for obj in objects:
+        if obj.get("kind") not in INJECTED_KINDS or ((obj.get("metadata") or {}).get("namespace") or "default") \
+                != namespace:
+            continue
+        spec = obj.get("spec") or {}
+        selector = (spec.get("selector") or {}).get("matchLabels") \
+            or labels_of(spec.get("template") or {})
+        if selector and selector_matches(selector, labels_of(pod)):
+            return obj
+    return None
+
+
+def namespace_object(pod: Obj, objects: Iterable[Obj]) -> Obj | None:
+    """The pod's Namespace among ``objects``, if the listing has it."""
+    namespace = (pod.get("metadata") or {}).get("namespace") or "default"
+    return next((o for o in objects if o.get("kind") == "Namespace"
+                 and (o.get("metadata") or {}).get("name") == namespace), None)
 
 
 def subject_of(pod: Obj) -> str:
@@ -53,14 +87,23 @@ def _flag_values(args: list[str], flag: str) -> list[str]:
     return values
 
 
-def check_pod(pod: Obj, expect: SidecarExpectations | None = None) -> list[Finding]:
-    """Findings for one pod; an empty list means it is conformant (opted-out pods without sidecar are)."""
+def check_pod(pod: Obj, expect: SidecarExpectations | None = None, workload: Obj | None = None,
+              namespace: Obj | None = None) -> list[Finding]:
+    """Findings for one pod; an empty list means it is conformant (pods the release leaves alone without a
+    sidecar are). ``workload`` and ``namespace`` are the pod's owner and Namespace when the listing has them:
+    a release that reads the opt-out from the workload (the Initializer) is judged by the workload's
+    annotation; without the workload, the pod's own annotation may only excuse a missing sidecar."""
     expect = expect or SidecarExpectations()
+    policy = expect.injection
     subject = subject_of(pod)
     spec: Obj = pod.get("spec") or {}
+    meta: Obj = pod.get("metadata") or {}
+    pod_namespace = meta.get("namespace") or "default"
     marks = annotations_of(pod)
-    requested = str(marks.get(INJECT_ANNOTATION, "")).lower()
     proxy = _named(spec.get("containers"), expect.proxy_container)
+    undecided = policy.annotation_on == "workload" and workload is None
+    requested = policy.requested(pod, workload)
+    shown = annotations_of(workload or pod).get(INJECT_ANNOTATION)
 
     def finding(id_: str, message: str, **evidence: Any) -> Finding:
         return Finding(f"sidecar.{id_}", subject, message, evidence)
@@ -68,14 +111,23 @@ def check_pod(pod: Obj, expect: SidecarExpectations | None = None) -> list[Findi
     if spec.get("hostNetwork"):
         return [finding("injected-host-network", "a hostNetwork pod carries a sidecar; it must not be injected",
                         containers=[c.get("name") for c in spec.get("containers") or []])] if proxy else []
-    if requested in OPT_OUT:
-        return [finding("opted-out-but-injected",
-                        f"the pod opted out ({INJECT_ANNOTATION}: \"{requested}\") but has {expect.proxy_container}",
-                        annotation=marks.get(INJECT_ANNOTATION))] if proxy else []
-    if expect.policy == "disabled" and requested not in OPT_IN:
+    if pod_namespace in policy.ignored_namespaces or not policy.namespace_selected(namespace):
+        return [finding("injected-in-ignored-namespace",
+                        f"namespace {pod_namespace} is never injected by this release, but the pod has "
+                        f"{expect.proxy_container}", namespace=pod_namespace)] if proxy else []
+    if undecided:
+        # The release read an annotation this listing lacks: the pod's copy may excuse a missing sidecar only.
+        own = str(marks.get(INJECT_ANNOTATION, "")).lower()
+        if proxy is None and not policy.injects(pod_namespace, own, enabled=expect.policy == "enabled"):
+            return []
+    elif not policy.injects(pod_namespace, requested, enabled=expect.policy == "enabled"):
+        if requested:
+            where = "its workload" if policy.annotation_on == "workload" else "the pod"
+            return [finding("opted-out-but-injected", f"{where} opted out ({INJECT_ANNOTATION}: \"{requested}\") "
+                            f"but has {expect.proxy_container}", annotation=shown)] if proxy else []
         return [finding("injected-without-opt-in",
                         f"policy is disabled and the pod did not opt in, but it has {expect.proxy_container}",
-                        annotation=marks.get(INJECT_ANNOTATION))] if proxy else []
+                        annotation=shown)] if proxy else []
 
     findings: list[Finding] = []
     if STATUS_ANNOTATION not in marks:

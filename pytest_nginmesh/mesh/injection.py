@@ -9,16 +9,26 @@ from typing import Any
 import yaml
 
 from ..errors import ManifestError
+from ..injection_policy import (
+    INIT_CONTAINER,
+    INITIALIZER_NAME,
+    INJECT_ANNOTATION,
+    INJECTED_KINDS,
+    PROXY_CONTAINER,
+    PROXY_PORT,
+    PROXY_UID,
+    STATUS_ANNOTATION,
+    InjectionPolicy,
+    ProxyArgs,
+)
 from ..kube import Obj, annotations_of
+from ..profiles import DEFAULT_PROFILE, PROFILES
 
-INJECT_ANNOTATION = "sidecar.istio.io/inject"
-STATUS_ANNOTATION = "sidecar.istio.io/status"
-INITIALIZER_NAME = "sidecar.initializer.istio.io"
-PROXY_CONTAINER = "istio-proxy"
-INIT_CONTAINER = "istio-init"
-PROXY_PORT = 15001
-PROXY_UID = 1337
-INJECTED_KINDS = frozenset({"Deployment", "StatefulSet", "Job", "DaemonSet"})
+__all__ = ["INITIALIZER_NAME", "INIT_CONTAINER", "INJECTED_KINDS", "INJECT_ANNOTATION", "PROXY_CONTAINER",
+           "PROXY_PORT", "PROXY_UID", "STATUS_ANNOTATION", "InjectConfig", "MeshConfig", "inject",
+           "wants_injection"]
+# The embedded cluster injects as its profile says (the Istio 0.2.12 Initializer's policy).
+LOCAL = PROFILES[DEFAULT_PROFILE]
 
 
 @dataclass(frozen=True)
@@ -37,12 +47,13 @@ class MeshConfig:
     control_plane_auth_policy: str = "NONE"
 
     @classmethod
-    def from_configmap(cls, configmap: Obj | None) -> MeshConfig:
+    def from_configmap(cls, configmap: Obj | None, args: ProxyArgs = LOCAL.proxy_args) -> MeshConfig:
+        """The mesh ConfigMap's values; what it leaves out is the release's default (``args``)."""
+        default = cls(discovery_address=args.discovery_address)
         if configmap is None:
-            return cls()
+            return default
         mesh = _yaml_key(configmap, "mesh")
         proxy = mesh.get("defaultConfig") or {}
-        default = cls()
         return cls(
             discovery_address=proxy.get("discoveryAddress", default.discovery_address),
             zipkin_address=proxy.get("zipkinAddress", default.zipkin_address),
@@ -120,36 +131,32 @@ def _yaml_key(configmap: Obj, key: str) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def wants_injection(workload: Obj, config: InjectConfig) -> bool:
+def wants_injection(workload: Obj, config: InjectConfig, policy: InjectionPolicy = LOCAL.injection_policy) -> bool:
     """Whether the Initializer injects this workload (Deployment, StatefulSet, Job or DaemonSet)."""
     if workload.get("kind") not in INJECTED_KINDS:
         return False
     template = workload.get("spec", {}).get("template", {})
-    if template.get("spec", {}).get("hostNetwork"):
+    if STATUS_ANNOTATION in {**annotations_of(workload), **annotations_of(template)}:
         return False
-    marks = {**annotations_of(workload), **annotations_of(template)}
-    if STATUS_ANNOTATION in marks:
-        return False
-    requested = str(marks.get(INJECT_ANNOTATION, "")).lower()
-    if requested in ("false", "no", "n", "off"):
-        return False
-    if config.policy == "disabled":
-        return requested in ("true", "yes", "y", "on")
     namespace = workload.get("metadata", {}).get("namespace") or "default"
-    return "" in config.namespaces or namespace in config.namespaces
+    if "" not in config.namespaces and namespace not in config.namespaces:
+        return False
+    return policy.injects(namespace, policy.requested(template, workload), enabled=config.policy == "enabled",
+                          host_network=bool(template.get("spec", {}).get("hostNetwork")))
 
 
-def inject(workload: Obj, config: InjectConfig, mesh: MeshConfig) -> Obj:
-    """Return a copy of the workload with the sidecar, init container, volumes and status annotation."""
+def inject(workload: Obj, config: InjectConfig, mesh: MeshConfig, args: ProxyArgs = LOCAL.proxy_args) -> Obj:
+    """Return a copy of the workload with the sidecar, init container, volumes and status annotation, the proxy's
+    command line as the release's injector writes it (``args``)."""
     result = copy.deepcopy(workload)
     template = result.setdefault("spec", {}).setdefault("template", {})
     for meta in (result.setdefault("metadata", {}), template.setdefault("metadata", {})):
         meta.setdefault("annotations", {})[STATUS_ANNOTATION] = config.status
     spec = template.setdefault("spec", {})
     app_labels = template["metadata"].get("labels") or {}
-    service_cluster = app_labels.get("app") or result["metadata"]["name"]
+    service_cluster = app_labels.get("app") or args.service_cluster_fallback
     spec.setdefault("initContainers", []).append(init_container(config, mesh))
-    spec.setdefault("containers", []).append(proxy_container(config, mesh, service_cluster))
+    spec.setdefault("containers", []).append(proxy_container(config, mesh, service_cluster, args))
     service_account = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec.setdefault("volumes", []).extend(
         [
@@ -176,17 +183,21 @@ def init_container(config: InjectConfig, mesh: MeshConfig) -> Obj:
     }
 
 
-def proxy_container(config: InjectConfig, mesh: MeshConfig, service_cluster: str) -> Obj:
+def proxy_container(config: InjectConfig, mesh: MeshConfig, service_cluster: str,
+                    args: ProxyArgs = LOCAL.proxy_args) -> Obj:
     security: Obj = {"runAsUser": PROXY_UID}
     if config.debug_mode:
         security = {"privileged": True, "readOnlyRootFilesystem": False, "runAsUser": PROXY_UID}
+    # -v only when verbosity > 0 (istio/pilot platform/kube/inject/inject.go, injectIntoSpec).
+    verbosity = ["-v", str(config.verbosity)] if config.verbosity > 0 else []
+    auth_policy = ["--controlPlaneAuthPolicy", mesh.control_plane_auth_policy] if args.control_plane_auth_policy else []
     return {
         "name": PROXY_CONTAINER,
         "image": config.proxy_image,
         "imagePullPolicy": config.image_pull_policy,
         "args": [
             "proxy", "sidecar",
-            "-v", str(config.verbosity),
+            *verbosity,
             "--configPath", "/etc/istio/proxy",
             "--binaryPath", "/usr/local/bin/envoy",
             "--serviceCluster", service_cluster,
@@ -198,7 +209,7 @@ def proxy_container(config: InjectConfig, mesh: MeshConfig, service_cluster: str
             "--connectTimeout", mesh.connect_timeout,
             "--statsdUdpAddress", mesh.statsd_udp_address,
             "--proxyAdminPort", str(mesh.proxy_admin_port),
-            "--controlPlaneAuthPolicy", mesh.control_plane_auth_policy,
+            *auth_policy,
         ],
         "env": [
             _field_env("POD_NAME", "metadata.name"),

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from pytest_nginmesh.checks.findings import Finding, explain, ids
-from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod
-from pytest_nginmesh.kube import Obj, parse_manifests
+from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod, namespace_object, owning_workload
+from pytest_nginmesh.kube import Obj, parse_manifests, read_manifest_file
+from pytest_nginmesh.profiles import get_profile
 
 DATA = Path(__file__).resolve().parents[1] / "data"
+BOOKINFO = Path(__file__).resolve().parents[2] / "fixtures" / "bookinfo" / "bookinfo.yaml"
 SEED_FILES = [DATA / "seed-reviews-v3-pod.yaml", DATA / "seed-reviews-v3-pod.json"]
 SUBJECT = "pod default/reviews-v3-5fff595d9b-zsb2q"
 SEED_IMAGES = SidecarExpectations(proxy_image="nginmesh/proxy_debug:0.2.12", init_image="nginmesh/proxy_init:0.2.12")
@@ -337,3 +339,89 @@ def test_disabled_policy_opted_in_pod_without_sidecar_is_reported(pod: Obj) -> N
     remove_sidecar(pod)
     annotate(pod, "sidecar.istio.io/inject", "true")
     assert "sidecar.proxy-missing" in ids(checked(pod, DISABLED))
+
+
+# -- the verdict of each release: ignored namespaces and where the opt-out is read ------------------
+
+RELEASE_0_2_12 = SidecarExpectations.for_profile(get_profile("nginmesh-0.2.12"))
+RELEASE_0_7_1 = SidecarExpectations.for_profile(get_profile("nginmesh-0.7.1"))
+
+
+@pytest.fixture
+def workload() -> Obj:
+    """The Deployment the recorded pod belongs to, as Bookinfo ships it."""
+    return next(o for o in read_manifest_file(str(BOOKINFO)) if o["kind"] == "Deployment"
+                and o["metadata"]["name"] == "reviews-v3")
+
+
+def test_the_recorded_pod_belongs_to_its_deployment(pod: Obj, workload: Obj) -> None:
+    other = {**workload, "metadata": {**workload["metadata"], "namespace": "shop"}}
+    assert owning_workload(pod, [other, workload]) is workload
+    assert owning_workload(pod, [other]) is None
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "istio-system"])
+def test_initializer_release_never_injects_its_ignored_namespaces(pod: Obj, namespace: str) -> None:
+    pod["metadata"]["namespace"] = namespace
+    (finding,) = checked(pod, RELEASE_0_2_12)
+    assert finding.id == "sidecar.injected-in-ignored-namespace" and namespace in finding.message
+    remove_sidecar(pod)
+    assert checked(pod, RELEASE_0_2_12) == []
+
+
+def test_without_a_release_named_kube_system_is_judged_like_any_namespace(pod: Obj) -> None:
+    pod["metadata"]["namespace"] = "kube-system"
+    remove_sidecar(pod)
+    assert "sidecar.proxy-missing" in ids(checked(pod))
+
+
+def test_initializer_release_ignores_a_pod_template_only_opt_out(pod: Obj, workload: Obj) -> None:
+    opt_out(pod)  # what the pod carries when only the pod template was annotated
+    findings = check_pod(pod, RELEASE_0_2_12, workload=workload)
+    assert findings == [], explain(findings)
+    assert ids(checked(pod)) == {"sidecar.opted-out-but-injected"}, "a reader of the pod's annotation disagrees"
+
+
+def test_initializer_release_expects_a_sidecar_despite_a_pod_template_only_opt_out(pod: Obj, workload: Obj) -> None:
+    remove_sidecar(pod)
+    opt_out(pod)
+    assert "sidecar.proxy-missing" in ids(check_pod(pod, RELEASE_0_2_12, workload=workload))
+
+
+@pytest.mark.parametrize("value", ["false", "no", "maybe"])
+def test_initializer_release_reads_the_workloads_opt_out(pod: Obj, workload: Obj, value: str) -> None:
+    annotate(workload, "sidecar.istio.io/inject", value)
+    (finding,) = check_pod(pod, RELEASE_0_2_12, workload=workload)
+    assert finding.id == "sidecar.opted-out-but-injected"
+    assert finding.message.startswith(f'its workload opted out (sidecar.istio.io/inject: "{value}")')
+    remove_sidecar(pod)
+    assert check_pod(pod, RELEASE_0_2_12, workload=workload) == []
+
+
+def test_initializer_release_without_the_workload_lets_the_pods_copy_excuse_a_missing_sidecar_only(pod: Obj) -> None:
+    opt_out(pod)
+    findings = checked(pod, RELEASE_0_2_12)
+    assert findings == [], "with the sidecar, the pod's annotation proves nothing: the release did not read it"
+    remove_sidecar(pod)
+    opt_out(pod)
+    assert checked(pod, RELEASE_0_2_12) == []
+    del pod["metadata"]["annotations"]
+    assert "sidecar.proxy-missing" in ids(checked(pod, RELEASE_0_2_12))
+
+
+def test_webhook_release_reads_the_pods_own_annotation(pod: Obj) -> None:
+    opt_out(pod)
+    assert ids(checked(pod, RELEASE_0_7_1)) == {"sidecar.opted-out-but-injected"}
+
+
+def test_webhook_release_skips_namespaces_without_the_injection_label(pod: Obj) -> None:
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}
+    assert "sidecar.injected-in-ignored-namespace" in ids(check_pod(pod, RELEASE_0_7_1, namespace=namespace))
+    namespace["metadata"]["labels"] = {"istio-injection": "enabled"}
+    assert "sidecar.injected-in-ignored-namespace" not in ids(check_pod(pod, RELEASE_0_7_1, namespace=namespace))
+    assert namespace_object(pod, [namespace]) is namespace
+
+
+def test_0_7_1_expects_the_nginxinc_hub() -> None:
+    assert RELEASE_0_7_1.proxy_image == "nginxinc/nginmesh_proxy_debug:0.7.1"
+    assert RELEASE_0_7_1.init_image == "docker.io/istio/proxy_init:0.7.1"

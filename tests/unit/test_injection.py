@@ -11,15 +11,10 @@ import pytest
 import yaml
 
 from pytest_nginmesh.errors import ManifestError
+from pytest_nginmesh.injection_policy import INJECT_ANNOTATION, STATUS_ANNOTATION
 from pytest_nginmesh.kube import Obj, read_manifest_file
-from pytest_nginmesh.mesh.injection import (
-    INJECT_ANNOTATION,
-    STATUS_ANNOTATION,
-    InjectConfig,
-    MeshConfig,
-    inject,
-    wants_injection,
-)
+from pytest_nginmesh.mesh.injection import InjectConfig, MeshConfig, inject, wants_injection
+from pytest_nginmesh.profiles import get_profile
 
 REPO = Path(__file__).resolve().parents[2]
 ISTIO_MANIFEST = REPO / "fixtures" / "istio" / "istio-0.2.12.yaml"
@@ -205,10 +200,29 @@ def test_injecting_does_not_mutate_the_input(reviews_v3: Obj, config: InjectConf
 # -- who is injected -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["workload", "template"])
-def test_opt_out_annotation_prevents_injection(reviews_v3: Obj, config: InjectConfig, where: str) -> None:
-    annotate(reviews_v3 if where == "workload" else reviews_v3["spec"]["template"], "false")
+@pytest.mark.parametrize("value", ["false", "no", "off", "n", "maybe", "disabled"])
+def test_workload_opt_out_prevents_injection(reviews_v3: Obj, config: InjectConfig, value: str) -> None:
+    # Pilot 0.2.x injectRequired: any value other than y/yes/true/on means "do not inject".
+    annotate(reviews_v3, value)
     assert not wants_injection(reviews_v3, config)
+
+
+def test_pod_template_only_opt_out_is_still_injected(reviews_v3: Obj, config: InjectConfig) -> None:
+    # The Initializer reads the annotation from the workload's own metadata, never from its pod template.
+    annotate(reviews_v3["spec"]["template"], "false")
+    assert wants_injection(reviews_v3, config)
+
+
+@pytest.mark.parametrize("namespace", ["kube-system", "kube-public", "istio-system"])
+def test_ignored_namespaces_are_never_injected(reviews_v3: Obj, config: InjectConfig, namespace: str) -> None:
+    reviews_v3["metadata"]["namespace"] = namespace
+    annotate(reviews_v3, "true")
+    assert not wants_injection(reviews_v3, config)
+
+
+def test_a_webhook_release_reads_the_pod_templates_annotation(reviews_v3: Obj, config: InjectConfig) -> None:
+    annotate(reviews_v3["spec"]["template"], "false")
+    assert not wants_injection(reviews_v3, config, get_profile("nginmesh-0.7.1").injection_policy)
 
 
 def test_host_network_workload_is_not_injected(reviews_v3: Obj, config: InjectConfig) -> None:
@@ -232,7 +246,7 @@ def test_disabled_policy_injects_only_on_request(
     config = InjectConfig.from_configmap(edited_configmap(inject_configmap, lambda c: c.update(policy="disabled")))
     assert config.policy == "disabled"
     if annotation is not None:
-        annotate(reviews_v3["spec"]["template"], annotation)
+        annotate(reviews_v3, annotation)
     assert wants_injection(reviews_v3, config) is expected
 
 
@@ -284,6 +298,35 @@ def test_include_ip_ranges_adds_the_i_flag(
         edited_configmap(inject_configmap, lambda c: c["params"].update(includeIPRanges=cidrs)))
     init = container(inject(reviews_v3, config, mesh)["spec"]["template"]["spec"], "istio-init", "initContainers")
     assert init["args"] == ["-p", "15001", "-u", "1337", "-i", cidrs]
+
+
+def test_istio_0_2_12_proxy_args_have_pilot_on_8080_and_no_auth_policy(reviews_v3: Obj, config: InjectConfig) -> None:
+    args = get_profile("nginmesh-0.2.12").proxy_args
+    proxy = container(inject(reviews_v3, config, MeshConfig.from_configmap(None, args), args)["spec"]["template"]
+                      ["spec"], "istio-proxy")
+    assert "--controlPlaneAuthPolicy" not in proxy["args"]
+    assert proxy["args"][proxy["args"].index("--discoveryAddress") + 1] == "istio-pilot.istio-system:8080"
+
+
+def test_the_mesh_configmap_address_wins_over_the_release_default(istio_objects: list[Obj],
+                                                                  config: InjectConfig) -> None:
+    mesh = MeshConfig.from_configmap(find(istio_objects, "ConfigMap", "istio"),
+                                     get_profile("nginmesh-0.2.12").proxy_args)
+    assert mesh.discovery_address == "istio-pilot.istio-system:15003"
+
+
+def test_service_cluster_falls_back_to_istio_proxy_without_an_app_label(reviews_v3: Obj, config: InjectConfig,
+                                                                        mesh: MeshConfig) -> None:
+    del reviews_v3["spec"]["template"]["metadata"]["labels"]["app"]
+    proxy = container(inject(reviews_v3, config, mesh)["spec"]["template"]["spec"], "istio-proxy")
+    assert proxy["args"][proxy["args"].index("--serviceCluster") + 1] == "istio-proxy"
+
+
+def test_verbosity_zero_drops_the_v_flag(reviews_v3: Obj, inject_configmap: Obj, mesh: MeshConfig) -> None:
+    config = InjectConfig.from_configmap(
+        edited_configmap(inject_configmap, lambda c: c["params"].update(verbosity=0)))
+    proxy = container(inject(reviews_v3, config, mesh)["spec"]["template"]["spec"], "istio-proxy")
+    assert "-v" not in proxy["args"]
 
 
 def test_debug_mode_off_runs_the_proxy_unprivileged(
