@@ -1,9 +1,15 @@
-"""Istio RouteRule (config.istio.io/v1alpha2): a typed model, and the validation an API server applies."""
+"""Istio RouteRule (config.istio.io/v1alpha2): a typed model, and the validation an API server applies.
+
+The validation is Pilot 0.2.12's (istio/pilot model/validation.go, ValidateRouteRule and what it calls):
+route labels no pod carries, ``destination.service``, ``route[].destination``, ``match.tcp``,
+``websocketUpgrade``, any ``attempts`` >= 0 and an abort status from 0 to 600 (or none) are accepted;
+upper-case header names, UDP matches and L4 faults are refused. Checks that go further are warnings of the
+offline analyzer (pytest_nginmesh.checks.rules, ``nginmesh check rules``).
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,14 +20,16 @@ API_VERSION = "config.istio.io/v1alpha2"
 KIND = "RouteRule"
 SPEC_FIELDS = {"destination", "precedence", "match", "route", "redirect", "rewrite", "httpReqTimeout",
                "httpReqRetries", "httpFault", "l4Fault", "mirror", "corsPolicy", "appendHeaders", "websocketUpgrade"}
-UNSUPPORTED_FIELDS = {"l4Fault", "mirror", "corsPolicy", "appendHeaders", "websocketUpgrade"}
+# Not modelled by this mesh; l4Fault is refused by Pilot 0.2.12 itself ("L4 faults are not implemented").
+UNSUPPORTED_FIELDS = {"l4Fault", "mirror", "corsPolicy", "appendHeaders"}
+ISTIO_SERVICE_FIELDS = {"name", "namespace", "domain", "service", "labels"}
 SPECIAL_HEADERS = ("uri", "scheme", "method", "authority")
 DURATION = re.compile(r"^(\d+(\.\d+)?(h|m|s|ms|us|ns))+$")
 DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 DEFAULT_TIMEOUT = 15.0
-
-LabelsKnown = Callable[[str, str, dict[str, str]], bool]
+# Pilot 0.2.12 ValidateAbortHTTPStatus: "invalid abort http status" outside 0..600.
+ABORT_STATUS_RANGE = (0, 600)
 
 
 def parse_duration(text: str, where: str = "duration") -> float:
@@ -117,8 +125,9 @@ def _labels(value: Any, where: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(labels.items()))
 
 
-def parse_route_rule(obj: Obj, labels_known: LabelsKnown | None = None) -> RouteRule:
-    """Validate a RouteRule object; raise ManifestError naming the rule, the field and the fix."""
+def parse_route_rule(obj: Obj) -> RouteRule:
+    """Validate a RouteRule object as Pilot 0.2.12 does; raise ManifestError naming the rule, the field and the
+    fix."""
     meta = obj.get("metadata") or {}
     name = meta.get("name", "?")
     namespace = meta.get("namespace") or "default"
@@ -131,18 +140,16 @@ def parse_route_rule(obj: Obj, labels_known: LabelsKnown | None = None) -> Route
     if unsupported:
         raise ManifestError(f"{where}: spec.{unsupported[0]} is not supported by this mesh")
 
-    destination = _mapping(spec.get("destination"), f"{where}: spec.destination")
-    _only(destination, {"name", "namespace", "domain", "labels"}, f"{where}: spec.destination")
-    if not isinstance(destination.get("name"), str) or not destination.get("name"):
-        raise ManifestError(f"{where}: spec.destination.name is required (the destination service)")
-    service, service_namespace = destination["name"], destination.get("namespace") or namespace
+    service, service_namespace = _service(spec.get("destination"), namespace, f"{where}: spec.destination")
 
     precedence = spec.get("precedence", 0)
     if not isinstance(precedence, int) or isinstance(precedence, bool):
         raise ManifestError(f"{where}: spec.precedence must be an integer, not {precedence!r}")
 
     match = _mapping(spec.get("match"), f"{where}: spec.match")
-    _only(match, {"source", "request"}, f"{where}: spec.match")
+    _only(match, {"source", "request", "tcp", "udp"}, f"{where}: spec.match")
+    if "udp" in match:
+        raise ManifestError(f"{where}: spec.match.udp: Istio does not support UDP protocol yet; remove it")
     source = _mapping(match.get("source"), f"{where}: spec.match.source")
     _only(source, {"name", "namespace", "domain", "labels"}, f"{where}: spec.match.source")
     request = _mapping(match.get("request"), f"{where}: spec.match.request")
@@ -150,20 +157,19 @@ def parse_route_rule(obj: Obj, labels_known: LabelsKnown | None = None) -> Route
     headers = tuple(_header(key, value, where) for key, value in
                     _mapping(request.get("headers"), f"{where}: spec.match.request.headers").items())
 
+    if "websocketUpgrade" in spec and not isinstance(spec["websocketUpgrade"], bool):
+        raise ManifestError(f"{where}: spec.websocketUpgrade must be true or false")
     routes = _routes(spec.get("route"), where)
-    if labels_known is not None:
-        for route in routes:
-            if route.labels and not labels_known(service, service_namespace, dict(route.labels)):
-                shown = ",".join(f"{k}={v}" for k, v in route.labels)
-                raise ManifestError(f"{where}: no pod of service {service} in {service_namespace} has labels "
-                                    f"{shown}; route to labels the destination's pods carry")
 
     redirect = _mapping(spec.get("redirect"), f"{where}: spec.redirect")
     _only(redirect, {"uri", "authority"}, f"{where}: spec.redirect")
     rewrite = _mapping(spec.get("rewrite"), f"{where}: spec.rewrite")
     _only(rewrite, {"uri", "authority"}, f"{where}: spec.rewrite")
-    if redirect and (rewrite or spec.get("route")):
-        raise ManifestError(f"{where}: spec.redirect cannot be combined with route or rewrite; use one")
+    for name_, part in (("redirect", redirect), ("rewrite", rewrite)):
+        if name_ in spec and not (part.get("uri") or part.get("authority")):
+            raise ManifestError(f"{where}: spec.{name_} must specify uri, authority, or both")
+    if redirect and (rewrite or spec.get("route") or spec.get("httpFault")):
+        raise ManifestError(f"{where}: spec.redirect cannot be combined with route, rewrite or httpFault; use one")
 
     timeout = None
     if "httpReqTimeout" in spec:
@@ -178,8 +184,8 @@ def parse_route_rule(obj: Obj, labels_known: LabelsKnown | None = None) -> Route
                          f"{where}: spec.httpReqRetries.simpleRetry")
         _only(retry, {"attempts", "perTryTimeout", "overrideHeaderName"}, f"{where}: spec.httpReqRetries.simpleRetry")
         attempts = retry.get("attempts", 0)
-        if not isinstance(attempts, int) or isinstance(attempts, bool) or not 0 <= attempts <= 10:
-            raise ManifestError(f"{where}: simpleRetry.attempts must be an integer from 0 to 10, not {attempts!r}")
+        if not isinstance(attempts, int) or isinstance(attempts, bool) or attempts < 0:
+            raise ManifestError(f"{where}: simpleRetry.attempts must be an integer of 0 or more, not {attempts!r}")
         if "perTryTimeout" in retry:
             per_try = parse_duration(retry["perTryTimeout"], f"{where}: simpleRetry.perTryTimeout")
 
@@ -199,18 +205,22 @@ def _header(name: Any, condition: Any, where: str) -> HeaderMatch:
     at = f"{where}: spec.match.request.headers.{name}"
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_-]+|:?(uri|scheme|method|authority)", name):
         raise ManifestError(f"{at}: header names are letters, digits, '-' and '_'")
+    if name != name.lower():  # Pilot 0.2.12 ValidateHTTPHeaderName
+        raise ManifestError(f"{at}: header names must be in lower case; write {name.lower()}")
     condition = _mapping(condition, at)
     kinds = [k for k in ("exact", "prefix", "regex") if k in condition]
     _only(condition, {"exact", "prefix", "regex"}, at)
     if len(kinds) != 1 or not isinstance(condition[kinds[0]], str):
         raise ManifestError(f"{at}: give exactly one of exact, prefix or regex, as a string")
     value = condition[kinds[0]]
+    if name.lstrip(":") == "uri" and not value:
+        raise ManifestError(f"{at}: the uri to match must be non-empty")
     if kinds[0] == "regex":
         try:
             re.compile(value)
         except re.error as e:
             raise ManifestError(f"{at}: regex {value!r} does not compile ({e}); fix the expression") from e
-    return HeaderMatch(name.lower().lstrip(":"), kinds[0], value)
+    return HeaderMatch(name.lstrip(":"), kinds[0], value)
 
 
 def _routes(value: Any, where: str) -> tuple[WeightedRoute, ...]:
@@ -221,12 +231,15 @@ def _routes(value: Any, where: str) -> tuple[WeightedRoute, ...]:
     routes = []
     for index, item in enumerate(value):
         item = _mapping(item, f"{where}: spec.route[{index}]")
-        _only(item, {"labels", "weight", "name", "namespace", "domain"}, f"{where}: spec.route[{index}]")
-        weight = item.get("weight", 100 if len(value) == 1 else None)
+        _only(item, {"labels", "weight", "destination"}, f"{where}: spec.route[{index}]")
+        if "destination" in item:
+            _service(item["destination"], "", f"{where}: spec.route[{index}].destination")
+        weight = item.get("weight", 0)
         if not isinstance(weight, int) or isinstance(weight, bool) or not 0 <= weight <= 100:
-            raise ManifestError(f"{where}: spec.route[{index}].weight must be an integer from 0 to 100"
-                                + (" (required when there are several routes)" if weight is None else ""))
+            raise ManifestError(f"{where}: spec.route[{index}].weight must be an integer from 0 to 100")
         routes.append(WeightedRoute(_labels(item.get("labels"), f"{where}: spec.route[{index}].labels"), weight))
+    if len(routes) == 1 and routes[0].weight == 0:  # "the weight value is assumed to be 100" (Pilot, cfg.proto)
+        routes[0] = WeightedRoute(routes[0].labels, 100)
     total = sum(r.weight for r in routes)
     if total != 100:
         weights = " + ".join(str(r.weight) for r in routes)
@@ -249,8 +262,28 @@ def _faults(value: Any, where: str) -> tuple[Fault | None, Fault | None]:
         a = _mapping(fault["abort"], f"{where}: spec.httpFault.abort")
         _only(a, {"percent", "httpStatus", "grpcStatus", "http2Error", "overrideHeaderName"},
               f"{where}: spec.httpFault.abort")
+        if "grpcStatus" in a:
+            raise ManifestError(f"{where}: spec.httpFault.abort.grpcStatus: Istio does not support gRPC fault "
+                                "injection yet; use httpStatus")
+        percent = _percent(a.get("percent", 100), f"{where}: spec.httpFault.abort")
         status = a.get("httpStatus")
-        if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
-            raise ManifestError(f"{where}: spec.httpFault.abort.httpStatus must be an HTTP status from 200 to 599")
-        abort = Fault(_percent(a.get("percent", 100), f"{where}: spec.httpFault.abort"), status=status)
+        low, high = ABORT_STATUS_RANGE
+        if status is not None and (not isinstance(status, int) or isinstance(status, bool)
+                                   or not low <= status <= high):
+            raise ManifestError(f"{where}: spec.httpFault.abort.httpStatus must be a status from {low} to {high}")
+        # An abort without an HTTP status (http2Error, or nothing) is accepted and leaves requests alone here.
+        abort = Fault(percent, status=status) if status is not None else None
     return delay, abort
+
+
+def _service(value: Any, default_namespace: str, where: str) -> tuple[str, str]:
+    """An IstioService (v1alpha2): its short name and namespace, from name[/namespace] or the FQDN service."""
+    service = _mapping(value, where)
+    _only(service, ISTIO_SERVICE_FIELDS, where)
+    name, fqdn = service.get("name"), service.get("service")
+    if isinstance(name, str) and name:
+        return name, service.get("namespace") or default_namespace
+    if isinstance(fqdn, str) and fqdn:
+        parts = fqdn.split(".")
+        return parts[0], service.get("namespace") or (parts[1] if len(parts) > 1 else default_namespace)
+    raise ManifestError(f"{where}.name is required (the destination service), or service as an FQDN")

@@ -333,7 +333,7 @@ def test_header_with_a_dash_reads_the_nginx_http_variable() -> None:
 
 @pytest.mark.parametrize(("header", "variable"), [("scheme", "$scheme"), ("method", "$request_method"),
                                                   ("authority", "$http_host"), (":authority", "$http_host"),
-                                                  ("X-B3-Flags", "$http_x_b3_flags")])
+                                                  ("x-b3-flags", "$http_x_b3_flags")])
 def test_special_headers_read_their_nginx_variables(header: str, variable: str) -> None:
     conf = rendered(route_rule("special", to("reviews", match={"request": {"headers": {header: {"exact": "x"}}}})))
     assert Maps(conf).source(f"nginmesh_m_{REVIEWS}_r0_0") == variable
