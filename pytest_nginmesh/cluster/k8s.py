@@ -16,10 +16,11 @@ from kubernetes import client as k8s_client
 from kubernetes.stream import stream
 
 from ..errors import ClusterError, NotFoundError
+from ..injection_policy import PROXY_CONTAINER
 from ..kube import Obj, key_of
-from ..mesh.injection import PROXY_CONTAINER
+from ..profiles import AGENT_REFRESH_PERIOD
 from ..settings import Timeouts
-from .base import Cluster, ExecResult, pod_is_ready, wait_consistent, wait_for
+from .base import Cluster, ExecResult, pod_is_ready, wait_for
 from .convert import SUCCESSORS, served_version_of
 from .kubeapi import KubeApi, Resource, as_obj
 from .tunnels import PortForward, ServiceProxy
@@ -52,10 +53,12 @@ exit 3
 # What the agent writes for NGINX (--configPath /etc/istio/proxy) and NGINX's own files.
 PROXY_CONFIG_DIGEST = ("sh", "-c", "cat /etc/istio/proxy/*.conf /etc/istio/proxy/conf.d/*.conf "
                        "/etc/nginx/nginx.conf /etc/nginx/conf.d/*.conf 2>/dev/null | cksum")
-# Nginmesh proxies publish no config version, so convergence is judged by the configs themselves: the
-# same on every proxy for this many polls, one second apart, i.e. longer than three discovery refresh
-# periods (--discoveryRefreshDelay 1s) in which every agent had the chance to fetch a change.
-STABLE_POLLS = 4
+# Nginmesh proxies publish no config version, so convergence is judged by the configs themselves: unchanged
+# on every proxy for longer than one full refresh period of the agents (each has polled Pilot at least once
+# since the change; profiles.AGENT_REFRESH_PERIOD), plus this margin for rendering and reloading NGINX and
+# for reading the configs.
+CONVERGENCE_MARGIN = 1.0
+CONVERGENCE_POLL_INTERVAL = 1.0
 INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
 PROBE_TIMEOUT = 2.0
 # websocket-client waits 3 s for the server's close frame by default; an exec we gave up on must not.
@@ -66,8 +69,10 @@ class KubernetesCluster(Cluster):
     """A cluster behind a Kubernetes API server."""
 
     def __init__(self, api: KubeApi, name: str, timeouts: Timeouts, debug_image: str,
-                 probe: Callable[[str, int], bool] | None = None) -> None:
+                 probe: Callable[[str, int], bool] | None = None,
+                 refresh_period: float = AGENT_REFRESH_PERIOD) -> None:
         self.api = api
+        self.refresh_period = refresh_period
         self.is_reachable = probe or reachable
         self.name = name
         self.timeouts = timeouts
@@ -258,20 +263,28 @@ class KubernetesCluster(Cluster):
 
     # -- data plane ---------------------------------------------------------------------------------
     def wait_converged(self, timeout: float) -> None:
-        previous: list[object] = [None]
+        """Until every ready proxy's NGINX configuration has stayed the same for longer than the agents' refresh
+        period (plus a margin) since this call: then every agent has polled Pilot after the change and runs it.
+        The span is counted from the end of the poll that first saw a configuration to the start of the
+        latest one, so every proxy was read twice that far apart."""
+        needed = self.refresh_period + CONVERGENCE_MARGIN
+        seen: list[tuple[tuple[str, str], ...]] = []
+        stable_since = [0.0]
 
-        def observe() -> tuple[tuple[str, str], ...]:
-            return tuple(sorted((p["metadata"]["namespace"] + "/" + p["metadata"]["name"], self._config_digest(p))
-                                for p in self.list_pods() if serves_traffic(p)))
+        def probe() -> tuple[bool | None, str]:
+            started = time.monotonic()
+            configs = tuple(sorted((p["metadata"]["namespace"] + "/" + p["metadata"]["name"], self._config_digest(p))
+                                   for p in self.list_pods() if serves_traffic(p)))
+            if not seen or configs != seen[0]:
+                seen[:] = [configs]
+                stable_since[0] = time.monotonic()
+                return None, f"the configuration of {len(configs)} proxies changed"
+            steady = started - stable_since[0]
+            if steady > needed:
+                return True, ""
+            return None, f"{len(configs)} proxies unchanged for {steady:.1f}s of the {needed:g}s needed"
 
-        def unchanged(configs: tuple[tuple[str, str], ...]) -> bool:
-            same = configs == previous[0]
-            previous[0] = configs
-            return same
-
-        # The first poll has nothing to compare with, so STABLE_POLLS - 1 equal comparisons follow it.
-        wait_consistent("every proxy's configuration to stop changing", observe, unchanged, timeout,
-                        needed=STABLE_POLLS - 1, interval=1.0)
+        wait_for("every proxy's configuration to stop changing", probe, timeout, interval=CONVERGENCE_POLL_INTERVAL)
 
     def _config_digest(self, pod: Obj) -> str:
         try:

@@ -24,7 +24,8 @@ def mesh_on_kubernetes(settings: Settings, provider: Provider, progress: Progres
         facts = preflight(api, profile)
         progress(f"context {cluster_info.kubeconfig.context}: Kubernetes {facts.git_version}")
         cluster = KubernetesCluster(api, settings.cluster_name, settings.timeouts,
-                                    settings.debug_image or settings.init_image or profile.init_image)
+                                    settings.debug_image or settings.init_image or profile.init_image,
+                                    refresh_period=profile.agent_refresh_period)
         installation: Installation | None = None
         try:
             provider.prepare(cluster)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -193,18 +193,46 @@ def test_iptables_are_read_by_a_node_helper_pod(cluster: KubernetesCluster, serv
     assert server.stored("v1", "Namespace", DEBUG_NAMESPACE) is None, "close removes what the adapter created"
 
 
-def test_convergence_waits_until_proxy_configs_stop_changing(cluster: KubernetesCluster,
-                                                             server: RecordedApiServer) -> None:
-    calls = {"n": 0}
+def agents_picking_up_a_rule(cluster: KubernetesCluster, server: RecordedApiServer,
+                             period: float) -> tuple[dict[str, float], Callable[[], dict[str, str]]]:
+    """Proxies whose agents poll Pilot every ``period`` seconds, each at its own phase: from now on, each one's
+    NGINX config becomes the new rule's only at its next poll. Most poll soon; the last one polls just before
+    a whole period has passed. Returns when each picks the rule up, and a function reading every config."""
+    applied = time.monotonic()
+    pods = [p["metadata"]["name"] for p in cluster.list_pods("default")]
+    pick_up = {name: applied + period * 0.05 * (index + 1) for index, name in enumerate(pods[:-1])}
+    pick_up[pods[-1]] = applied + period * 0.9
 
-    def digest(argv: list[str]) -> tuple[int, bytes, bytes]:
-        calls["n"] += 1
-        return 0, b"4011 1234\n", b""
+    def config_of(name: str) -> Callable[[list[str]], tuple[int, bytes, bytes]]:
+        return lambda argv: (0, b"new 2\n" if time.monotonic() >= pick_up[name] else b"old 1\n", b"")
 
-    for pod in cluster.list_pods("default"):
-        server.on_exec("default", pod["metadata"]["name"], "istio-proxy", digest)
-    cluster.wait_converged(10)
-    assert calls["n"] == 6 * 4, "four polls of six proxies"
+    for name in pods:
+        server.on_exec("default", name, "istio-proxy", config_of(name))
+
+    def configs() -> dict[str, str]:
+        return {name: cluster.exec("default", name, ["cat"], container="istio-proxy").stdout.strip()
+                for name in pods}
+
+    return pick_up, configs
+
+
+def test_convergence_spans_the_agents_refresh_period_so_no_proxy_is_stale(cluster: KubernetesCluster,
+                                                                          server: RecordedApiServer) -> None:
+    period = get_profile("nginmesh-0.2.12").agent_refresh_period
+    assert period == 5.0 and cluster.refresh_period == period, "the real agent polls Pilot every 5 s (main.go)"
+    pick_up, configs = agents_picking_up_a_rule(cluster, server, period)
+    cluster.wait_converged(30)
+    assert time.monotonic() >= max(pick_up.values()) + period, "unchanged for a whole period after the last change"
+    assert set(configs().values()) == {"new 2"}, "every proxy runs the rule once the wait returns"
+
+
+def test_a_wait_shorter_than_the_refresh_period_measures_stale_routes(cluster: KubernetesCluster,
+                                                                     server: RecordedApiServer) -> None:
+    # What the adapter did before: trusting --discoveryRefreshDelay 1s, which the agent ignores.
+    cluster.refresh_period = 1.0
+    _, configs = agents_picking_up_a_rule(cluster, server, 5.0)
+    cluster.wait_converged(30)
+    assert "old 1" in configs().values(), "a one-second wait returns before the slow agents polled"
 
 
 def test_convergence_times_out_while_configs_keep_changing(cluster: KubernetesCluster,
