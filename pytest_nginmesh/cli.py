@@ -8,6 +8,7 @@ import ipaddress
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -15,20 +16,24 @@ from . import __version__
 from .checks.iptables import CaptureExpectations, check_rules
 from .checks.report import render as render_results
 from .checks.report import subject_result
-from .checks.sidecar import SidecarExpectations, check_pod, subject_of
+from .checks.rules import analyze
+from .checks.sidecar import SidecarExpectations, check_pod, namespace_object, owning_workload, subject_of
 from .cluster.base import pod_is_ready, wait_for
 from .cluster.local import lifecycle
 from .cluster.local.adapter import LocalCluster
 from .cluster.render import kind_config, kubeadm_config, to_yaml
 from .cluster.versions import KubeVersion, check_profile_supports, node_image
 from .errors import ClusterError, NginmeshError, PreflightError, UsageError
+from .injection_policy import INJECTED_KINDS, PROXY_PORT, PROXY_UID
 from .kube import Obj, as_list, dumps, key_of, parse_manifests, read_manifest_file
-from .mesh.injection import PROXY_PORT, PROXY_UID
 from .mesh.install import install_mesh
-from .profiles import Profile, get_profile
+from .profiles import PROFILES, Profile, get_profile
 from .settings import Settings, settings_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# What `check pod` reads besides pods: the objects that decide a release's verdict (and ReplicaSets, which
+# `kubectl get all` lists between Deployments and pods).
+POD_CONTEXT_KINDS = INJECTED_KINDS | {"Namespace", "ReplicaSet"}
 KIND_ALIASES = {
     "po": "Pod", "pod": "Pod", "pods": "Pod",
     "svc": "Service", "service": "Service", "services": "Service",
@@ -113,11 +118,25 @@ def add_check_commands(commands: Any) -> None:
     check = commands.add_parser("check", help="Check recorded artefacts offline (exit 0 conformant, 1 findings).")
     kinds = check.add_subparsers(dest="verb", required=True)
     pod = kinds.add_parser("pod", help="Check pods (YAML or JSON: a Pod or a List of Pods; - for stdin).",
-                           description="Check that pods carry a conformant sidecar.")
+                           description="Check that pods carry a conformant sidecar. Workloads and Namespaces in "
+                                       "the input decide a release's verdict for opt-outs and skipped namespaces.")
     pod.add_argument("files", nargs="+", metavar="FILE")
-    pod.add_argument("--proxy-image", default=None, help="Expected istio-proxy image.")
-    pod.add_argument("--init-image", default=None, help="Expected istio-init image.")
+    pod.add_argument("--profile", default=None, choices=sorted(PROFILES), metavar="PROFILE",
+                     help=f"Judge as this release injects ({', '.join(PROFILES)}): its images, ignored namespaces "
+                          "and where it reads the opt-out (default: no release; the pod's own annotation).")
+    pod.add_argument("--proxy-image", default=None, help="Expected istio-proxy image (default: the profile's).")
+    pod.add_argument("--init-image", default=None, help="Expected istio-init image (default: the profile's).")
     pod.set_defaults(handler=cmd_check_pod)
+    rules = kinds.add_parser("rules", help="Analyze route rules (YAML or JSON; - for stdin): exit 0 with warnings "
+                                           "printed, 1 on errors, 2 on unreadable input.",
+                             description="Analyze RouteRules offline, as istioctl analyze does: errors where Pilot "
+                                         "0.2.12 would refuse a rule, warnings where a rule it accepts cannot work.")
+    rules.add_argument("files", nargs="+", metavar="FILE")
+    rules.add_argument("--workloads", nargs="+", default=None, metavar="FILE",
+                       help="Services with their Deployments or Pods (kubectl get svc,deploy,pods -o yaml): "
+                            "enables the checks of route labels.")
+    rules.add_argument("--output", choices=["text", "json"], default="text")
+    rules.set_defaults(handler=cmd_check_rules)
     iptables = kinds.add_parser("iptables", help="Check an iptables-save dump (- for stdin).",
                                 description="Evaluate a pod's iptables-save dump for traffic capture.")
     iptables.add_argument("file", metavar="FILE")
@@ -391,18 +410,40 @@ def read_text(path: str) -> str:
 def cmd_check_pod(args: argparse.Namespace) -> int:
     expect = SidecarExpectations(proxy_port=args.proxy_port, proxy_uid=args.proxy_uid,
                                  proxy_image=args.proxy_image, init_image=args.init_image)
+    if args.profile is not None:
+        expect = replace(SidecarExpectations.for_profile(get_profile(args.profile), args.proxy_image,
+                                                         args.init_image),
+                         proxy_port=args.proxy_port, proxy_uid=args.proxy_uid)
     pods: list[Obj] = []
+    context: list[Obj] = []
     for path in args.files:
         for obj in parse_manifests(read_text(path), "<stdin>" if path == "-" else path):
-            if obj["kind"] != "Pod":
-                raise UsageError(f"{path}: {obj['kind']} {obj['metadata']['name']} is not a Pod; "
-                                 "give Pods or a List of Pods (kubectl get pods -o yaml)")
-            pods.append(obj)
+            if obj["kind"] in POD_CONTEXT_KINDS:
+                context.append(obj)
+            elif obj["kind"] != "Pod":
+                raise UsageError(f"{path}: {obj['kind']} {obj['metadata']['name']} is not a Pod, a workload or a "
+                                 "Namespace; give Pods or a List of them (kubectl get deploy,pods -o yaml)")
+            else:
+                pods.append(obj)
     if not pods:
         raise UsageError("no pods found in the input: give Pods or a List of Pods (kubectl get pods -o yaml)")
-    results = [subject_result(subject_of(pod), check_pod(pod, expect)) for pod in pods]
+    results = [subject_result(subject_of(pod), check_pod(pod, expect, owning_workload(pod, context),
+                                                         namespace_object(pod, context))) for pod in pods]
     sys.stdout.write(render_results(results, args.output))
     return EXIT_OK if all(r["conformant"] for r in results) else EXIT_FAILED
+
+
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    objects = [obj for path in args.files for obj in parse_manifests(read_text(path), "<stdin>" if path == "-"
+                                                                     else path)]
+    if not any(obj["kind"] == "RouteRule" for obj in objects):
+        raise UsageError("no RouteRule found in the input: give the rule files you apply")
+    workloads = None if args.workloads is None else [
+        obj for path in args.workloads for obj in parse_manifests(read_text(path), "<stdin>" if path == "-"
+                                                                   else path)]
+    analysis = analyze(objects, workloads)
+    sys.stdout.write(analysis.render(args.output))
+    return EXIT_FAILED if analysis.errors else EXIT_OK
 
 
 def cmd_check_iptables(args: argparse.Namespace) -> int:

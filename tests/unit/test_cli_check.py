@@ -242,3 +242,146 @@ def test_check_iptables_json_output(capsys: pytest.CaptureFixture[str]) -> None:
     probes = {p["probe"]: p["landing"] for p in result["probes"]}
     assert probes["inbound:80"] == "redirected to port 15001"
     assert probes["proxy-outbound"] == "not redirected"
+
+
+# -- check pod --profile: the release's verdict ------------------------------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+BOOKINFO = REPO / "fixtures" / "bookinfo" / "bookinfo.yaml"
+ROUTES = REPO / "fixtures" / "routes"
+
+
+def reviews_v3_deployment(annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    """The Deployment of the recorded pod (its selector picks the pod's labels)."""
+    return {"apiVersion": "extensions/v1beta1", "kind": "Deployment",
+            "metadata": {"name": "reviews-v3", "namespace": "default", "annotations": annotations or {}},
+            "spec": {"replicas": 1, "template": {"metadata": {"labels": {"app": "reviews", "version": "v3"}},
+                                                 "spec": {"containers": [{"name": "reviews", "image": "x"}]}}}}
+
+
+def test_check_pod_profile_sets_the_expected_images(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "check", "pod", POD_YAML, "--profile", "nginmesh-0.2.12")
+    assert (code, out) == (0, f"{SUBJECT}: conformant\n")
+    code, out, _ = run(capsys, "check", "pod", POD_YAML, "--profile", "nginmesh-0.7.1")
+    assert code == 1 and "nginxinc/nginmesh_proxy_debug:0.7.1" in out
+    code, out, _ = run(capsys, "check", "pod", POD_YAML, "--profile", "nginmesh-0.7.1",
+                       "--proxy-image", "nginmesh/proxy_debug:0.2.12", "--init-image", "nginmesh/proxy_init:0.2.12")
+    assert code == 0, "explicit images replace the profile's"
+
+
+def test_check_pod_profile_judges_ignored_namespaces(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    pod = seed_pod()
+    pod["metadata"]["namespace"] = "kube-system"
+    path = write_json(tmp_path / "pod.json", pod)
+    code, out, _ = run(capsys, "check", "pod", path, "--profile", "nginmesh-0.2.12")
+    assert code == 1 and "[sidecar.injected-in-ignored-namespace] namespace kube-system" in out
+    code, out, _ = run(capsys, "check", "pod", write_json(tmp_path / "bare.json", without_proxy(pod)),
+                       "--profile", "nginmesh-0.3.0")
+    assert code == 0, out
+
+
+def test_check_pod_profile_reads_the_opt_out_from_the_workload_in_the_listing(capsys: pytest.CaptureFixture[str],
+                                                                              tmp_path: Path) -> None:
+    listing = {"apiVersion": "v1", "kind": "List",
+               "items": [reviews_v3_deployment({"sidecar.istio.io/inject": "false"}), seed_pod()]}
+    code, out, _ = run(capsys, "check", "pod", write_json(tmp_path / "all.json", listing),
+                       "--profile", "nginmesh-0.2.12")
+    assert code == 1 and '[sidecar.opted-out-but-injected] its workload opted out' in out
+    code, out, _ = run(capsys, "check", "pod", write_json(tmp_path / "pod.json", seed_pod()),
+                       "--profile", "nginmesh-0.2.12")
+    assert code == 0, "without the workload, the pod's annotations cannot decide"
+
+
+def test_check_pod_profile_ignores_a_pod_template_only_opt_out(capsys: pytest.CaptureFixture[str],
+                                                              tmp_path: Path) -> None:
+    pod = seed_pod()
+    pod["metadata"]["annotations"]["sidecar.istio.io/inject"] = "false"
+    listing = {"apiVersion": "v1", "kind": "List", "items": [reviews_v3_deployment(), pod]}
+    path = write_json(tmp_path / "all.json", listing)
+    assert run(capsys, "check", "pod", path, "--profile", "nginmesh-0.2.12")[0] == 0
+    code, out, _ = run(capsys, "check", "pod", path)
+    assert code == 1 and "opted-out-but-injected" in out, "without a profile, the pod's own annotation counts"
+
+
+def test_check_pod_unknown_profile_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["check", "pod", str(POD_YAML), "--profile", "nginmesh-9"])
+    assert exited.value.code == 2
+    assert "--profile" in capsys.readouterr().err
+
+
+# -- check rules --------------------------------------------------------------------------------------
+
+def rule_file(tmp_path: Path, name: str, **spec: object) -> Path:
+    rule = {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"destination": {"name": "reviews"}, "precedence": 3, **spec}}
+    return write_json(tmp_path / f"{name}.json", rule)
+
+
+def test_check_rules_istios_samples_are_clean(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "check", "rules", ROUTES / "route-rule-all-v1.yaml",
+                         ROUTES / "route-rule-reviews-test-v2.yaml", ROUTES / "route-rule-ratings-test-abort.yaml",
+                         "--workloads", BOOKINFO)
+    assert (code, out, err) == (0, "0 errors, 0 warnings\n", "")
+
+
+def test_check_rules_warns_of_labels_no_pod_carries_and_exits_0(capsys: pytest.CaptureFixture[str],
+                                                                tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "reviews-v9", route=[{"labels": {"version": "v9"}}])
+    code, out, _ = run(capsys, "check", "rules", path, "--workloads", BOOKINFO)
+    assert code == 0
+    assert out.splitlines() == [
+        "Warning [rules.unknown-labels] routerule/default/reviews-v9: no pod of service reviews in default has "
+        "labels version=v9: requests routed there fail", "0 errors, 1 warning"]
+    assert run(capsys, "check", "rules", path)[1] == "0 errors, 0 warnings\n", "label checks need --workloads"
+
+
+def test_check_rules_warns_of_a_version_left_unreachable(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "reviews-split", route=[{"labels": {"version": "v1"}, "weight": 100},
+                                                       {"labels": {"version": "v2"}, "weight": 0}])
+    code, out, _ = run(capsys, "check", "rules", path, "--output", "json")
+    report = json.loads(out)
+    assert code == 0 and (report["errors"], report["warnings"]) == (0, 1)
+    (finding,) = report["findings"]
+    assert (finding["severity"], finding["id"]) == ("warning", "rules.unreachable-version")
+    assert "version=v2 has weight 0" in finding["message"]
+
+
+def test_check_rules_warns_of_rules_with_the_same_precedence(capsys: pytest.CaptureFixture[str],
+                                                            tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "check", "rules", rule_file(tmp_path, "a", route=[{"labels": {"version": "v1"}}]),
+                       rule_file(tmp_path, "b", route=[{"labels": {"version": "v2"}}]))
+    assert code == 0 and "[rules.same-precedence] routerule/default/a: 2 rules for reviews in default" in out
+
+
+def test_check_rules_errors_where_pilot_refuses_and_exits_1(capsys: pytest.CaptureFixture[str],
+                                                           tmp_path: Path) -> None:
+    path = rule_file(tmp_path, "bad", route=[{"labels": {"version": "v1"}, "weight": 60},
+                                             {"labels": {"version": "v2"}, "weight": 30}],
+                     match={"request": {"headers": {"Cookie": {"exact": "x"}}}})
+    code, out, _ = run(capsys, "check", "rules", path)
+    assert code == 1
+    assert out.splitlines() == [
+        "Error [rules.invalid] routerule/default/bad: spec.match.request.headers.Cookie: header names must be in "
+        "lower case; write cookie", "1 error, 0 warnings"]
+
+
+def test_check_rules_destination_policy_is_served_as_v1alpha2_only(capsys: pytest.CaptureFixture[str],
+                                                                  tmp_path: Path) -> None:
+    policy = {"apiVersion": "config.istio.io/v1beta1", "kind": "DestinationPolicy",
+              "metadata": {"name": "reviews-cb"}, "spec": {"destination": {"name": "reviews"}}}
+    code, out, _ = run(capsys, "check", "rules", rule_file(tmp_path, "ok"), write_json(tmp_path / "dp.json", policy))
+    assert code == 1 and "[rules.api-version] destinationpolicy/default/reviews-cb" in out
+
+
+@pytest.mark.parametrize(("contents", "words"), [("a: [1, 2\n", "not valid YAML"),
+                                                 (json.dumps(SERVICE), "no RouteRule found")])
+def test_check_rules_unreadable_input_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path, contents: str,
+                                              words: str) -> None:
+    path = tmp_path / "rules.yaml"
+    path.write_text(contents, encoding="utf-8")
+    code, out, err = run(capsys, "check", "rules", path)
+    assert (code, out) == (2, "")
+    (line,) = err.splitlines()
+    assert words in line
