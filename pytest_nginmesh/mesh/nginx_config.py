@@ -215,6 +215,7 @@ def _backend_port(service: Snapshot | None, backend: Snapshot) -> int | None:
 def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[str]) -> list[str]:
     services = {(s["namespace"], s["name"]): s for s in snapshot.get("services", [])}
     locations = []
+    catch_all = 'return 404 "no ingress rule for $uri\\n";'
     for ingress in snapshot.get("ingresses", []):
         annotations = ingress["metadata"].get("annotations") or {}
         if annotations.get("kubernetes.io/ingress.class", "istio") != "istio":
@@ -230,7 +231,9 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[st
                     key = upstream_name(namespace, backend["serviceName"], port)
                     target = f"rewrite ^ /.nginmesh/{key} last;"
                 raw = path.get("path", "/")
-                if raw.endswith(".*"):
+                if raw == "/.*":  # Istio 0.3.0's bookinfo.yaml (samples/bookinfo/kube): everything, in place of the 404
+                    catch_all = target
+                elif raw.endswith(".*"):
                     locations.append(f"    location {raw[:-2]} {{ {target} }}")
                 else:
                     locations.append(f"    location = {raw} {{ {target} }}")
@@ -239,7 +242,7 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[st
         f"    listen {proxy.ingress_port} default_server;",
         "    set $nginmesh_direction ingress;",
         *sorted(set(locations)),
-        '    location / { return 404 "no ingress rule for $uri\\n"; }',
+        f"    location / {{ {catch_all} }}",
         *service_locations,
         "  }",
     ]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.kube import Obj, read_manifest_file
-from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, render
+from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, render, upstream_name
 
 REPO = Path(__file__).resolve().parents[2]
 BOOKINFO_MANIFEST = REPO / "fixtures" / "bookinfo" / "bookinfo.yaml"
@@ -363,3 +363,24 @@ def test_ingress_backend_with_an_unknown_port_does_not_name_a_missing_upstream(
     gateway["spec"]["rules"][0]["http"]["paths"] = [{"path": "/productpage",
                                                      "backend": {"serviceName": "productpage", "servicePort": 9999}}]
     assert undefined_upstreams(render(snapshot, ingress(proxy_dir))) == set()
+
+
+def catch_all_gateway(gateway: Obj) -> Obj:
+    """Istio 0.3.0's Bookinfo Ingress: one path, /.*, to productpage."""
+    rule = {"http": {"paths": [{"path": "/.*", "backend": {"serviceName": "productpage", "servicePort": 9080}}]}}
+    return {**gateway, "spec": {"rules": [rule]}}
+
+
+def test_ingress_path_dot_star_replaces_the_404_location(snapshot: Snapshot, gateway: Obj, proxy_dir: Path) -> None:
+    snapshot["ingresses"] = [catch_all_gateway(gateway)]
+    config = write(ingress(proxy_dir), snapshot).read_text(encoding="utf-8")
+    assert f"    location / {{ rewrite ^ /.nginmesh/{upstream_name('default', 'productpage', 9080)} last; }}" in config
+    assert "no ingress rule" not in config
+
+
+@needs_nginx
+def test_ingress_with_a_dot_star_path_passes_nginx_t(snapshot: Snapshot, gateway: Obj, proxy_dir: Path,
+                                                     pod_netns: Callable[[str | None], str]) -> None:
+    snapshot["ingresses"] = [gateway, catch_all_gateway(gateway)]
+    result = nginx_test(pod_netns(None), write(ingress(proxy_dir), snapshot), proxy_dir)
+    assert result.returncode == 0, result.stderr
