@@ -16,7 +16,7 @@ from ..profiles import Profile
 from ..settings import Settings
 from .install import Progress, wait_for_productpage
 from .manifests import BOOKINFO_NAMESPACE, CONTROL_PLANE_NAMESPACE
-from .releases import ReleaseManifests
+from .releases import ReleaseManifests, injector_script_argv
 
 INSTALLATION_LABEL = "nginmesh.test/installation"
 INJECTION_LABEL = "istio-injection"  # webhook releases inject into namespaces labelled enabled
@@ -102,7 +102,7 @@ def install_release(cluster: KubernetesCluster, manifests: ReleaseManifests, pro
                             minimum=workload_count(control_plane, CONTROL_PLANE_NAMESPACE))
     progress(f"installing the Nginmesh {profile.nginmesh_version} injector ({profile.injection})")
     if manifests.injector_script is not None:
-        run_injector_script(cluster, manifests, settings)
+        run_injector_script(cluster, manifests, settings, profile.hub)
         restamp_injector_config(cluster, profile, settings)
     else:
         injector = override_images(read_all(manifests.injector), profile, settings.proxy_image, settings.init_image)
@@ -121,14 +121,15 @@ def install_release(cluster: KubernetesCluster, manifests: ReleaseManifests, pro
     wait_for_productpage(cluster, timeouts)
 
 
-def run_injector_script(cluster: KubernetesCluster, manifests: ReleaseManifests, settings: Settings) -> None:
+def run_injector_script(cluster: KubernetesCluster, manifests: ReleaseManifests, settings: Settings,
+                        hub: str) -> None:
     """The release's own install-sidecar.sh (it signs the webhook's certificate with kubectl and openssl)."""
     script = manifests.injector_script
     assert script is not None
     env = {**os.environ, "KUBECONFIG": str(cluster.api.choice.path)}
     try:
-        result = subprocess.run(["sh", str(script)], cwd=script.parent, env=env, capture_output=True, text=True,
-                                timeout=settings.timeouts.pod_ready)
+        result = subprocess.run(injector_script_argv(script, hub), cwd=script.parent, env=env, capture_output=True,
+                                text=True, timeout=settings.timeouts.pod_ready)
     except subprocess.TimeoutExpired:
         raise ClusterError(f"{script} did not finish within {settings.timeouts.pod_ready:g}s") from None
     if result.returncode != 0:

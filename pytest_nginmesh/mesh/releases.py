@@ -85,7 +85,8 @@ INITIALIZER_LAYOUT = Layout(
     bookinfo=(("nginmesh", "samples/kubernetes/bookinfo.yaml"),),
 )
 # 0.7.1: README of nginxinc/nginmesh: istio.yaml, then install-sidecar.sh, which signs the webhook's
-# certificate and fills in the two injector files below; Bookinfo comes from Istio's tarball.
+# certificate and fills in the two injector files below; Bookinfo comes from Istio's tarball. The script is
+# bash (${BASH_SOURCE[0]}) and takes the image hub as its first argument (see injector_script_argv).
 WEBHOOK_LAYOUT = Layout(
     control_plane=(("istio", "install/kubernetes/istio.yaml"),),
     injector=(
@@ -121,6 +122,14 @@ def get_release(version: str) -> Release:
         return RELEASES[version]
     except KeyError:
         raise UsageError(f"unknown Nginmesh release {version!r}: choose one of {', '.join(RELEASES)}") from None
+
+
+def injector_script_argv(script: Path, hub: str) -> list[str]:
+    """How to run a release's install-sidecar.sh for images from ``hub`` (the profile's). The script's own
+    default is IMAGE_HUB=docker.io, which it hands to generate-sidecar-config.sh (nginxinc/nginmesh
+    istio/release/install/kubernetes/install-sidecar.sh); the v0.7.1 generator and template use nginxinc
+    (generate-sidecar-config.sh NGINMESH_IMAGE_HUB=${1:-nginxinc}), so the hub is always passed explicitly."""
+    return ["bash", str(script), hub]
 
 
 @dataclass(frozen=True)

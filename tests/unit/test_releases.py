@@ -10,6 +10,7 @@ import hashlib
 import http.server
 import io
 import re
+import subprocess
 import tarfile
 import threading
 from collections.abc import Callable, Iterator
@@ -20,7 +21,14 @@ import pytest
 
 from pytest_nginmesh.errors import UsageError
 from pytest_nginmesh.mesh import releases
-from pytest_nginmesh.mesh.releases import ReleaseError, ReleaseStore, get_release, parse_sha256sums
+from pytest_nginmesh.mesh.releases import (
+    ReleaseError,
+    ReleaseStore,
+    get_release,
+    injector_script_argv,
+    parse_sha256sums,
+)
+from pytest_nginmesh.profiles import get_profile
 
 # Each release's tarballs as documented (see releases.py), written out independently of the code under test.
 ISTIO_FILES = ("install/kubernetes/istio.yaml", "install/kubernetes/istio-auth.yaml",
@@ -467,3 +475,13 @@ def test_cache_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_bad_user_checksum_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match=r"checksum for istio-0\.2\.12-linux\.tar\.gz is not a sha256: give 64 hex"):
         ReleaseStore(checksums={"istio-0.2.12-linux.tar.gz": "abc"})
+
+
+def test_install_sidecar_script_runs_in_bash_with_the_profiles_hub(tmp_path: Path) -> None:
+    # The shape of v0.7.1's install-sidecar.sh: bash-only SCRIPTDIR, and IMAGE_HUB from $1, default docker.io.
+    script = tmp_path / "install-sidecar.sh"
+    script.write_text('#!/bin/bash\nSCRIPTDIR=$( cd "$( dirname "${BASH_SOURCE[0]}" )" && pwd )\n'
+                      'IMAGE_HUB=${1:-docker.io}\necho "$SCRIPTDIR $IMAGE_HUB"\n', encoding="utf-8")
+    hub = get_profile("nginmesh-0.7.1").hub
+    result = subprocess.run(injector_script_argv(script, hub), capture_output=True, text=True, timeout=10, check=True)
+    assert result.stdout.split() == [str(tmp_path), "nginxinc"]
