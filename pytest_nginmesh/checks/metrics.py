@@ -24,6 +24,13 @@ class SampleKey(NamedTuple):
 Scrape = dict[SampleKey, float]
 
 
+# Istio 0.2/0.3 Mixer config (istio/istio install/kubernetes/istio.yaml, the prometheus handler):
+# request_duration explicit bounds 0.005 ... 10 s; request_size and response_size exponentialBuckets
+# numFiniteBuckets 8, scale 1, growthFactor 10, which Mixer's Prometheus adapter exposes as 9 bounds, 1 ... 1e8.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+SIZE_BUCKETS = tuple(10.0 ** i for i in range(9))
+
+
 @dataclass(frozen=True)
 class MetricNames:
     """Where a mesh's request metrics are and what they are called (Istio 0.2 and 0.3 differ)."""
@@ -36,9 +43,16 @@ class MetricNames:
     service: str = "istio-mixer"
     port: int = 42422
     path: str = "/metrics"
+    duration_buckets: tuple[float, ...] = DURATION_BUCKETS
+    size_buckets: tuple[float, ...] = SIZE_BUCKETS
+    response_code_default: str = "200"  # the metric instance's "response.code | 200"
 
 
-ISTIO_0_2 = MetricNames("request_count", "request_duration", "request_size", "response_size")
+# Istio 0.2.12: no istio_ prefix yet (istio/istio install/kubernetes/istio.yaml at 0.2.12, prometheus handler
+# metrics request_count, request_duration, request_size, response_size); buckets and the response_code
+# default as above.
+ISTIO_0_2 = MetricNames("request_count", "request_duration", "request_size", "response_size",
+                        duration_buckets=DURATION_BUCKETS, size_buckets=SIZE_BUCKETS, response_code_default="200")
 ISTIO_0_3 = MetricNames("istio_request_count", "istio_request_duration", "istio_request_size", "istio_response_size")
 
 
@@ -99,6 +113,20 @@ def check_request_counts(changes: Scrape, names: MetricNames, expected: Mapping[
                 f"{names.request_count}{{{', '.join(f'{k}={v!r}' for k, v in sorted(labels))}}} grew by "
                 f"{grown:g}, not {count}", {"expected": count, "grown": grown, "all_changes": seen}))
     return findings
+
+
+def check_buckets(scrape: Scrape, name: str, bounds: tuple[float, ...], subject: str = "metrics") -> list[Finding]:
+    """A finding per label set of histogram ``name`` whose finite bucket bounds are not ``bounds``."""
+    found: dict[frozenset[tuple[str, str]], set[float]] = {}
+    for key in scrape:
+        if key.name == name + "_bucket":
+            labels = dict(key.labels)
+            bound = float(labels.pop("le", "nan"))
+            found.setdefault(frozenset(labels.items()), set()).add(bound)
+    return [Finding("metrics.histogram-buckets", subject,
+                    f"{name} has buckets {sorted(b for b in seen if b != float('inf'))}, not {list(bounds)}",
+                    {"labels": dict(labels)})
+            for labels, seen in found.items() if sorted(b for b in seen if b != float("inf")) != sorted(bounds)]
 
 
 def check_histogram(changes: Scrape, name: str, count: int, subject: str = "metrics", **labels: str) -> list[Finding]:

@@ -20,6 +20,7 @@ from pytest_nginmesh.checks.metrics import (
     MetricsParseError,
     SampleKey,
     Scrape,
+    check_buckets,
     check_histogram,
     check_request_counts,
     delta,
@@ -386,3 +387,30 @@ def test_names_match_the_recorded_scrapes(names: MetricNames, name: str) -> None
     assert names.request_count in present
     for histogram in (names.request_duration, names.request_size, names.response_size):
         assert {histogram + "_bucket", histogram + "_sum", histogram + "_count"} <= present
+
+
+# -- Istio 0.2.12's histogram buckets and defaults -------------------------------------------------------
+
+def size_histogram(name: str, bounds: tuple[str, ...]) -> str:
+    label = 'destination_service="ratings.default.svc.cluster.local",response_code="200"'
+    lines = [f"# TYPE {name} histogram"]
+    lines += [f'{name}_bucket{{{label},le="{bound}"}} 1' for bound in (*bounds, "+Inf")]
+    lines += [f"{name}_sum{{{label}}} 120", f"{name}_count{{{label}}} 1"]
+    return "\n".join(lines) + "\n"
+
+
+def test_istio_0_2_names_have_no_prefix_and_sizes_have_nine_buckets() -> None:
+    assert (ISTIO_0_2.request_count, ISTIO_0_2.request_size) == ("request_count", "request_size")
+    assert ISTIO_0_2.size_buckets == (1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8)
+    assert ISTIO_0_2.duration_buckets[0] == 0.005 and ISTIO_0_2.duration_buckets[-1] == 10.0
+    assert ISTIO_0_2.response_code_default == "200"
+
+
+def test_buckets_as_mixer_writes_them_pass() -> None:
+    scrape = parse_scrape(size_histogram("request_size", (*SIZE_BOUNDS[:-1], "1e+08")))
+    assert check_buckets(scrape, "request_size", ISTIO_0_2.size_buckets) == []
+
+
+def test_a_missing_bucket_is_a_finding() -> None:
+    (finding,) = check_buckets(read(AFTER_0_2), "request_size", ISTIO_0_2.size_buckets)[:1]
+    assert finding.id == "metrics.histogram-buckets" and "100000000.0" in finding.message
