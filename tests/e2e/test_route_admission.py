@@ -1,4 +1,5 @@
-"""Invalid RouteRules are refused at apply, with a clear one-line reason, and nothing changes."""
+"""RouteRules are admitted as Pilot 0.2.12 admits them: invalid ones are refused at apply, with a clear one-line
+reason, and nothing changes; what Pilot accepts (routes to labels no pod carries, ...) is applied."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def apply(settings: Settings, *objects: Obj, verb: str = "apply") -> subprocess.
 @pytest.mark.parametrize(("bad", "reason"), [
     (rule("weights", route=[{"labels": {"version": "v1"}, "weight": 60},
                             {"labels": {"version": "v2"}, "weight": 30}]), "must sum to 100, not 60 + 30 = 90"),
-    (rule("unknown-version", route=[{"labels": {"version": "v9"}}]), "no pod of service reviews"),
+    (rule("upper-case-header", match={"request": {"headers": {"Cookie": {"exact": "user=jason"}}}}),
+     "header names must be in lower case; write cookie"),
     ({"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule", "metadata": {"name": "nowhere"},
       "spec": {"route": [{"labels": {"version": "v1"}}]}}, "spec.destination.name is required"),
     (rule("bad-regex", match={"request": {"headers": {"cookie": {"regex": "user=(jason"}}}},
@@ -46,6 +48,18 @@ def test_invalid_rule_is_refused_and_nothing_changes(local_mesh: LocalCluster, e
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and reason in lines[0], lines
     assert local_mesh.list_objects("RouteRule") == before, "a refused file must change nothing"
+
+
+def test_what_pilot_accepts_is_applied(local_mesh: LocalCluster, e2e_settings: Settings) -> None:
+    accepted = [rule("unknown-version", route=[{"labels": {"version": "v9"}}]),
+                rule("retries", precedence=3, httpReqRetries={"simpleRetry": {"attempts": 20}},
+                     websocketUpgrade=True)]
+    try:
+        result = apply(e2e_settings, *accepted)
+        assert result.returncode == 0, result.stderr
+        assert {r["metadata"]["name"] for r in local_mesh.list_objects("RouteRule")} >= {"unknown-version", "retries"}
+    finally:
+        apply(e2e_settings, *accepted, verb="delete")
 
 
 def test_istios_sample_files_apply_as_they_are_and_wait_for_the_proxies(local_mesh: LocalCluster,
