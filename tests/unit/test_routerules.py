@@ -504,3 +504,27 @@ def test_istio_cookie_regex_matches_jason_among_cookies() -> None:
         assert pattern.search(cookie), cookie
     for cookie in ("user=jasonx", "user=bob", "", "xuser=jason2"):
         assert not pattern.search(cookie), cookie
+
+
+# -- Nginmesh's own sample rules (nginxinc/nginmesh istio/release/samples/, v0.7.1 tree) ----------------
+
+NGINMESH_SAMPLES = {
+    "route-rule-http-redirect": {"destination": {"name": "productpage"}, "precedence": 2,
+                                 "match": {"request": {"headers": {"uri": {"exact": "/productpage"}}}},
+                                 "redirect": {"uri": "/ratings"}},
+    "route-rule-http-retry": {"destination": {"name": "reviews"}, "precedence": 1,
+                              "route": [{"labels": {"version": "v3"}, "weight": 100}],
+                              "httpReqRetries": {"simpleRetry": {"attempts": 3, "perTryTimeout": "10s"}}},
+    "route-rule-http-abort": {"destination": {"name": "reviews"}, "precedence": 1,
+                              "route": [{"labels": {"version": "v3"}, "weight": 100}],
+                              "httpFault": {"abort": {"percent": 90, "httpStatus": 400}}},
+    "route-rule-match-source": {"destination": {"name": "ratings"},
+                                "match": {"source": {"name": "reviews", "labels": {"version": "v2"}},
+                                          "request": {"headers": {"cookie": {"regex": "^(.*?;)?(user=jason)(;.*)?"},
+                                                                  "uri": {"prefix": "/ratings/v2/"}}}}},
+}
+
+
+@pytest.mark.parametrize("name", sorted(NGINMESH_SAMPLES))
+def test_nginmesh_own_sample_rules_are_accepted(name: str) -> None:
+    assert parse_route_rule(rule_object(NGINMESH_SAMPLES[name], name=name)).name == name
