@@ -127,8 +127,12 @@ class Controllers:
         for pod in current[wanted:]:
             mark_deleted(self.store, key_of(pod))
         ready = sum(1 for p in current[:wanted] if is_ready(p))
-        status = {"observedGeneration": 1, "replicas": min(wanted, len(current)), "updatedReplicas": wanted,
-                  "readyReplicas": ready, "availableReplicas": ready}
+        status = {"observedGeneration": deployment["metadata"].get("generation", 1),
+                  "replicas": len(pods), "updatedReplicas": min(wanted, len(current)),
+                  "readyReplicas": ready, "availableReplicas": ready,
+                  "conditions": [{"type": "Available", "status": "True" if ready >= wanted else "False",
+                                  "reason": "MinimumReplicasAvailable" if ready >= wanted else
+                                  "MinimumReplicasUnavailable"}]}
         self.store.update(key_of(deployment), lambda d: d.__setitem__("status", status))
 
     # -- services -----------------------------------------------------------------------------------

@@ -69,16 +69,21 @@ class Store:
                 meta["namespace"] = key.namespace
             if old is not None:
                 old_meta = old["metadata"]
-                for field in ("uid", "creationTimestamp", "resourceVersion"):
-                    meta[field] = old_meta[field]
+                for field in ("uid", "creationTimestamp", "resourceVersion", "generation"):
+                    if field in old_meta:
+                        meta[field] = old_meta[field]
                 if "status" in old and "status" not in new:
                     new["status"] = copy.deepcopy(old["status"])
                 if _comparable(old) == _comparable(new):
                     return copy.deepcopy(old), "unchanged"
+                if "spec" in new and new.get("spec") != old.get("spec"):
+                    meta["generation"] = int(old_meta.get("generation", 1)) + 1
                 action = "configured"
             else:
                 meta["uid"] = str(uuid.uuid4())
                 meta["creationTimestamp"] = now()
+                if "spec" in new:
+                    meta["generation"] = 1
                 action = "created"
             self._bump(meta)
             self._objects[key] = new

@@ -1,0 +1,67 @@
+"""The Kubernetes adapter of the cluster port (cluster/k8s.py, the official client) against the embedded API:
+the path users run on kind, met by a real API server rather than a double."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from embedded_api import EmbeddedApi
+
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
+from pytest_nginmesh.cluster.local.network import pod_netns
+from pytest_nginmesh.errors import ClusterError
+from pytest_nginmesh.kube import read_manifest_file
+from pytest_nginmesh.settings import Timeouts
+
+BOOKINFO = Path(__file__).resolve().parents[3] / "fixtures" / "bookinfo" / "bookinfo.yaml"
+
+
+@pytest.fixture
+def adapter(embedded_api: EmbeddedApi) -> Iterator[KubernetesCluster]:
+    api = KubeApi(choose_kubeconfig(embedded_api.kubeconfig, None), 10.0)
+    cluster = KubernetesCluster(api, "unit", Timeouts(pod_ready=5, api_request=5), "nginmesh/proxy_init:0.2.12")
+    yield cluster
+    cluster.close()
+
+
+def test_apply_get_list_and_delete_through_the_official_client(adapter: KubernetesCluster) -> None:
+    objects = read_manifest_file(str(BOOKINFO))
+    adapter.apply(objects)
+    deployments = adapter.list_objects("Deployment", "default")
+    assert sorted(d["metadata"]["name"] for d in deployments) == [
+        "details-v1", "productpage-v1", "ratings-v1", "reviews-v1", "reviews-v2", "reviews-v3"]
+    reviews = adapter.get("Service", "reviews")
+    assert reviews is not None and reviews["spec"]["ports"][0]["port"] == 9080
+    adapter.apply(objects)  # a second apply replaces, keeping what the server owns
+    adapter.delete(objects)
+    assert adapter.list_objects("Deployment", "default") == []
+    assert adapter.get("Service", "reviews") is None
+
+
+def test_a_refused_object_is_a_cluster_error_with_the_servers_message(adapter: KubernetesCluster) -> None:
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": []}}
+    with pytest.raises(ClusterError, match='Pod "p" is invalid'):
+        adapter.apply([pod])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="exec enters a network namespace: needs root")
+def test_exec_and_logs_through_the_official_client(adapter: KubernetesCluster, embedded_api: EmbeddedApi) -> None:
+    netns = pod_netns("unit", "default", "shell")
+    subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
+    try:
+        embedded_api.server.store.put({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell", "namespace": "default"},
+            "spec": {"containers": [{"name": "app", "image": "a"}]}, "status": {"phase": "Running"}})
+        logs = embedded_api.server.kubelet.pods_dir / "default_shell"
+        logs.mkdir(parents=True)
+        (logs / "app.log").write_text("ready\n")
+        result = adapter.exec("default", "shell", ["sh", "-c", "echo out; echo err >&2; exit 4"], "app")
+        assert (result.returncode, result.stdout, result.stderr) == (4, "out\n", "err\n")
+        assert adapter.logs("default", "shell", "app") == "ready\n"
+    finally:
+        subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
