@@ -191,7 +191,7 @@ def cmd_render_kubeadm(args: argparse.Namespace) -> int:
 
 def settings_for(args: argparse.Namespace) -> Settings:
     overrides = settings_from_env()
-    if args.name:
+    if args.name is not None:  # --name "" is a bad name, not the default cluster
         overrides["cluster_name"] = args.name
     for field in ("pod_cidr", "service_cidr", "link_cidr"):
         if getattr(args, field, None):
@@ -304,7 +304,12 @@ def print_table(rows: list[list[str]]) -> None:
 def manifest_command(args: argparse.Namespace) -> tuple[Settings, list[Obj], LocalCluster]:
     """What apply and delete share: the settings, the file's objects (read before anything changes), the cluster."""
     settings = settings_for(args)
-    return settings, read_manifest_file(args.filename), LocalCluster(settings)
+    objects = read_manifest_file(args.filename)
+    if not objects:
+        source = "standard input" if args.filename == "-" else args.filename
+        raise UsageError(f"{source} holds no Kubernetes object: give a YAML or JSON manifest with at least one "
+                         "object (apiVersion, kind, metadata.name)")
+    return settings, objects, LocalCluster(settings)
 
 
 def print_results(results: list[Obj]) -> None:
@@ -472,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except ClusterError as e:
         print(f"nginmesh: error: {e}", file=sys.stderr)
-        return EXIT_USAGE if e.status.get("reason") == "Invalid" else EXIT_FAILED
+        return EXIT_USAGE if e.status.get("reason") in ("Invalid", "RequestEntityTooLarge") else EXIT_FAILED
     except NginmeshError as e:
         print(f"nginmesh: error: {e}", file=sys.stderr)
         return EXIT_USAGE if isinstance(e, PreflightError) else EXIT_FAILED

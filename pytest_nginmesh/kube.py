@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import yaml
 
 from .errors import ManifestError
+from .validation import MAX_NESTING_DEPTH
 
 Obj = dict[str, Any]
 
@@ -47,8 +48,46 @@ def key_of(obj: Obj, default_namespace: str = "default") -> ObjectKey:
     return ObjectKey(kind, namespace, meta["name"])
 
 
+# One apply is one request to the API server, and kube-apiserver takes request bodies of at most 3 MiB
+# (MaxRequestBodyBytes in kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/server/config.go).
+MAX_MANIFEST_BYTES = 3 * 1024 * 1024
+# Aliases may add this many nodes to a document; beyond it an alias bomb (a few hundred bytes growing to
+# billions of nodes) is refused before anything expands it.
+MAX_ALIAS_EXPANSION = 100_000
+
+
 class _KubeLoader(yaml.SafeLoader):
-    """YAML as the API server reads it: timestamps stay strings, as kubectl prints them."""
+    """YAML as the API server reads it (timestamps stay strings, as kubectl prints them), bounded: nesting at most
+    MAX_NESTING_DEPTH levels, aliases adding at most MAX_ALIAS_EXPANSION nodes, no alias inside its own anchor."""
+
+    def __init__(self, text: str, source: str) -> None:
+        super().__init__(text)
+        self.source = source
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self._depth += 1
+        try:
+            if self._depth > MAX_NESTING_DEPTH:
+                line = self.peek_event().start_mark.line + 1  # type: ignore[no-untyped-call]
+                raise ManifestError(f"{self.source}: line {line} nests deeper than {MAX_NESTING_DEPTH} levels; "
+                                    "no Kubernetes object does: fix the file")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self) -> yaml.Node | None:
+        node = super().compose_document()
+        if node is None:
+            return None
+        distinct, expanded, depth = _node_counts(node, self.source)
+        if expanded - distinct > MAX_ALIAS_EXPANSION:
+            raise ManifestError(f"{self.source}: YAML aliases expand to more than {MAX_ALIAS_EXPANSION} extra nodes "
+                                "(an alias bomb?); write the objects out without anchors and aliases")
+        if depth > MAX_NESTING_DEPTH:
+            raise ManifestError(f"{self.source}: YAML aliases nest deeper than {MAX_NESTING_DEPTH} levels; "
+                                "write the objects out without anchors and aliases")
+        return node
 
 
 _KubeLoader.yaml_implicit_resolvers = {
@@ -57,15 +96,63 @@ _KubeLoader.yaml_implicit_resolvers = {
 }
 
 
-def parse_manifests(text: str, source: str = "<input>") -> list[Obj]:
-    """Parse YAML or JSON text holding one or more objects or v1 Lists into a flat list of objects."""
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
+
+
+def _node_counts(root: yaml.Node, source: str) -> tuple[int, int, int]:
+    """Distinct nodes, nodes once every alias is expanded, and the expanded nesting depth, of a composed document
+    (aliases make it a graph whose nodes are shared: counted bottom-up, without recursion or expansion)."""
+    expanded: dict[int, tuple[int, int]] = {}
+    open_nodes: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_counted = stack.pop()
+        if id(node) in expanded:
+            continue
+        children = _children(node)
+        if children_counted:
+            open_nodes.discard(id(node))
+            counts = [expanded[id(child)] for child in children]
+            nesting = 0 if isinstance(node, yaml.ScalarNode) else 1 + max((d for _, d in counts), default=0)
+            expanded[id(node)] = (1 + sum(size for size, _ in counts), nesting)
+            continue
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        for child in children:
+            if id(child) in open_nodes:
+                raise ManifestError(f"{source}: line {child.start_mark.line + 1}: a YAML alias refers to the node "
+                                    "that holds it; write the objects out without anchors and aliases")
+            if id(child) not in expanded:
+                stack.append((child, False))
+    size, depth = expanded[id(root)]
+    return len(expanded), size, depth
+
+
+def parse_manifests(text: str, source: str = "<input>", max_bytes: int = MAX_MANIFEST_BYTES) -> list[Obj]:
+    """Parse YAML or JSON text holding one or more objects or v1 Lists into a flat list of objects.
+
+    Bounded: at most ``max_bytes`` of text, MAX_NESTING_DEPTH levels of nesting, and MAX_ALIAS_EXPANSION nodes
+    added by YAML aliases; anything beyond is a one-line ManifestError, before it can take time or memory.
+    """
+    if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
+        raise _too_big(source, max_bytes)
+    loader = _KubeLoader(text, source)
     try:
-        documents = list(yaml.load_all(text, Loader=_KubeLoader))
+        documents = []
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            documents.append(loader.get_data())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ManifestError(f"{source}:{where} is not valid YAML or JSON ({problem}); fix the file") from e
+    finally:
+        loader.dispose()
     objects: list[Obj] = []
     for index, document in enumerate(documents):
         if document is None:
@@ -97,18 +184,27 @@ def _flatten(document: object, where: str) -> Iterable[Obj]:
     yield document
 
 
-def read_manifest_file(path: str) -> list[Obj]:
-    """Read manifests from a file path, or from standard input when the path is ``-``."""
+def read_manifest_file(path: str, max_bytes: int = MAX_MANIFEST_BYTES) -> list[Obj]:
+    """Read manifests from a file path, or from standard input when the path is ``-``; never more than
+    ``max_bytes`` and one byte are read, so an endless input (``/dev/zero``) is refused as too big."""
     if path == "-":
-        return parse_manifests(sys.stdin.read(), "<stdin>")
-    file = Path(path)
+        return parse_manifests(sys.stdin.read(max_bytes + 1), "<stdin>", max_bytes)
     try:
-        text = file.read_text(encoding="utf-8")
+        with Path(path).open("rb") as file:
+            data = file.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise _too_big(path, max_bytes)
+        text = data.decode("utf-8")
     except FileNotFoundError as e:
         raise ManifestError(f"{path}: no such file; give the path of a YAML or JSON manifest") from e
     except (OSError, UnicodeDecodeError) as e:
         raise ManifestError(f"{path}: cannot be read ({e.__class__.__name__}); give a readable text file") from e
-    return parse_manifests(text, path)
+    return parse_manifests(text, path, max_bytes)
+
+
+def _too_big(source: str, max_bytes: int) -> ManifestError:
+    return ManifestError(f"{source} holds more than {max_bytes} bytes, the most a manifest may (the API server's "
+                         "request limit); split it into smaller files")
 
 
 def as_list(items: Iterable[Obj], kind: str = "List") -> Obj:
