@@ -6,16 +6,26 @@ daemon's own handler; only its control loop (controllers, kubelet) does not run,
 
 from __future__ import annotations
 
+import http.client
+import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pytest_nginmesh.errors import ManifestError
-from pytest_nginmesh.kube import MAX_ALIAS_EXPANSION, MAX_MANIFEST_BYTES, parse_manifests
+from pytest_nginmesh.cluster.local.api import ApiClient
+from pytest_nginmesh.cluster.local.apiserver import MAX_REQUEST_BODY_BYTES, ApiServer, _Server
+from pytest_nginmesh.errors import ClusterError, ManifestError
+from pytest_nginmesh.kube import MAX_ALIAS_EXPANSION, MAX_MANIFEST_BYTES, Obj, ObjectKey, key_of, parse_manifests
+from pytest_nginmesh.mesh.manifests import FIXTURES, load_fixture
 
 # The classic "billion laughs": 445 bytes of YAML whose aliases expand to 9**9 (387 million) strings.
 ALIAS_BOMB = """\
@@ -37,6 +47,15 @@ data:
 """
 DEEP_JSON = "[" * 100_000 + "]" * 100_000
 MIB = 1024 * 1024
+
+
+def pod(name: str = "web", namespace: str = "default", container: str = "app") -> Obj:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": container, "image": "nginx"}]}}
+
+
+def config_map(name: str, data: dict[str, str]) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": "default"}, "data": data}
 
 
 # -- parsing is bounded -------------------------------------------------------------------------------------------
@@ -86,6 +105,163 @@ def test_a_manifest_is_at_most_3_mib() -> None:
     assert MAX_MANIFEST_BYTES == 3 * MIB
     with pytest.raises(ManifestError, match="holds more than 3145728 bytes"):
         parse_manifests("#" * (3 * MIB + 1), "big.yaml")
+
+
+# -- admission: every object of a request is valid, or none is stored ---------------------------------------------
+@pytest.fixture
+def api(tmp_path: Path) -> ApiServer:
+    info = {"name": "nmunit", "grace": 1.0,
+            "addresses": {"pod_cidr": "10.99.0.0/16", "service_cidr": "10.98.0.0/16", "link_cidr": "10.97.0.0/30"}}
+    return ApiServer(tmp_path, info)
+
+
+def stored(api: ApiServer) -> list[str]:
+    return sorted(f"{o['kind']}/{o['metadata']['name']}" for o in api.store.objects() if o["kind"] != "Namespace")
+
+
+@pytest.mark.parametrize(("bad", "fragment"), [
+    (pod(name="../../../../tmp/x"), 'Pod "../../../../tmp/x" is invalid: metadata.name: Invalid value: "../../'),
+    (pod(name="a" * 300), "metadata.name: Invalid value: \"" + "a" * 300 + "\": must be no more than 253 characters"),
+    (pod(name="Web"), 'metadata.name: Invalid value: "Web": a lowercase RFC 1123 subdomain must consist of'),
+    (pod(namespace="Rel Bad_NS"), 'metadata.namespace: Invalid value: "Rel Bad_NS": a lowercase RFC 1123 label'),
+    (pod(container="../../log"), 'spec.containers[0].name: Invalid value: "../../log": a lowercase RFC 1123 label'),
+    ({**pod(), "spec": {"containers": [{"name": "app", "image": "x"}], "volumes": [{"name": "../../etc"}]}},
+     'spec.volumes[0].name: Invalid value: "../../etc"'),
+    (config_map("code", {"../../sitecustomize.py": "x"}), 'data[../../sitecustomize.py]: Invalid value: "../../'),
+    ({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "stringData": {"../key": "x"}},
+     'Secret "s" is invalid: [data[../key]: Invalid value: "../key"'),
+    (config_map("big", {"a": "x" * (MIB + 1)}), 'ConfigMap "big" is invalid: : Too long: must have at most 1048576'),
+])
+def test_an_invalid_object_refuses_the_whole_request(api: ApiServer, bad: Obj, fragment: str) -> None:
+    with pytest.raises(ManifestError) as refused:
+        api.apply([config_map("fine", {"a": "b"}), bad])
+    assert fragment in str(refused.value)
+    assert len(str(refused.value).splitlines()) == 1
+    assert stored(api) == [], "a refused request stores nothing"
+
+
+def test_every_invalid_object_is_named(api: ApiServer) -> None:
+    with pytest.raises(ManifestError) as refused:
+        api.apply([pod(name="../a"), pod(name="ok"), config_map("x", {"..": "y"})])
+    assert str(refused.value).startswith('Pod "../a" is invalid: ')
+    assert '; ConfigMap "x" is invalid: data[..]: ' in str(refused.value)
+
+
+def test_valid_objects_are_stored(api: ApiServer) -> None:
+    assert api.apply([pod(), config_map("fine", {"nginx.conf": "x" * MIB})]) == [
+        {"object": "pod/default/web", "action": "created"}, {"object": "configmap/default/fine", "action": "created"}]
+
+
+def test_an_initializer_cannot_store_what_admission_refuses(api: ApiServer) -> None:
+    api.apply([pod()])
+    with pytest.raises(ManifestError, match=re.escape('spec.containers[0].name: Invalid value: "../x"')):
+        api.initialize(pod(container="../x"), "sidecar.initializer.istio.io")
+    kept = api.store.get(ObjectKey("Pod", "default", "web"))
+    assert kept is not None and kept["spec"]["containers"][0]["name"] == "app"
+
+
+def test_the_projects_manifests_pass_admission_unchanged(api: ApiServer) -> None:
+    istio, bookinfo, httpbin = (load_fixture(f) for f in ("istio/istio-0.2.12.yaml", "bookinfo/bookinfo.yaml",
+                                                           "httpbin/httpbin.yaml"))
+    routes = [obj for path in sorted((FIXTURES / "routes").glob("*.yaml"))
+              for obj in load_fixture(f"routes/{path.name}")]
+    for batch in (istio, bookinfo + httpbin, *([rule] for rule in routes)):
+        api.apply(batch)
+    for obj in istio + bookinfo + httpbin + routes:
+        assert api.store.get(key_of(obj)) is not None, key_of(obj)
+
+
+# -- the HTTP handler: bounded bodies, 413 and 422 with one line -------------------------------------------------
+@pytest.fixture
+def socket_path(api: ApiServer) -> Iterator[Path]:
+    path = api.state_dir / "api.sock"
+    server = _Server(path, api)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield path
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def post(path: Path, body: bytes, url: str = "/api/apply", length: int | None = None) -> tuple[int, Any]:
+    """A raw POST: the body exactly as given, Content-Length as given (its real length by default)."""
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(30)
+    connection.connect(str(path))
+    try:
+        head = f"POST {url} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body) if length is None else length}"
+        connection.sendall(head.encode() + b"\r\n\r\n" + body)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def apply_body(*objects: Obj) -> bytes:
+    return json.dumps({"objects": list(objects)}).encode()
+
+
+def test_a_refusal_is_422_with_the_kubernetes_message(socket_path: Path, api: ApiServer) -> None:
+    status, body = post(socket_path, apply_body(config_map("fine", {}), pod(name="../x")))
+    assert status == 422 and body["reason"] == "Invalid"
+    assert body["message"].startswith('Pod "../x" is invalid: metadata.name: Invalid value: "../x": a lowercase RFC')
+    assert stored(api) == []
+
+
+def test_a_50_mb_config_map_is_413_and_never_reaches_the_store(socket_path: Path, api: ApiServer) -> None:
+    body = apply_body(config_map("huge", {"blob": "x" * (50 * MIB)}))
+    started = time.monotonic()
+    status, answer = post(socket_path, body)
+    assert status == 413 and answer["reason"] == "RequestEntityTooLarge"
+    assert answer["message"].startswith(f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes")
+    assert time.monotonic() - started < 10
+    assert stored(api) == []
+
+
+def test_the_client_reads_the_413_as_bad_input(socket_path: Path) -> None:
+    with pytest.raises(ClusterError, match="Request entity too large") as refused:
+        ApiClient(socket_path).post("/api/apply", {"objects": [config_map("huge", {"blob": "x" * (4 * MIB)})]})
+    assert refused.value.status["reason"] == "RequestEntityTooLarge"
+
+
+def test_a_body_just_under_the_limit_is_read(socket_path: Path, api: ApiServer) -> None:
+    status, _ = post(socket_path, apply_body(config_map("near", {"blob": "x" * (MIB - 100)})))
+    assert status == 200 and stored(api) == ["ConfigMap/near"]
+
+
+DEEP_CONFIG_MAP = apply_body(config_map("deep", {})).replace(b'"data": {}', b'"data": ' + b"[" * 200 + b"]" * 200)
+
+
+@pytest.mark.parametrize("body", [DEEP_JSON.encode(), ("[" * 101 + "]" * 101).encode(), DEEP_CONFIG_MAP],
+                         ids=["100000-deep", "101-deep", "deep-object"])
+def test_deep_nesting_is_a_one_line_422(socket_path: Path, body: bytes) -> None:
+    status, answer = post(socket_path, body)
+    assert status == 422
+    assert answer["message"] == ("the request body nests deeper than 100 levels; no Kubernetes object does: "
+                                 "fix the manifest")
+
+
+@pytest.mark.parametrize(("body", "length", "fragment"), [
+    (b"{}", None, 'the body must be {\\"objects\\": [...]}'),
+    (b'{"objects": {"a": 1}}', None, "the body must be"),
+    (b"not json", None, "JSONDecodeError"),
+    (b"", -5, "Content-Length -5 is negative"),
+])
+def test_malformed_requests_are_400(socket_path: Path, body: bytes, length: int | None, fragment: str) -> None:
+    status, answer = post(socket_path, body, length=length)
+    assert status == 400 and fragment in json.dumps(answer["message"])
+
+
+def test_a_body_that_never_arrives_frees_the_handler(socket_path: Path, api: ApiServer,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_nginmesh.cluster.local import apiserver
+    monkeypatch.setattr(apiserver.Handler, "timeout", 0.5)
+    status, answer = post(socket_path, b'{"objects": [', length=100)
+    assert status == 400 and "did not arrive within 0.5s" in answer["message"]
 
 
 # -- the CLI: one line, exit 2, bounded memory, before any cluster is asked ----------------------------------------

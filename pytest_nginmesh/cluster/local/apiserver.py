@@ -21,6 +21,8 @@ from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of
 from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
 from ...mesh.routerules import KIND as ROUTE_RULE_KIND
 from ...mesh.routerules import parse_route_rule
+from ...settings import Timeouts
+from ...validation import MAX_NESTING_DEPTH, invalid_message, nesting_depth_exceeds, object_errors
 from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet, container_env, user_prefix
@@ -31,6 +33,15 @@ log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# kube-apiserver's default limit of a request body (MaxRequestBodyBytes, 3 MiB, in kubernetes/kubernetes
+# staging/src/k8s.io/apiserver/pkg/server/config.go); the rest of a bigger body is read and dropped, up to
+# MAX_DISCARDED_BODY_BYTES, so that the client still reads the 413 instead of a broken pipe.
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+MAX_DISCARDED_BODY_BYTES = 64 * 1024 * 1024
+
+
+class RequestTooLarge(NginmeshError):
+    """A request body over MAX_REQUEST_BODY_BYTES: answered 413 before it is parsed."""
 
 
 class Admission:
@@ -40,38 +51,20 @@ class Admission:
         self.store = store
 
     def validate(self, objects: list[Obj]) -> None:
+        """Refuse the whole request, naming every invalid object, unless each passes Kubernetes' validation of its
+        names, keys and sizes (pytest_nginmesh.validation), its namespace exists and its RouteRule is sound."""
+        refusals = [invalid_message(obj, errors) for obj in objects
+                    if (errors := object_errors(obj, CLUSTER_SCOPED_KINDS))]
+        if refusals:
+            raise ManifestError("; ".join(refusals))
         namespaces = {o["metadata"]["name"] for o in self.store.objects("Namespace")}
         namespaces |= {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
         for obj in objects:
             key = key_of(obj)
             if key.namespace and key.namespace not in namespaces:
                 raise ManifestError(f'{key}: namespace "{key.namespace}" not found; create it first')
-            if obj["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
-                self._validate_pod_spec(key, ((obj.get("spec") or {}).get("template") or {}).get("spec"))
-            elif obj["kind"] == "Pod":
-                self._validate_pod_spec(key, obj.get("spec"))
-            elif obj["kind"] == "Service":
-                self._validate_service(key, obj.get("spec") or {})
-            elif obj["kind"] == ROUTE_RULE_KIND:
+            if obj["kind"] == ROUTE_RULE_KIND:
                 parse_route_rule(obj)  # what Pilot 0.2.12 accepts; `nginmesh check rules` warns beyond it
-
-    @staticmethod
-    def _validate_pod_spec(key: ObjectKey, spec: Any) -> None:
-        if not isinstance(spec, dict) or not spec.get("containers"):
-            raise ManifestError(f"{key}: spec.containers is required")
-        seen = set()
-        for container in (spec.get("initContainers") or []) + spec["containers"]:
-            if not isinstance(container, dict) or not container.get("name") or not container.get("image"):
-                raise ManifestError(f"{key}: every container needs a name and an image")
-            if container["name"] in seen:
-                raise ManifestError(f"{key}: container name {container['name']!r} is used twice")
-            seen.add(container["name"])
-
-    @staticmethod
-    def _validate_service(key: ObjectKey, spec: Obj) -> None:
-        for port in spec.get("ports") or []:
-            if not isinstance(port, dict) or not isinstance(port.get("port"), int):
-                raise ManifestError(f"{key}: every port of a Service needs an integer 'port'")
 
     def mutate(self, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
@@ -215,6 +208,9 @@ class ApiServer:
 
     def initialize(self, obj: Obj, initializer: str) -> Obj:
         """An initializer hands back its mutated object and leaves the pending list."""
+        errors = object_errors(obj, CLUSTER_SCOPED_KINDS)
+        if errors:
+            raise ManifestError(invalid_message(obj, errors))
         key = key_of(obj)
         if self.store.get(key) is None:
             raise ClusterError(f"{key} no longer exists")
@@ -307,6 +303,7 @@ def _config_only(obj: Obj) -> Obj:
 
 class Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = Timeouts().api_request  # a client that stops sending mid-request frees its thread
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("api: " + format, *args)
@@ -315,8 +312,42 @@ class Handler(BaseHTTPRequestHandler):
         send_json(self, status, body)
 
     def _body(self) -> Any:
+        """The JSON body: at most MAX_REQUEST_BODY_BYTES, nesting at most MAX_NESTING_DEPTH levels."""
         length = int(self.headers.get("Content-Length") or 0)
-        return json.loads(self.rfile.read(length) or b"null")
+        if length < 0:
+            raise ValueError(f"Content-Length {length} is negative")
+        if length > MAX_REQUEST_BODY_BYTES:
+            self._discard(length)
+            raise RequestTooLarge(f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes, this body has "
+                                  f"{length}; send fewer or smaller objects at a time")
+        try:
+            data = self.rfile.read(length)
+        except TimeoutError as e:
+            raise ValueError(f"the body did not arrive within {self.timeout:g}s") from e
+        try:
+            body = json.loads(data or b"null")
+        except RecursionError:
+            body = None  # deeper than the JSON decoder goes: deeper than the limit, refused below
+        else:
+            if not nesting_depth_exceeds(body):
+                return body
+        raise ManifestError(f"the request body nests deeper than {MAX_NESTING_DEPTH} levels; no Kubernetes object "
+                            "does: fix the manifest")
+
+    def _discard(self, length: int) -> None:
+        remaining = min(length, MAX_DISCARDED_BODY_BYTES)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 1024 * 1024))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+
+    def _objects(self) -> list[Obj]:
+        payload = self._body()
+        objects = payload.get("objects") if isinstance(payload, dict) else None
+        if not isinstance(objects, list):
+            raise ValueError('the body must be {"objects": [...]}')
+        return objects
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -351,14 +382,16 @@ class Handler(BaseHTTPRequestHandler):
                 case "GET", "/api/uninitialized":
                     body = api.uninitialized(query["initializer"])
                 case "POST", "/api/apply":
-                    body = api.apply(self._body()["objects"])
+                    body = api.apply(self._objects())
                 case "POST", "/api/delete":
-                    body = api.delete(self._body()["objects"])
+                    body = api.delete(self._objects())
                 case "POST", "/api/initialize":
                     payload = self._body()
                     body = api.initialize(payload["object"], payload["initializer"])
                 case _:
                     return self._reply(404, {"message": f"no such API path {method} {url.path}"})
+        except RequestTooLarge as e:
+            return self._reply(413, {"message": str(e), "reason": "RequestEntityTooLarge"})
         except ManifestError as e:
             return self._reply(422, {"message": str(e), "reason": "Invalid"})
         except ClusterError as e:
