@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from helpers import cluster_settings, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle
+from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.kube import Obj
+from pytest_nginmesh.settings import Settings
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, user: int | None = None) -> subprocess.CompletedProcess[str]:
@@ -71,3 +79,141 @@ def test_commands_on_a_cluster_that_is_not_running() -> None:
     result = run_cli("get", "pods", env=settings_env(settings))
     assert result.returncode == 1
     assert "nginmesh local up --name nmabsent" in result.stderr
+
+
+# -- manifests refused by admission, on a running (bare) cluster ---------------------------------------------------
+MIB = 1024 * 1024
+LABEL_RULE = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-'"
+SUBDOMAIN_RULE = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.'"
+CONFIG_KEY_RULE = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
+# "Billion laughs": nine levels of nine aliases each, 9**9 strings once expanded.
+ALIAS_BOMB = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a: &a [" + ",".join(["lol"] * 9) + "]\n"
+              + "".join(f"  {level}: &{level} [{','.join(['*' + below] * 9)}]\n"
+                        for below, level in zip("abcdefgh", "bcdefghi", strict=True)))
+
+
+@pytest.fixture(scope="module")
+def bare_cluster() -> Iterator[Settings]:
+    """A cluster of this slot with nothing installed: admission needs no mesh."""
+    settings = cluster_settings("nmbadin", 5)
+    lifecycle.up(settings)
+    try:
+        yield settings
+    finally:
+        lifecycle.down(settings)
+    assert lifecycle.leftovers(settings) == []
+
+
+def pod(name: str = "web", namespace: str = "default", container: str = "app",
+        volume: str = "data", mount: str = "data") -> Obj:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+            "spec": {"containers": [{"name": container, "image": "nginx",
+                                     "volumeMounts": [{"name": mount, "mountPath": "/data"}]}],
+                     "volumes": [{"name": volume, "emptyDir": {}}]}}
+
+
+def apply_objects(settings: Settings, *objects: Obj, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text(yaml.safe_dump_all(objects))
+    return run_cli("apply", "-f", str(manifest), "--no-wait", env=settings_env(settings))
+
+
+def stored(settings: Settings) -> list[tuple[str, str, str]]:
+    objects = LocalCluster(settings).api.get("/api/objects")
+    return sorted((o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects)
+
+
+@pytest.mark.parametrize(("bad", "message"), [
+    (pod(name="../../../../tmp/nm-escape"),
+     f'Pod "../../../../tmp/nm-escape" is invalid: metadata.name: Invalid value: "../../../../tmp/nm-escape": '
+     f"{SUBDOMAIN_RULE}"),
+    (pod(name="web/../../x"), f'metadata.name: Invalid value: "web/../../x": {SUBDOMAIN_RULE}'),
+    (pod(name="p" * 300), f'metadata.name: Invalid value: "{"p" * 300}": must be no more than 253 characters'),
+    (pod(name="Web"), f'metadata.name: Invalid value: "Web": {SUBDOMAIN_RULE}'),
+    ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Rel Bad_NS"}},
+     f'Namespace "Rel Bad_NS" is invalid: metadata.name: Invalid value: "Rel Bad_NS": {LABEL_RULE}'),
+    (pod(namespace="Rel Bad_NS"), f'metadata.namespace: Invalid value: "Rel Bad_NS": {LABEL_RULE}'),
+    (pod(container="../../../log"), f'spec.containers[0].name: Invalid value: "../../../log": {LABEL_RULE}'),
+    (pod(volume="../../../etc", mount="../../../etc"), f'spec.volumes[0].name: Invalid value: "../../../etc": '
+                                                       f"{LABEL_RULE}"),
+    (pod(mount="../../x"), 'spec.containers[0].volumeMounts[0].name: Not found: "../../x"'),
+    ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "code"},
+      "data": {"../../sitecustomize.py": "import os"}},
+     f'ConfigMap "code" is invalid: [data[../../sitecustomize.py]: Invalid value: "../../sitecustomize.py": '
+     f"{CONFIG_KEY_RULE}"),
+    ({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keys"}, "stringData": {"a/b": "x"}},
+     f'Secret "keys" is invalid: data[a/b]: Invalid value: "a/b": {CONFIG_KEY_RULE}'),
+    ({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": {"a": "x" * (MIB + 1)}},
+     'ConfigMap "big" is invalid: : Too long: must have at most 1048576 bytes'),
+], ids=["pod-traversal", "pod-slash", "pod-300", "pod-upper", "namespace-space", "pod-namespace", "container",
+        "volume", "mount", "configmap-key", "secret-key", "configmap-1mib"])
+def test_a_name_that_would_reach_a_path_is_refused_and_nothing_is_stored(
+        bare_cluster: Settings, tmp_path: Path, bad: Obj, message: str) -> None:
+    before = stored(bare_cluster)
+    good = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "fine"}, "data": {"a": "b"}}
+    result = apply_objects(bare_cluster, good, bad, tmp_path=tmp_path)
+    assert_one_line_error(result, message)
+    assert stored(bare_cluster) == before, "a refused file must store nothing"
+    assert not (bare_cluster.state_dir / "pods").exists() or not any((bare_cluster.state_dir / "pods").iterdir())
+
+
+def test_a_valid_manifest_still_applies(bare_cluster: Settings, tmp_path: Path) -> None:
+    good = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"},
+            "data": {"nginx.conf": "x" * (MIB - 1000), "app.properties": "y"}}
+    result = apply_objects(bare_cluster, good, tmp_path=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "configmap/default/settings created" in result.stdout
+    assert run_cli("delete", "-f", str(tmp_path / "manifest.yaml"), "--no-wait",
+                   env=settings_env(bare_cluster)).returncode == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    (ALIAS_BOMB, "aliases expand to more than 100000 extra nodes (an alias bomb?)"),
+    ("[" * 100_000 + "]" * 100_000, "nests deeper than 100 levels"),
+    ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: huge}\ndata:\n  a: " + "x" * (50 * MIB) + "\n",
+     "holds more than 3145728 bytes"),
+], ids=["alias-bomb", "deep", "50mb-configmap"])
+def test_bombs_are_one_line_and_exit_2_before_the_cluster_sees_them(bare_cluster: Settings, tmp_path: Path,
+                                                                   text: str, message: str) -> None:
+    manifest = tmp_path / "bomb.yaml"
+    manifest.write_text(text)
+    before = daemon_peak_rss_kib(bare_cluster)
+    started = time.monotonic()
+    result = run_cli("apply", "-f", str(manifest), env=settings_env(bare_cluster))
+    assert_one_line_error(result, message)
+    assert time.monotonic() - started < 30
+    assert daemon_peak_rss_kib(bare_cluster) == before
+
+
+def daemon_peak_rss_kib(settings: Settings) -> int:
+    pid = lifecycle.daemon_pid(settings.state_dir)
+    assert pid is not None
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+
+
+def post_raw(settings: Settings, body: bytes) -> tuple[int, Obj]:
+    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    connection.settimeout(60)
+    connection.connect(str(settings.state_dir / "api.sock"))
+    try:
+        head = f"POST /api/apply HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        connection.sendall(head.encode() + body)
+        response = http.client.HTTPResponse(connection)
+        response.begin()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()
+
+
+def test_the_daemon_refuses_oversize_and_deep_bodies_and_its_memory_stays_bounded(bare_cluster: Settings) -> None:
+    before = daemon_peak_rss_kib(bare_cluster)
+    huge = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "huge"}, "data": {"a": "x" * (50 * MIB)}}
+    status, answer = post_raw(bare_cluster, json.dumps({"objects": [huge]}).encode())
+    assert status == 413 and answer["message"].startswith("Request entity too large: limit is 3145728 bytes")
+    status, answer = post_raw(bare_cluster, b'{"objects": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    assert status == 422 and "nests deeper than 100 levels" in answer["message"]
+    grown_mib = (daemon_peak_rss_kib(bare_cluster) - before) / 1024
+    assert grown_mib < 32, f"the daemon's peak RSS grew by {grown_mib:.0f} MiB"
+    assert LocalCluster(bare_cluster).get("ConfigMap", "huge", "default") is None
+    assert lifecycle.is_running(bare_cluster)
