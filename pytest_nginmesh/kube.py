@@ -133,12 +133,10 @@ def _node_counts(root: yaml.Node, source: str) -> tuple[int, int, int]:
     return len(expanded), size, depth
 
 
-def parse_manifests(text: str, source: str = "<input>", max_bytes: int = MAX_MANIFEST_BYTES) -> list[Obj]:
-    """Parse YAML or JSON text holding one or more objects or v1 Lists into a flat list of objects.
-
-    Bounded: at most ``max_bytes`` of text, MAX_NESTING_DEPTH levels of nesting, and MAX_ALIAS_EXPANSION nodes
-    added by YAML aliases; anything beyond is a one-line ManifestError, before it can take time or memory.
-    """
+def load_documents(text: str, source: str = "<input>", max_bytes: int = MAX_MANIFEST_BYTES) -> list[object]:
+    """The documents of YAML or JSON text, as the API server reads them, bounded: at most ``max_bytes`` of text,
+    MAX_NESTING_DEPTH levels of nesting, MAX_ALIAS_EXPANSION nodes added by YAML aliases; anything beyond is a
+    one-line ManifestError, raised before it can take time or memory."""
     if len(text) > max_bytes or len(text.encode("utf-8", "surrogatepass")) > max_bytes:
         raise _too_big(source, max_bytes)
     loader = _KubeLoader(text, source)
@@ -146,6 +144,7 @@ def parse_manifests(text: str, source: str = "<input>", max_bytes: int = MAX_MAN
         documents = []
         while loader.check_data():  # type: ignore[no-untyped-call]
             documents.append(loader.get_data())
+        return documents
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -153,6 +152,12 @@ def parse_manifests(text: str, source: str = "<input>", max_bytes: int = MAX_MAN
         raise ManifestError(f"{source}:{where} is not valid YAML or JSON ({problem}); fix the file") from e
     finally:
         loader.dispose()
+
+
+def parse_manifests(text: str, source: str = "<input>", max_bytes: int = MAX_MANIFEST_BYTES) -> list[Obj]:
+    """Parse YAML or JSON text holding one or more objects or v1 Lists into a flat list of objects (bounded as
+    load_documents is)."""
+    documents = load_documents(text, source, max_bytes)
     objects: list[Obj] = []
     for index, document in enumerate(documents):
         if document is None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
+
+from .errors import ManifestError
 
 DNS1123_LABEL_MAX_LENGTH = 63
 DNS1123_SUBDOMAIN_MAX_LENGTH = 253
@@ -252,13 +254,29 @@ NAME_RULES: dict[str, NameRule] = {
 POD_TEMPLATE_KINDS = frozenset({"Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job",
                                 "ReplicationController"})
 MAX_NESTING_DEPTH = 100
+# More values than a 3 MiB request body can spell out: only shared (YAML-aliased) parts, counted once per
+# place they appear, get there.
+MAX_VALUES = 2_000_000
 
 
-def nesting_depth_exceeds(value: object, limit: int = MAX_NESTING_DEPTH) -> bool:
-    """Whether mappings and lists nest deeper than ``limit`` levels (walked without recursion)."""
+class Invalid(ManifestError):
+    """Objects Kubernetes would refuse: kube-apiserver's message, and the field errors of each refused object."""
+
+    def __init__(self, refused: Sequence[tuple[object, list[FieldError]]]) -> None:
+        super().__init__("; ".join(invalid_message(obj, errors) for obj, errors in refused))
+        self.refused = refused
+
+
+def shape_problem(value: object) -> str | None:
+    """Why a decoded body cannot be stored: mappings and lists nesting deeper than MAX_NESTING_DEPTH levels, or more
+    than MAX_VALUES values as written out (a YAML alias bomb); None when neither. Walked without recursion."""
     stack: list[tuple[object, int]] = [(value, 1)]
+    values = 0
     while stack:
         item, depth = stack.pop()
+        values += 1
+        if values > MAX_VALUES:
+            return f"holds more than {MAX_VALUES} values once written out (a YAML alias bomb?)"
         children: Iterable[object]
         if isinstance(item, dict):
             children = item.values()
@@ -266,10 +284,10 @@ def nesting_depth_exceeds(value: object, limit: int = MAX_NESTING_DEPTH) -> bool
             children = item
         else:
             continue
-        if depth > limit:
-            return True
+        if depth > MAX_NESTING_DEPTH:
+            return f"nests deeper than {MAX_NESTING_DEPTH} levels; no Kubernetes object does"
         stack.extend((child, depth + 1) for child in children)
-    return False
+    return None
 
 
 def object_errors(obj: object, cluster_scoped: Iterable[str] = ()) -> list[FieldError]:

@@ -23,6 +23,8 @@ import pytest
 
 from pytest_nginmesh.cluster.local.api import ApiClient
 from pytest_nginmesh.cluster.local.apiserver import MAX_REQUEST_BODY_BYTES, ApiServer, _Server
+from pytest_nginmesh.cluster.local.rest.pki import Credentials
+from pytest_nginmesh.cluster.local.rest.server import Request, Response, RestApi
 from pytest_nginmesh.errors import ClusterError, ManifestError
 from pytest_nginmesh.kube import MAX_ALIAS_EXPANSION, MAX_MANIFEST_BYTES, Obj, ObjectKey, key_of, parse_manifests
 from pytest_nginmesh.mesh.manifests import FIXTURES, load_fixture
@@ -169,6 +171,47 @@ def test_the_projects_manifests_pass_admission_unchanged(api: ApiServer) -> None
         api.apply(batch)
     for obj in istio + bookinfo + httpbin + routes:
         assert api.store.get(key_of(obj)) is not None, key_of(obj)
+
+
+# -- the Kubernetes REST API of the daemon goes through the same admission and bounds ------------------------------
+@pytest.fixture
+def rest(api: ApiServer) -> RestApi:
+    return RestApi(api, Credentials(api.state_dir / "pki").create("nmunit", ["127.0.0.1"]), threading.Event())
+
+
+def rest_post(rest: RestApi, body: bytes, content_type: str = "application/json") -> Response:
+    headers = {"authorization": f"Bearer {rest.credentials.token()}", "content-type": content_type,
+               "accept": "application/json"}
+    return rest.handle(Request("POST", "/api/v1/namespaces/default/configmaps", {}, headers, body))
+
+
+def test_rest_refusals_carry_the_field_errors_once(rest: RestApi, api: ApiServer) -> None:
+    response = rest_post(rest, json.dumps(config_map("x", {"../../k": "v", "..": "w"})).encode())
+    assert (response.code, response.body["reason"]) == (422, "Invalid")
+    assert response.body["message"].startswith('ConfigMap "x" is invalid: [data[../../k]: Invalid value: "../../k": ')
+    assert response.body["message"].count("is invalid") == 1
+    assert [c["message"].split(":")[0] for c in response.body["details"]["causes"]] == [
+        "data[../../k]", "data[../../k]", "data[..]"]
+    assert stored(api) == []
+
+
+def test_rest_yaml_bodies_are_parsed_within_bounds(rest: RestApi, api: ApiServer) -> None:
+    started = time.monotonic()
+    response = rest_post(rest, ALIAS_BOMB.encode(), "application/yaml")
+    assert time.monotonic() - started < 1
+    assert response.code == 400 and "alias bomb" in response.body["message"]
+    deep = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: " + "[" * 150 + "]" * 150
+    assert "nests deeper than 100 levels" in rest_post(rest, deep.encode(), "application/yaml").body["message"]
+    assert stored(api) == []
+
+
+@pytest.mark.parametrize(("depth", "code"), [(500, 422), (100_000, 400)])
+def test_rest_json_bodies_nesting_deep_are_refused(rest: RestApi, api: ApiServer, depth: int, code: int) -> None:
+    body = apply_body(config_map("deep", {})).replace(b'{"objects": [', b"").rsplit(b"]", 1)[0]
+    response = rest_post(rest, body.replace(b'"data": {}', b'"data": ' + b"[" * depth + b"]" * depth))
+    assert response.code == code
+    assert len(response.body["message"].splitlines()) == 1
+    assert stored(api) == []
 
 
 # -- the HTTP handler: bounded bodies, 413 and 422 with one line -------------------------------------------------

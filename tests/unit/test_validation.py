@@ -24,8 +24,8 @@ from pytest_nginmesh.validation import (
     is_path_segment_name,
     is_port_name,
     is_qualified_name,
-    nesting_depth_exceeds,
     object_errors,
+    shape_problem,
 )
 
 # The messages exactly as kube-apiserver prints them (kubernetes/kubernetes staging/src/k8s.io/apimachinery/pkg/
@@ -185,8 +185,16 @@ def test_nesting_depth() -> None:
     nested: object = "leaf"
     for _ in range(100):
         nested = [nested]
-    assert not nesting_depth_exceeds(nested)
-    assert nesting_depth_exceeds([nested])
+    assert shape_problem(nested) is None
+    assert shape_problem([nested]) == "nests deeper than 100 levels; no Kubernetes object does"
+
+
+def test_shared_values_are_counted_where_they_appear() -> None:
+    bomb: object = ["lol"] * 9
+    for _ in range(8):
+        bomb = [bomb] * 9  # what yaml.safe_load makes of the alias bomb: 9**9 strings, shared
+    assert shape_problem({"data": bomb}) == "holds more than 2000000 values once written out (a YAML alias bomb?)"
+    assert shape_problem({"data": ["x"] * 1_000_000}) is None
 
 
 # -- whole objects: every name that reaches a file path of the local cluster ---------------------------------------

@@ -22,7 +22,7 @@ from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, M
 from ...mesh.routerules import KIND as ROUTE_RULE_KIND
 from ...mesh.routerules import parse_route_rule
 from ...settings import Timeouts
-from ...validation import MAX_NESTING_DEPTH, invalid_message, nesting_depth_exceeds, object_errors
+from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_problem
 from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet, container_env, user_prefix
@@ -53,10 +53,13 @@ class Admission:
     def validate(self, objects: list[Obj]) -> None:
         """Refuse the whole request, naming every invalid object, unless each passes Kubernetes' validation of its
         names, keys and sizes (pytest_nginmesh.validation), its namespace exists and its RouteRule is sound."""
-        refusals = [invalid_message(obj, errors) for obj in objects
-                    if (errors := object_errors(obj, CLUSTER_SCOPED_KINDS))]
-        if refusals:
-            raise ManifestError("; ".join(refusals))
+        for obj in objects:
+            problem = shape_problem(obj)
+            if problem:  # objects reach here from the REST API's own decoders too
+                raise ManifestError(f"the object {problem}: fix the manifest")
+        refused = [(obj, errors) for obj in objects if (errors := object_errors(obj, CLUSTER_SCOPED_KINDS))]
+        if refused:
+            raise Invalid(refused)
         namespaces = {o["metadata"]["name"] for o in self.store.objects("Namespace")}
         namespaces |= {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
         for obj in objects:
@@ -208,9 +211,7 @@ class ApiServer:
 
     def initialize(self, obj: Obj, initializer: str) -> Obj:
         """An initializer hands back its mutated object and leaves the pending list."""
-        errors = object_errors(obj, CLUSTER_SCOPED_KINDS)
-        if errors:
-            raise ManifestError(invalid_message(obj, errors))
+        self.admission.validate([obj])
         key = key_of(obj)
         if self.store.get(key) is None:
             raise ClusterError(f"{key} no longer exists")
@@ -326,13 +327,13 @@ class Handler(BaseHTTPRequestHandler):
             raise ValueError(f"the body did not arrive within {self.timeout:g}s") from e
         try:
             body = json.loads(data or b"null")
-        except RecursionError:
-            body = None  # deeper than the JSON decoder goes: deeper than the limit, refused below
+        except RecursionError:  # deeper than the JSON decoder goes: far deeper than any object
+            problem: str | None = f"nests deeper than {MAX_NESTING_DEPTH} levels; no Kubernetes object does"
         else:
-            if not nesting_depth_exceeds(body):
-                return body
-        raise ManifestError(f"the request body nests deeper than {MAX_NESTING_DEPTH} levels; no Kubernetes object "
-                            "does: fix the manifest")
+            problem = shape_problem(body)
+        if problem:
+            raise ManifestError(f"the request body {problem}: fix the manifest")
+        return body
 
     def _discard(self, length: int) -> None:
         remaining = min(length, MAX_DISCARDED_BODY_BYTES)

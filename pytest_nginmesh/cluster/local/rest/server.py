@@ -24,10 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from ....errors import ClusterError, ManifestError, NotFoundError
-from ....kube import Obj, ObjectKey
+from ....kube import Obj, ObjectKey, load_documents
+from ....validation import Invalid
 from ..store import Store
 from . import openapi, protobuf, status, subresources
 from .patch import apply_patch
@@ -230,16 +229,18 @@ class RestApi:
         if len(request.body) > MAX_BODY:
             raise status.too_large(MAX_BODY)
         media = request.headers.get("content-type", "application/json").split(";", 1)[0].strip()
+        body: object
         try:
             if media == protobuf.MEDIA_TYPE:
                 body = protobuf.decode(request.body)
             elif media in ("application/yaml", "application/apply-patch+yaml"):
-                body = yaml.safe_load(request.body)
+                documents = load_documents(request.body.decode("utf-8"), "the request body", MAX_BODY)
+                body = documents[0] if len(documents) == 1 else None
             elif media in ("application/json", ""):
                 body = json.loads(request.body or b"null")
             else:
                 raise status.unsupported_media_type(media)
-        except (ValueError, yaml.YAMLError, RecursionError) as e:
+        except (ValueError, ManifestError, RecursionError) as e:
             raise status.bad_request(f"error decoding request body: {str(e).splitlines()[0]}") from None
         if not isinstance(body, dict):
             raise status.bad_request("the body of the request must be a JSON object")
@@ -325,6 +326,10 @@ class RestApi:
     def _admit(self, target: Target, obj: Obj, old: Obj | None) -> Obj:
         try:
             return self.backend.admit(obj, old)
+        except Invalid as e:
+            ((_, errors),) = e.refused
+            raise status.invalid(target.resource.kind, target.resource.group,
+                                 (obj.get("metadata") or {}).get("name", ""), [str(x) for x in errors]) from None
         except ManifestError as e:
             raise status.invalid(target.resource.kind, target.resource.group,
                                  (obj.get("metadata") or {}).get("name", ""), [str(e)]) from None
