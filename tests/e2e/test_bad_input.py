@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -178,10 +177,8 @@ def test_bombs_are_one_line_and_exit_2_before_the_cluster_sees_them(bare_cluster
     manifest = tmp_path / "bomb.yaml"
     manifest.write_text(text)
     before = daemon_peak_rss_kib(bare_cluster)
-    started = time.monotonic()
     result = run_cli("apply", "-f", str(manifest), env=settings_env(bare_cluster))
     assert_one_line_error(result, message)
-    assert time.monotonic() - started < 30
     assert daemon_peak_rss_kib(bare_cluster) == before
 
 

@@ -1,7 +1,8 @@
 """Admission of the local API server, and the bounds before it: manifest parsing, request bodies, the CLI's input.
 
 The API server here is the daemon's own ApiServer on a temporary state directory, served on a unix socket by the
-daemon's own handler; only its control loop (controllers, kubelet) does not run, so nothing needs root.
+daemon's own handler; only its control loop (controllers, kubelet) does not run, so nothing needs root. How fast
+the refusals are is measured by benchmarks/bad_input.py, not here.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,10 +63,8 @@ def config_map(name: str, data: dict[str, str]) -> Obj:
 # -- parsing is bounded -------------------------------------------------------------------------------------------
 def test_the_alias_bomb_is_refused_before_it_expands() -> None:
     assert len(ALIAS_BOMB.encode()) == 445
-    started = time.monotonic()
     with pytest.raises(ManifestError, match=f"aliases expand to more than {MAX_ALIAS_EXPANSION} extra nodes"):
         parse_manifests(ALIAS_BOMB, "bomb.yaml")
-    assert time.monotonic() - started < 1
 
 
 def test_a_few_aliases_are_fine() -> None:
@@ -90,11 +88,9 @@ def test_merge_keys_cannot_bomb_either() -> None:
                                   "".join(" " * i + "a:\n" for i in range(2000))],
                          ids=["json-array", "json-object", "yaml-block"])
 def test_deep_nesting_is_one_line_not_a_recursion_error(text: str) -> None:
-    started = time.monotonic()
     with pytest.raises(ManifestError, match="nests deeper than 100 levels") as refused:
         parse_manifests(text, "deep.json")
     assert len(str(refused.value).splitlines()) == 1
-    assert time.monotonic() - started < 5
 
 
 def test_aliases_cannot_nest_deeper_than_the_text() -> None:
@@ -196,9 +192,7 @@ def test_rest_refusals_carry_the_field_errors_once(rest: RestApi, api: ApiServer
 
 
 def test_rest_yaml_bodies_are_parsed_within_bounds(rest: RestApi, api: ApiServer) -> None:
-    started = time.monotonic()
     response = rest_post(rest, ALIAS_BOMB.encode(), "application/yaml")
-    assert time.monotonic() - started < 1
     assert response.code == 400 and "alias bomb" in response.body["message"]
     deep = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: " + "[" * 150 + "]" * 150
     assert "nests deeper than 100 levels" in rest_post(rest, deep.encode(), "application/yaml").body["message"]
@@ -257,11 +251,9 @@ def test_a_refusal_is_422_with_the_kubernetes_message(socket_path: Path, api: Ap
 
 def test_a_50_mb_config_map_is_413_and_never_reaches_the_store(socket_path: Path, api: ApiServer) -> None:
     body = apply_body(config_map("huge", {"blob": "x" * (50 * MIB)}))
-    started = time.monotonic()
     status, answer = post(socket_path, body)
     assert status == 413 and answer["reason"] == "RequestEntityTooLarge"
     assert answer["message"].startswith(f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes")
-    assert time.monotonic() - started < 10
     assert stored(api) == []
 
 
@@ -333,13 +325,11 @@ def assert_one_line_exit_2(result: subprocess.CompletedProcess[str], fragment: s
     (ALIAS_BOMB, "alias bomb"), (DEEP_JSON, "nests deeper than 100 levels"),
     ("x" * (3 * MIB + 10), "holds more than 3145728 bytes"),
 ], ids=["alias-bomb", "deep-json", "too-big"])
-def test_the_cli_refuses_in_one_line_fast_and_small(tmp_path: Path, text: str, fragment: str) -> None:
+def test_the_cli_refuses_in_one_line_and_small(tmp_path: Path, text: str, fragment: str) -> None:
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text(text)
-    started = time.monotonic()
     result, peak_kib = run_cli("apply", "-f", str(manifest))
     assert_one_line_exit_2(result, fragment)
-    assert time.monotonic() - started < 30
     assert peak_kib < 150 * 1024, f"the CLI's peak RSS was {peak_kib} KiB"
 
 
