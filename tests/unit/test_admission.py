@@ -291,6 +291,14 @@ def test_malformed_requests_are_400(socket_path: Path, body: bytes, length: int 
     assert status == 400 and fragment in json.dumps(answer["message"])
 
 
+def test_an_oversize_body_that_stops_arriving_still_gets_its_413(socket_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_nginmesh.cluster.local import apiserver
+    monkeypatch.setattr(apiserver.Handler, "timeout", 0.5)
+    status, answer = post(socket_path, b"x" * 1000, length=50 * MIB)
+    assert status == 413 and answer["reason"] == "RequestEntityTooLarge"
+
+
 def test_a_body_that_never_arrives_frees_the_handler(socket_path: Path, api: ApiServer,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     from pytest_nginmesh.cluster.local import apiserver
