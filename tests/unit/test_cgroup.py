@@ -40,6 +40,7 @@ def test_a_launched_process_and_its_forks_are_killed_together(cluster_cgroup: Cg
         assert container.pids() == []
         assert not cluster_cgroup.populated()
     finally:
+        process.kill()
         process.wait(5)
 
 
@@ -59,8 +60,10 @@ def test_another_clusters_cgroup_is_untouched(cluster_cgroup: Cgroup) -> None:
         cluster_cgroup.remove(5)
         assert process.poll() is None
     finally:
-        Cgroup(other.path.parent).remove(5)
+        # A killed child stays a member until it is reaped: reap it before removing its cgroup.
+        Cgroup(other.path.parent).kill(5)
         process.wait(5)
+        Cgroup(other.path.parent).remove(5)
 
 
 @pytest.mark.parametrize("name", ["..", "a/b", "", "Upper", "x" * 200])

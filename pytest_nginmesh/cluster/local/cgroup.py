@@ -10,6 +10,7 @@ No controller is enabled: the cgroups only group processes.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -119,14 +120,27 @@ class Cgroup:
         if not self.path.is_dir():
             return []
         victims = self.kill(timeout)
-        for directory in sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
-            with contextlib.suppress(FileNotFoundError):
-                directory.rmdir()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.rmdir()
+        deadline = time.monotonic() + timeout
+        for directory in [*sorted((p for p in self.path.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)),
+                          self.path]:
+            _rmdir(directory, deadline)
         with contextlib.suppress(OSError):  # the shared parent goes with the last cluster
             self.path.parent.rmdir()
         return victims
+
+
+def _rmdir(directory: Path, deadline: float) -> None:
+    """rmdir a cgroup; EBUSY while the kernel still releases a killed task's membership is retried."""
+    while True:
+        try:
+            directory.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise ClusterError(f"cannot remove cgroup {directory}: {e.strerror}") from e
+            time.sleep(0.02)
 
 
 def _checked(part: str) -> str:
