@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -56,6 +57,10 @@ def test_another_clusters_cgroup_is_untouched(cluster_cgroup: Cgroup) -> None:
     other = Cgroup.of_cluster(cluster_cgroup.path.name + "-ci").child("daemon").create()
     process = subprocess.Popen(other.launch_argv(["sleep", "300"]))
     try:
+        deadline = time.monotonic() + 5
+        while process.pid not in other.pids() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert process.pid in other.pids()
         cluster_cgroup.child("daemon").create()
         cluster_cgroup.remove(5)
         assert process.poll() is None
