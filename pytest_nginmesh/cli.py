@@ -1,4 +1,5 @@
-"""The ``nginmesh`` command: control of the local cluster (``nginmesh local …``)."""
+"""The ``nginmesh`` command: the packaged conformance suites (``nginmesh conformance``), control of the local
+cluster (``nginmesh local …``), offline checks and cluster configs."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ class Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="nginmesh", description="pytest-nginmesh command line.")
     parser.add_argument("--version", action="version", version=f"pytest-nginmesh {__version__}")
-    commands = parser.add_subparsers(dest="group", required=True, metavar="{local,check,render}")
+    commands = parser.add_subparsers(dest="group", required=True, metavar="{conformance,local,check,render}")
+    commands.add_parser("conformance", add_help=False,
+                        help="Run the conformance suites (installed with the package); arguments go to pytest.")
     local = commands.add_parser("local", help="Control the embedded local cluster.")
     verbs = local.add_subparsers(dest="verb", required=True)
 
@@ -465,8 +468,21 @@ def cmd_check_iptables(args: argparse.Namespace) -> int:
     return EXIT_OK if not findings else EXIT_FAILED
 
 
+SUITES_PACKAGE = "pytest_nginmesh.suites"
+
+
+def run_conformance(pytest_args: list[str]) -> int:
+    """``nginmesh conformance [PYTEST ARGS…]``: the packaged suites, from any directory; pytest's exit status."""
+    import pytest
+
+    targets = [] if any(a.startswith(SUITES_PACKAGE) for a in pytest_args) else [SUITES_PACKAGE]
+    return int(pytest.main(["--pyargs", *targets, *pytest_args]))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["conformance"]:
+        return run_conformance(words[1:])
     head, command = (words[: words.index("--")], words[words.index("--") + 1:]) if "--" in words else (words, [])
     args = build_parser().parse_args(head)
     args.command = command

@@ -1,10 +1,16 @@
-"""Conformance features: what a test exercises, and what each mesh profile claims to support."""
+"""Conformance features: what a test exercises (its ``conformance`` marker), and what a profile may claim."""
 
 from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from .errors import UsageError
 
 FEATURES: dict[str, str] = {
+    "ingress": "the application answers through the mesh ingress, every version taking part",
     "sidecar-injection": "every workload pod gets a conformant sidecar; opted-out pods none",
     "traffic-capture": "the pod's inbound and outbound TCP goes through the proxy; the proxy's own does not",
     "routing-default": "without rules, requests spread over every version of a service",
@@ -31,3 +37,33 @@ def parse_feature_list(text: str, where: str) -> frozenset[str]:
     if unknown:
         raise UsageError(f"{where}: unknown feature(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL))}")
     return names
+
+
+MARKER = "conformance"
+MARKER_HELP = ("conformance(name, features): a conformance test's stable short name and the features it "
+               "tests; tests of a feature not claimed or exempted are skipped with the reason")
+SHORT_NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+@dataclass(frozen=True)
+class ConformanceTest:
+    """What a conformance test declares: a stable short name (for reports across releases) and its features."""
+
+    name: str
+    features: tuple[str, ...]
+
+
+def declared(args: tuple[Any, ...], kwargs: Mapping[str, Any], where: str) -> ConformanceTest:
+    """The ``@pytest.mark.conformance(name=…, features=[…])`` of a test, refusing anything malformed."""
+    usage = f'{where}: give @pytest.mark.{MARKER}(name="short-name", features=["feature", …])'
+    if args or set(kwargs) - {"name", "features"}:
+        raise UsageError(f"{usage} (keywords only)")
+    name, features = kwargs.get("name"), kwargs.get("features")
+    if not isinstance(name, str) or not SHORT_NAME.match(name):
+        raise UsageError(f"{usage}: name {name!r} is not lowercase words joined by '-'")
+    if isinstance(features, str) or not isinstance(features, (list, tuple)) or not features:
+        raise UsageError(f"{usage}: features must be a non-empty list")
+    unknown = sorted(set(features) - ALL)
+    if unknown:
+        raise UsageError(f"{where}: unknown feature(s) {', '.join(unknown)}; known: {', '.join(sorted(ALL))}")
+    return ConformanceTest(name, tuple(features))

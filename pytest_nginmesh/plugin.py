@@ -1,4 +1,10 @@
-"""The pytest plugin: the ``nginmesh`` option group, settings, and the session cluster fixture."""
+"""The pytest plugin: the ``nginmesh`` option group, settings, conformance markers and report, and the
+session cluster fixture.
+
+Polite when unused: the cluster machinery (kubernetes, requests, allure) is imported only when a mesh
+fixture or a conformance test needs it, options are validated only then, and no signal handler is installed
+unless a cluster is brought up.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +12,18 @@ import re
 import secrets
 import signal
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import pytest
 
-from .checks.sidecar import SidecarExpectations
-from .cluster.base import Cluster
-from .cluster.provider import Provider, make_provider
 from .errors import NginmeshError
-from .features import ALL as ALL_FEATURES
-from .mesh.applied import AppliedObjects
-from .mesh.install import mesh_on_local
-from .mesh.on_kubernetes import mesh_on_kubernetes
+from .features import MARKER, MARKER_HELP, ConformanceTest, declared
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile
+from .report.document import IMPLEMENTATION_FIELDS
+from .report.options import ReportOptions, ensure_writable, parse_implementation, report_directory
 from .settings import (
     CLUSTER_KINDS,
     Settings,
@@ -28,9 +33,30 @@ from .settings import (
     settings_from_env,
 )
 
+if TYPE_CHECKING:
+    from .checks.sidecar import SidecarExpectations
+    from .cluster.base import Cluster
+    from .cluster.provider import Provider
+    from .mesh.applied import AppliedObjects
+
 settings_key = pytest.StashKey[Settings]()
-provider_key = pytest.StashKey[Provider]()
-previous_sigterm_key = pytest.StashKey[object]()
+provider_key: pytest.StashKey[Provider] = pytest.StashKey()
+implementation_key = pytest.StashKey[dict[str, str]]()
+session_settings_key = pytest.StashKey[Settings]()  # what the nginmesh_settings fixture gave (maybe overridden)
+conformance_key = pytest.StashKey[ConformanceTest]()
+
+# Using any of these means a mesh is wanted: only then are the cluster options validated.
+MESH_FIXTURES = frozenset({"nginmesh_settings", "mesh_profile", "sidecar_expectations", "mesh_cluster",
+                           "isolated_namespace", "mesh_rules"})
+# pytest-kind's own options, and what to use instead next to --nginmesh-cluster=kind.
+PYTEST_KIND_OPTIONS = {
+    "cluster_name": ("--cluster-name", "pytest-kind", "--nginmesh-cluster-name"),
+    "keep_cluster": ("--keep-cluster", False, "--nginmesh-keep-cluster"),
+    "kind_image": ("--kind-image", None, "--nginmesh-node-image"),
+    "kind_bin": ("--kind-bin", None, "--nginmesh-kind-bin"),
+    "kubeconfig": ("--kubeconfig", None, "nothing: kind writes the kubeconfig of the cluster it creates"),
+    "kind_kubectl_bin": ("--kind-kubectl-bin", None, "nothing: the plugin needs no kubectl for kind"),
+}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -49,6 +75,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Features not to test (skipped, and counted as skipped).")
     group.addoption("--nginmesh-timeout", dest="nginmesh_timeout", metavar="NAME=SECONDS", action="append",
                     default=[], help="Override one timeout, e.g. pod_ready=120 (repeatable).")
+    group.addoption("--nginmesh-report-dir", dest="nginmesh_report_dir", metavar="DIR", default=None,
+                    help="Where the conformance report and diagnostics go (default: reports/).")
+    group.addoption("--nginmesh-implementation", dest="nginmesh_implementation", metavar="KEY=VALUE",
+                    action="append", default=[],
+                    help=f"The implementation under test, for the report: {', '.join(IMPLEMENTATION_FIELDS)} "
+                         "(repeatable).")
     kube = parser.getgroup("nginmesh-kubernetes", "Nginmesh conformance on Kubernetes (kind, kubeadm, existing)")
     for name, metavar, help_ in KUBERNETES_OPTIONS:
         if metavar:
@@ -58,6 +90,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
             kube.addoption(f"--nginmesh-{name}", dest=f"nginmesh_{name.replace('-', '_')}", action="store_true",
                            default=None, help=help_)
     parser.addini("nginmesh_timeouts", "Timeout overrides, NAME=SECONDS each.", type="args", default=[])
+    parser.addini("nginmesh_report_dir", "Where the conformance report and diagnostics go.", default="")
+    parser.addini("nginmesh_implementation", "The implementation under test, KEY=VALUE each.", type="args",
+                  default=[])
     for field, help_ in INI_KEYS.items():
         parser.addini(f"nginmesh_{field}", help_, default="")
 
@@ -111,19 +146,36 @@ def build_settings(config: pytest.Config) -> Settings:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "nginmesh_feature(*names): the conformance features a test exercises; "
-                            "tests of features the profile does not claim are skipped with the reason")
+    config.addinivalue_line("markers", MARKER_HELP)
     try:
-        config.stash[settings_key] = build_settings(config)
+        implementation = parse_implementation(config.getini("nginmesh_implementation"), "nginmesh_implementation")
+        config.stash[implementation_key] = parse_implementation(config.getoption("nginmesh_implementation"),
+                                                                "--nginmesh-implementation", implementation)
     except NginmeshError as e:
         raise pytest.UsageError(str(e)) from e
-    settings = config.stash[settings_key]
-    if settings.cluster != "local":
+
+
+def settings_of(config: pytest.Config) -> Settings:
+    """The settings of options, ini keys and environment, built (and validated) on first use."""
+    if settings_key not in config.stash:
         try:
-            config.stash[provider_key] = make_provider(settings, settings.mesh_profile, progress_line(config))
+            config.stash[settings_key] = build_settings(config)
         except NginmeshError as e:
             raise pytest.UsageError(str(e)) from e
-    config.stash[previous_sigterm_key] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    return config.stash[settings_key]
+
+
+def pytest_report_header(config: pytest.Config) -> list[str] | None:
+    try:
+        settings = settings_of(config)
+    except pytest.UsageError:
+        return None  # said as a usage error once a test needs the mesh
+    profile = settings.mesh_profile
+    return [f"nginmesh: cluster {settings.cluster} ({settings.cluster_name}), profile {profile.name}, "
+            f"Nginmesh {settings.release or profile.nginmesh_version}, Istio {profile.istio_version}, "
+            f"{profile.injection} injection",
+            f"nginmesh: proxy {settings.proxy_image or profile.proxy_image}, "
+            f"init {settings.init_image or profile.init_image}"]
 
 
 def progress_line(config: pytest.Config) -> Callable[[str], None]:
@@ -138,28 +190,114 @@ def progress_line(config: pytest.Config) -> Callable[[str], None]:
     return write
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
-    previous = config.stash.get(previous_sigterm_key, None)
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)  # type: ignore[arg-type]
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip tests of features the implementation does not claim (or that are exempted), saying why."""
-    settings = config.stash[settings_key]
+    """Read every test's conformance marker; when a mesh is wanted, validate the options and the report
+    directory now, before any cluster starts, and register the report's bookkeeping."""
+    tests: dict[str, ConformanceTest] = {}
+    names: dict[str, str] = {}
     for item in items:
-        for marker in item.iter_markers("nginmesh_feature"):
-            unknown = sorted(set(marker.args) - ALL_FEATURES)
-            if unknown:
-                raise pytest.UsageError(f"{item.nodeid}: unknown feature(s) {', '.join(unknown)} in "
-                                        f"@pytest.mark.nginmesh_feature; known: {', '.join(sorted(ALL_FEATURES))}")
-            for feature in marker.args:
-                if feature in settings.exempt_features:
-                    item.add_marker(pytest.mark.skip(reason=f"feature {feature} exempted (--nginmesh-exempt-features)"))
-                elif feature not in settings.features:
-                    item.add_marker(pytest.mark.skip(
-                        reason=f"feature {feature} not claimed by profile {settings.mesh_profile.name}"))
+        marker = item.get_closest_marker(MARKER)
+        if marker is None:
+            continue
+        try:
+            test = declared(marker.args, marker.kwargs, item.nodeid)
+        except NginmeshError as e:
+            raise pytest.UsageError(str(e)) from e
+        base = item.nodeid.split("[")[0]
+        if names.setdefault(test.name, base) != base:
+            raise pytest.UsageError(f"{item.nodeid}: conformance name {test.name!r} is already "
+                                    f"{names[test.name]}'s: give each test a name of its own")
+        item.stash[conformance_key] = tests[item.nodeid] = test
+        fixturenames = getattr(item, "fixturenames", None)
+        if fixturenames is not None and GATE not in fixturenames:
+            fixturenames.insert(0, GATE)  # first of all, so a skipped test starts no cluster
+    if not tests and not any(MESH_FIXTURES & set(getattr(item, "fixturenames", ())) for item in items):
+        return
+    settings = settings_of(config)
+    if settings.cluster == "kind":
+        refuse_pytest_kind(config, items)
+    if settings.cluster != "local" and provider_key not in config.stash:
+        from .cluster.provider import make_provider
+
+        try:
+            config.stash[provider_key] = make_provider(settings, settings.mesh_profile, progress_line(config))
+        except NginmeshError as e:
+            raise pytest.UsageError(str(e)) from e
+    if tests and not config.option.collectonly:
+        register_report(config, tests, items)
+
+
+def refuse_pytest_kind(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """pytest-kind's options and ``kind_cluster`` would act on a cluster of their own, silently: refuse them."""
+    for dest, (option, default, instead) in PYTEST_KIND_OPTIONS.items():
+        value = config.getoption(dest, default)
+        if value != default:
+            raise pytest.UsageError(f"{option} is pytest-kind's option and does nothing for "
+                                    f"--nginmesh-cluster=kind: use {instead}")
+    for item in items:
+        if "kind_cluster" in getattr(item, "fixturenames", ()):
+            raise pytest.UsageError(f"{item.nodeid} uses pytest-kind's kind_cluster, a second cluster beside "
+                                    "--nginmesh-cluster=kind's: use the mesh_cluster fixture")
+
+
+def register_report(config: pytest.Config, tests: dict[str, ConformanceTest], items: list[pytest.Item]) -> None:
+    from .report.session import ConformanceSession
+
+    directory = report_directory(config.getoption("nginmesh_report_dir"), config.getini("nginmesh_report_dir"),
+                                 Path(config.invocation_params.dir))
+    try:
+        ensure_writable(directory)
+    except NginmeshError as e:
+        raise pytest.UsageError(str(e)) from e
+    allure = bool(config.getoption("allure_report_dir", None))
+    if allure:
+        from .report import allure_glue
+
+        for item in items:
+            if conformance_key in item.stash:
+                allure_glue.label(item, item.stash[conformance_key])
+    options = ReportOptions(directory, config.stash[implementation_key])
+    config.pluginmanager.register(
+        ConformanceSession(config, options, tests, lambda: config.stash.get(session_settings_key, settings_of(config)),
+                           allure), "nginmesh-conformance")
+
+
+GATE = "nginmesh_conformance_gate"
+
+
+@pytest.fixture
+def nginmesh_conformance_gate(request: pytest.FixtureRequest, nginmesh_settings: Settings) -> None:
+    """Skip a conformance test whose features are not claimed or are exempted, judged by the
+    ``nginmesh_settings`` fixture (so an override in a conftest counts). Put first in every conformance
+    test's fixtures by the plugin, so no cluster starts for a test that is skipped."""
+    item = request.node
+    first = session_settings_key not in item.config.stash
+    item.config.stash[session_settings_key] = nginmesh_settings
+    if first:
+        record_run_metadata(item, nginmesh_settings, request.getfixturevalue("record_testsuite_property"))
+    for feature in item.stash[conformance_key].features:
+        if feature in nginmesh_settings.exempt_features:
+            pytest.skip(f"feature {feature} exempted (--nginmesh-exempt-features)")
+        if feature not in nginmesh_settings.features:
+            pytest.skip(f"feature {feature} not claimed by profile {nginmesh_settings.mesh_profile.name}")
+
+
+def record_run_metadata(item: pytest.Item, settings: Settings, record: Callable[[str, object], None]) -> None:
+    """The run's metadata as JUnit testsuite properties and, with allure, its environment properties."""
+    from .report.document import cluster_description, data_plane
+
+    properties = {"profile": settings.mesh_profile.name,
+                  **{f"cluster.{k}": v for k, v in cluster_description(settings).items()},
+                  **{f"dataPlane.{k}": v for k, v in data_plane(settings).items()},
+                  **{f"implementation.{k}": v for k, v in item.config.stash[implementation_key].items()}}
+    for name, value in properties.items():
+        record(f"nginmesh.{name}", value)
+    alluredir = item.config.getoption("allure_report_dir", None)
+    if alluredir:
+        from .report import allure_glue
+
+        allure_glue.write_environment(Path(alluredir), properties)
 
 
 def _sigterm_as_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -177,7 +315,7 @@ def nginmesh_settings(pytestconfig: pytest.Config) -> Settings:
         def nginmesh_settings():
             return Settings(cluster_name="ci", keep_cluster=True)
     """
-    return pytestconfig.stash[settings_key]
+    return settings_of(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -189,6 +327,8 @@ def mesh_profile(nginmesh_settings: Settings) -> Profile:
 @pytest.fixture(scope="session")
 def sidecar_expectations(mesh_profile: Profile, nginmesh_settings: Settings) -> SidecarExpectations:
     """What every injected pod must look like under the session's profile (and image overrides)."""
+    from .checks.sidecar import SidecarExpectations
+
     return SidecarExpectations.for_profile(mesh_profile, nginmesh_settings.proxy_image, nginmesh_settings.init_image)
 
 
@@ -204,11 +344,25 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
         def test_productpage(mesh_cluster):
             url = mesh_cluster.ingress_url() + "/productpage"
     """
+    from .cluster.provider import make_provider
+    from .mesh.install import mesh_on_local
+    from .mesh.on_kubernetes import mesh_on_kubernetes
+
     settings = nginmesh_settings
-    mesh = (mesh_on_local(settings) if settings.cluster == "local"
-            else mesh_on_kubernetes(settings, pytestconfig.stash[provider_key], progress_line(pytestconfig)))
-    with mesh as cluster:
-        yield cluster
+    mesh: AbstractContextManager[Cluster]
+    if settings.cluster == "local":
+        mesh = mesh_on_local(settings)
+    else:
+        validated = pytestconfig.stash.get(settings_key, None) == settings and provider_key in pytestconfig.stash
+        provider = (pytestconfig.stash[provider_key] if validated
+                    else make_provider(settings, settings.mesh_profile, progress_line(pytestconfig)))
+        mesh = mesh_on_kubernetes(settings, provider, progress_line(pytestconfig))
+    previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    try:
+        with mesh as cluster:
+            yield cluster
+    finally:
+        signal.signal(signal.SIGTERM, previous_sigterm)
 
 
 def label_value(text: str) -> str:
@@ -248,6 +402,8 @@ def mesh_rules(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[A
         def test_all_v1(mesh_rules):
             mesh_rules.apply("routes/route-rule-all-v1.yaml")
     """
+    from .mesh.applied import AppliedObjects
+
     applied = AppliedObjects(mesh_cluster, nginmesh_settings.timeouts.convergence)
     try:
         yield applied

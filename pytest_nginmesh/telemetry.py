@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import requests
 
+from . import observe
 from .checks.metrics import MetricNames, Scrape, delta, parse_scrape
 from .cluster.base import Cluster
 from .errors import ClusterError
@@ -31,9 +32,14 @@ def settled_changes(cluster: Cluster, names: MetricNames, baseline: Scrape, done
     previous: Scrape | None = None
     while True:
         changes = delta(baseline, scrape(cluster, names, timeout))
-        if done(changes) and changes == previous:
-            return changes
-        if time.monotonic() >= deadline:
+        if (done(changes) and changes == previous) or time.monotonic() >= deadline:
+            observe.attach("metric deltas", describe_changes(changes))
             return changes
         previous = changes
         time.sleep(interval)
+
+
+def describe_changes(changes: Scrape) -> str:
+    """One line per changed series, Prometheus style: ``name{label="value",…} +delta``."""
+    return "\n".join(f"{key.name}{{{','.join(f'{k}={v!r}' for k, v in sorted(key.labels))}}} {value:+g}"
+                     for key, value in sorted(changes.items(), key=lambda item: (item[0].name, sorted(item[0].labels))))

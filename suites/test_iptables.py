@@ -48,6 +48,7 @@ def pod_name(cluster: Cluster, app: str) -> str:
     return str(pod_named(cluster, app)["metadata"]["name"])
 
 
+@pytest.mark.conformance(name="capture-rules-in-every-injected-pod", features=["traffic-capture"])
 def test_capture_rules_of_every_injected_pod(mesh_cluster: Cluster,
                                              sidecar_expectations: SidecarExpectations) -> None:
     pods = injected_pods(mesh_cluster)
@@ -71,6 +72,7 @@ def sent_from_productpage(cluster: Cluster) -> str:
     return marker
 
 
+@pytest.mark.conformance(name="capture-outbound-through-senders-sidecar", features=["traffic-capture"])
 def test_outbound_request_is_seen_by_the_senders_sidecar(mesh_cluster: Cluster,
                                                           nginmesh_settings: Settings) -> None:
     marker = sent_from_productpage(mesh_cluster)
@@ -78,6 +80,7 @@ def test_outbound_request_is_seen_by_the_senders_sidecar(mesh_cluster: Cluster,
                     nginmesh_settings.timeouts.http_request)
 
 
+@pytest.mark.conformance(name="capture-inbound-through-receivers-sidecar", features=["traffic-capture"])
 def test_inbound_request_reaches_the_app_through_the_receivers_sidecar(mesh_cluster: Cluster,
                                                                         nginmesh_settings: Settings) -> None:
     marker = sent_from_productpage(mesh_cluster)
@@ -85,6 +88,7 @@ def test_inbound_request_reaches_the_app_through_the_receivers_sidecar(mesh_clus
                     nginmesh_settings.timeouts.http_request)
 
 
+@pytest.mark.conformance(name="capture-proxy-own-traffic-not-redirected", features=["traffic-capture"])
 def test_the_proxys_own_traffic_is_not_redirected(mesh_cluster: Cluster, nginmesh_settings: Settings) -> None:
     sender, receiver = pod_name(mesh_cluster, "productpage"), pod_name(mesh_cluster, "details")
     marker = new_marker()

@@ -26,9 +26,6 @@ PRODUCTPAGE = f"productpage.{BOOKINFO_NAMESPACE}.svc.cluster.local"
 REVIEWS = f"reviews.{BOOKINFO_NAMESPACE}.svc.cluster.local"
 RATINGS = f"ratings.{BOOKINFO_NAMESPACE}.svc.cluster.local"
 
-pytestmark = pytest.mark.nginmesh_feature("metrics")
-
-
 def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
 
@@ -73,6 +70,7 @@ def settle(cluster: Cluster, names: MetricNames, baseline: Scrape, want: dict[fr
                            settings.timeouts.convergence)
 
 
+@pytest.mark.conformance(name="metrics-counted-once-with-exact-labels", features=["metrics"])
 def test_requests_are_counted_once_with_exact_labels(mesh_cluster: Cluster, client: str, isolated_namespace: str,
                                                      names: MetricNames, nginmesh_settings: Settings) -> None:
     baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
@@ -89,6 +87,7 @@ def test_requests_are_counted_once_with_exact_labels(mesh_cluster: Cluster, clie
     assert set(versions) == {"v1", "v2", "v3"}, f"reviews versions reported: {versions}"
 
 
+@pytest.mark.conformance(name="metrics-all-v1-reports-only-v1", features=["metrics", "routing-version"])
 def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client: str, isolated_namespace: str,
                                                  mesh_rules: AppliedObjects, names: MetricNames,
                                                  nginmesh_settings: Settings) -> None:
@@ -101,6 +100,7 @@ def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client:
     assert versions == {"v1": REQUESTS}, f"reviews versions reported under all-v1: {versions}"
 
 
+@pytest.mark.conformance(name="metrics-fault-abort-counted-with-status", features=["metrics", "fault-abort"])
 def test_a_fault_abort_is_counted_with_its_status(mesh_cluster: Cluster, client: str, isolated_namespace: str,
                                                   mesh_rules: AppliedObjects, names: MetricNames,
                                                   nginmesh_settings: Settings) -> None:
@@ -118,6 +118,7 @@ def test_a_fault_abort_is_counted_with_its_status(mesh_cluster: Cluster, client:
     assert total(changes, names.request_count, destination_service=RATINGS, response_code="200") == 0
 
 
+@pytest.mark.conformance(name="metrics-durations-and-sizes", features=["metrics"])
 def test_durations_and_sizes_are_reported(mesh_cluster: Cluster, client: str, isolated_namespace: str,
                                           names: MetricNames, nginmesh_settings: Settings) -> None:
     baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)

@@ -50,42 +50,42 @@ def assert_weights(session: requests.Session, url: str, expected: dict[str, floa
     assert verdict.passed, str(verdict)
 
 
-@pytest.mark.nginmesh_feature("routing-default")
+@pytest.mark.conformance(name="routing-default-even-spread", features=["routing-default"])
 def test_without_rules_every_version_answers_about_evenly(session: requests.Session, productpage: str) -> None:
     assert_weights(session, productpage, {"v1": 1, "v2": 1, "v3": 1})
 
 
-@pytest.mark.nginmesh_feature("routing-version")
+@pytest.mark.conformance(name="routing-version-all-v1", features=["routing-version"])
 def test_all_v1(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
     mesh_rules.apply(ALL_V1)
     assert_weights(session, productpage, {"v1": 100})
 
 
-@pytest.mark.nginmesh_feature("routing-version")
+@pytest.mark.conformance(name="routing-version-reviews-v3", features=["routing-version"])
 def test_reviews_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
     mesh_rules.apply("routes/route-rule-reviews-v3.yaml")
     assert_weights(session, productpage, {"v3": 100})
 
 
-@pytest.mark.nginmesh_feature("routing-weighted")
+@pytest.mark.conformance(name="routing-weighted-50-v1-50-v3", features=["routing-weighted"])
 def test_reviews_50_v1_50_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
     mesh_rules.apply("routes/route-rule-reviews-50-v3.yaml")
     assert_weights(session, productpage, {"v1": 50, "v3": 50})
 
 
-@pytest.mark.nginmesh_feature("routing-weighted")
+@pytest.mark.conformance(name="routing-weighted-75-v1-25-v2", features=["routing-weighted"])
 def test_reviews_75_v1_25_v2(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
     mesh_rules.apply("routes/route-rule-reviews-75-v1-25-v2.yaml")
     assert_weights(session, productpage, {"v1": 75, "v2": 25})
 
 
-@pytest.mark.nginmesh_feature("routing-weighted")
+@pytest.mark.conformance(name="routing-weighted-50-v2-50-v3", features=["routing-weighted"])
 def test_reviews_50_v2_50_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
     mesh_rules.apply("routes/route-rule-reviews-v2-v3.yaml")
     assert_weights(session, productpage, {"v2": 50, "v3": 50})
 
 
-@pytest.mark.nginmesh_feature("routing-header-match")
+@pytest.mark.conformance(name="routing-header-match-cookie", features=["routing-header-match"])
 def test_cookie_user_jason_goes_to_v2_and_nobody_else(mesh_rules: AppliedObjects, session: requests.Session,
                                                      productpage: str) -> None:
     mesh_rules.apply(ALL_V1, TEST_V2)
@@ -95,7 +95,7 @@ def test_cookie_user_jason_goes_to_v2_and_nobody_else(mesh_rules: AppliedObjects
     assert_weights(session, productpage, {"v1": 100}, cookie="user=jasonx")
 
 
-@pytest.mark.nginmesh_feature("routing-precedence")
+@pytest.mark.conformance(name="routing-precedence-higher-wins", features=["routing-precedence"])
 def test_the_rule_with_the_higher_precedence_wins(mesh_rules: AppliedObjects, session: requests.Session,
                                                  productpage: str) -> None:
     mesh_rules.apply(rule("reviews-strong", "reviews", precedence=5, route=[{"labels": {"version": "v1"}}]),
@@ -103,7 +103,7 @@ def test_the_rule_with_the_higher_precedence_wins(mesh_rules: AppliedObjects, se
     assert_weights(session, productpage, {"v1": 100})
 
 
-@pytest.mark.nginmesh_feature("routing-redirect")
+@pytest.mark.conformance(name="routing-redirect-uri", features=["routing-redirect"])
 def test_redirect(mesh_rules: AppliedObjects, session: requests.Session, mesh_cluster: Cluster,
                   mesh_profile: Profile) -> None:
     mesh_rules.apply(rule("productpage-redirect", "productpage", precedence=5,
@@ -116,7 +116,7 @@ def test_redirect(mesh_rules: AppliedObjects, session: requests.Session, mesh_cl
     assert session.get(ingress + "/productpage", allow_redirects=False, timeout=10).status_code == 200
 
 
-@pytest.mark.nginmesh_feature("routing-rewrite")
+@pytest.mark.conformance(name="routing-rewrite-uri", features=["routing-rewrite"])
 def test_rewrite(mesh_rules: AppliedObjects, session: requests.Session, mesh_cluster: Cluster) -> None:
     ingress = mesh_cluster.ingress_url()
     assert session.get(ingress + "/api/v1/products", timeout=10).headers["Content-Type"].startswith(
@@ -156,7 +156,7 @@ def timed_request(cluster: Cluster, url: str, cookie: str = "") -> tuple[int, fl
     return status, time.monotonic() - started, marker
 
 
-@pytest.mark.nginmesh_feature("routing-retries")
+@pytest.mark.conformance(name="routing-retries-simple", features=["routing-retries"])
 def test_retries(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str) -> None:
     url = "http://httpbin:8000/status/503"
     status, _, marker = timed_request(mesh_cluster, url)
@@ -169,7 +169,7 @@ def test_retries(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str
     assert marker_count(mesh_cluster, BOOKINFO_NAMESPACE, httpbin, "httpbin", marker) == 3, "1 try + 2 retries"
 
 
-@pytest.mark.nginmesh_feature("routing-request-timeout")
+@pytest.mark.conformance(name="routing-request-timeout-simple", features=["routing-request-timeout"])
 def test_request_timeout(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str) -> None:
     url = "http://httpbin:8000/delay/3"
     status, seconds, _ = timed_request(mesh_cluster, url)
@@ -180,7 +180,7 @@ def test_request_timeout(mesh_rules: AppliedObjects, mesh_cluster: Cluster, http
     assert 0.9 <= seconds < 2.5, f"the 1s timeout took {seconds:.2f}s"
 
 
-@pytest.mark.nginmesh_feature("fault-abort")
+@pytest.mark.conformance(name="fault-abort-for-one-user", features=["fault-abort"])
 def test_fault_abort_for_jason_shows_on_the_page(mesh_rules: AppliedObjects, mesh_cluster: Cluster,
                                                  mesh_profile: Profile, session: requests.Session,
                                                  productpage: str) -> None:
@@ -199,7 +199,7 @@ def test_fault_abort_for_jason_shows_on_the_page(mesh_rules: AppliedObjects, mes
     assert reviews_version(anonymous.text) == "v2" and not bookinfo.ratings_failed(anonymous.text)
 
 
-@pytest.mark.nginmesh_feature("fault-abort")
+@pytest.mark.conformance(name="fault-abort-percent", features=["fault-abort"])
 def test_fault_abort_percent(mesh_rules: AppliedObjects, mesh_profile: Profile, session: requests.Session,
                              productpage: str) -> None:
     mesh_rules.apply("routes/route-rule-reviews-v3.yaml",
@@ -214,7 +214,7 @@ def test_fault_abort_percent(mesh_rules: AppliedObjects, mesh_profile: Profile, 
     assert verdict.passed, str(verdict)
 
 
-@pytest.mark.nginmesh_feature("fault-delay")
+@pytest.mark.conformance(name="fault-delay-hits-productpage-timeouts", features=["fault-delay"])
 def test_fault_delay_for_jason_hits_the_productpage_timeouts(mesh_rules: AppliedObjects, session: requests.Session,
                                                              productpage: str) -> None:
     mesh_rules.apply(ALL_V1, TEST_V2, "routes/route-rule-ratings-test-delay.yaml")

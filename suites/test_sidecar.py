@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pytest_nginmesh.checks.findings import explain
 from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod
 from pytest_nginmesh.cluster.base import Cluster
@@ -10,12 +12,14 @@ from pytest_nginmesh.mesh.manifests import BOOKINFO_DEPLOYMENTS, BOOKINFO_NAMESP
 from pytest_nginmesh.settings import Settings
 
 
+@pytest.mark.conformance(name="sidecar-every-deployment-has-a-pod", features=["sidecar-injection"])
 def test_every_bookinfo_deployment_has_a_pod(mesh_cluster: Cluster) -> None:
     pods = mesh_cluster.list_pods(BOOKINFO_NAMESPACE)
     running = {f"{p['metadata']['labels'].get('app')}-{p['metadata']['labels'].get('version')}" for p in pods}
     assert set(BOOKINFO_DEPLOYMENTS) <= running
 
 
+@pytest.mark.conformance(name="sidecar-conformant-in-every-workload-pod", features=["sidecar-injection"])
 def test_every_workload_pod_carries_a_conformant_sidecar(mesh_cluster: Cluster,
                                                          sidecar_expectations: SidecarExpectations) -> None:
     pods = mesh_cluster.list_pods(BOOKINFO_NAMESPACE)
@@ -23,6 +27,7 @@ def test_every_workload_pod_carries_a_conformant_sidecar(mesh_cluster: Cluster,
     assert not findings, explain(findings)
 
 
+@pytest.mark.conformance(name="sidecar-none-in-control-plane", features=["sidecar-injection"])
 def test_control_plane_pods_carry_no_sidecar(mesh_cluster: Cluster) -> None:
     pods = mesh_cluster.list_pods(CONTROL_PLANE_NAMESPACE)
     assert pods, f"no pods in {CONTROL_PLANE_NAMESPACE}: is the control plane installed?"
@@ -31,6 +36,7 @@ def test_control_plane_pods_carry_no_sidecar(mesh_cluster: Cluster) -> None:
     assert not injected, f"control-plane pods with a sidecar: {injected}"
 
 
+@pytest.mark.conformance(name="sidecar-none-when-opted-out", features=["sidecar-injection"])
 def test_opted_out_deployment_gets_no_sidecar(mesh_cluster: Cluster, isolated_namespace: str,
                                               nginmesh_settings: Settings,
                                               sidecar_expectations: SidecarExpectations) -> None:

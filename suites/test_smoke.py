@@ -2,6 +2,7 @@
 
 from collections import Counter
 
+import pytest
 import requests
 
 from pytest_nginmesh.bookinfo import reviews_version
@@ -10,6 +11,7 @@ from pytest_nginmesh.cluster.base import Cluster
 REQUESTS = 30
 
 
+@pytest.mark.conformance(name="smoke-productpage-all-versions", features=["ingress"])
 def test_productpage_serves_all_reviews_versions(mesh_cluster: Cluster) -> None:
     url = mesh_cluster.ingress_url() + "/productpage"
     seen: Counter[str] = Counter()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# Options are validated only when a test wants the mesh: this one does.
+USES_SETTINGS = "def test_uses_the_mesh_settings(nginmesh_settings):\n    pass\n"
+
 
 def test_help_shows_the_nginmesh_group(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
@@ -12,12 +15,14 @@ def test_help_shows_the_nginmesh_group(pytester: pytest.Pytester) -> None:
 
 
 def test_unknown_cluster_kind_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USES_SETTINGS)
     result = pytester.runpytest("--nginmesh-cluster=minikube")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown cluster kind 'minikube': choose one of local, kind, kubeadm, existing*"])
 
 
 def test_bad_cluster_name_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USES_SETTINGS)
     result = pytester.runpytest("--nginmesh-cluster-name=Bad_Name")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad cluster name 'Bad_Name'*lowercase*"])
@@ -48,6 +53,7 @@ def test_settings_come_from_ini_env_and_options_in_that_order(pytester: pytest.P
 
 
 def test_bad_ini_boolean_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USES_SETTINGS)
     pytester.makeini("""
         [pytest]
         nginmesh_keep_cluster = maybe
@@ -71,6 +77,7 @@ def test_timeouts_from_ini_and_options(pytester: pytest.Pytester) -> None:
 
 
 def test_bad_timeout_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(USES_SETTINGS)
     result = pytester.runpytest("--nginmesh-timeout", "forever=1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*bad timeout 'forever=1': give NAME=SECONDS with NAME one of*"])
@@ -80,15 +87,15 @@ def test_features_not_claimed_are_skipped_with_the_reason(pytester: pytest.Pytes
     pytester.makepyfile("""
         import pytest
 
-        @pytest.mark.nginmesh_feature("fault-delay")
+        @pytest.mark.conformance(name="delay", features=["fault-delay"])
         def test_delay():
             pass
 
-        @pytest.mark.nginmesh_feature("routing-weighted")
+        @pytest.mark.conformance(name="weights", features=["routing-weighted"])
         def test_weights():
             pass
 
-        @pytest.mark.nginmesh_feature("routing-retries")
+        @pytest.mark.conformance(name="retries", features=["routing-retries"])
         def test_retries():
             pass
     """)
@@ -104,13 +111,14 @@ def test_unknown_feature_in_a_marker_or_option_is_a_usage_error(pytester: pytest
     pytester.makepyfile("""
         import pytest
 
-        @pytest.mark.nginmesh_feature("routing-teleport")
+        @pytest.mark.conformance(name="teleport", features=["routing-teleport"])
         def test_teleport():
             pass
     """)
     result = pytester.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown feature(s) routing-teleport*"])
+    pytester.makepyfile(USES_SETTINGS)
     result = pytester.runpytest("--nginmesh-exempt-features=nope")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--nginmesh-exempt-features: unknown feature(s) nope; known:*"])

@@ -14,6 +14,12 @@ def test_uses_cluster(mesh_cluster):
 """
 
 
+@pytest.fixture(autouse=True)
+def uses_cluster(pytester: pytest.Pytester) -> None:
+    """Options are validated only when a test wants the mesh: this one does (a test may write its own)."""
+    pytester.makepyfile(USES_CLUSTER)
+
+
 @pytest.fixture
 def bare_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A PATH with no kind, docker or kubeadm on it (whatever the machine has)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ManifestError
 from ..injection_policy import PROXY_PORT, PROXY_UID
+from ..observe import reports_findings
 from .findings import Finding
 
 BUILTIN_CHAINS = {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING", "FORWARD"}
@@ -385,6 +386,7 @@ CAPTURED_FINDING = {
 }
 
 
+@reports_findings
 def check_rules(text: str, expect: CaptureExpectations | None = None,
                 subject: str = "iptables") -> tuple[list[Finding], list[ProbeResult]]:
     """Findings (empty when traffic capture is right) and where every probe landed."""

@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from ..errors import ManifestError
+from ..observe import reports_findings
 from .findings import Finding
 
 
@@ -58,6 +57,8 @@ ISTIO_0_3 = MetricNames("istio_request_count", "istio_request_duration", "istio_
 
 def parse_scrape(text: str) -> Scrape:
     """Every sample of an exposition, keyed by its name and labels."""
+    from prometheus_client.parser import text_string_to_metric_families  # ~30 ms: only when parsing
+
     samples: Scrape = {}
     try:
         for family in text_string_to_metric_families(text):
@@ -99,6 +100,7 @@ def split_by(changes: Scrape, name: str, label: str, **labels: str) -> dict[str,
     return grouped
 
 
+@reports_findings
 def check_request_counts(changes: Scrape, names: MetricNames, expected: Mapping[frozenset[tuple[str, str]], int],
                          subject: str = "metrics") -> list[Finding]:
     """Findings where the request counter did not grow by exactly the expected amount for a label set."""
@@ -115,6 +117,7 @@ def check_request_counts(changes: Scrape, names: MetricNames, expected: Mapping[
     return findings
 
 
+@reports_findings
 def check_buckets(scrape: Scrape, name: str, bounds: tuple[float, ...], subject: str = "metrics") -> list[Finding]:
     """A finding per label set of histogram ``name`` whose finite bucket bounds are not ``bounds``."""
     found: dict[frozenset[tuple[str, str]], set[float]] = {}
@@ -129,6 +132,7 @@ def check_buckets(scrape: Scrape, name: str, bounds: tuple[float, ...], subject:
             for labels, seen in found.items() if sorted(b for b in seen if b != float("inf")) != sorted(bounds)]
 
 
+@reports_findings
 def check_histogram(changes: Scrape, name: str, count: int, subject: str = "metrics", **labels: str) -> list[Finding]:
     """The histogram's _count grew by ``count`` and its _sum grew (a histogram that did not move is a finding)."""
     findings = []

@@ -6,6 +6,8 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .. import observe
+
 __all__ = [
     "DEFAULT_ALPHA",
     "DEFAULT_DELTA",
@@ -297,6 +299,8 @@ def check_weights(
     """Call ``sample()`` (one request, the version that answered) until the check decides or hits the cap."""
     test = WeightTest(expected, alpha=alpha, power=power, delta=delta, max_samples=max_samples)
     verdict = None
-    while verdict is None:
-        verdict = test.observe(sample())
+    with observe.step(f"measure and judge: versions against weights {dict(expected)}"):
+        while verdict is None:
+            verdict = test.observe(sample())
+    observe.verdict(verdict)
     return verdict

@@ -19,6 +19,7 @@ from ..injection_policy import (
 )
 from ..kube import Obj, annotations_of, labels_of, selector_matches
 from ..profiles import Profile
+from ..observe import reports_findings
 from .findings import Finding
 
 
@@ -87,6 +88,7 @@ def _flag_values(args: list[str], flag: str) -> list[str]:
     return values
 
 
+@reports_findings
 def check_pod(pod: Obj, expect: SidecarExpectations | None = None, workload: Obj | None = None,
               namespace: Obj | None = None) -> list[Finding]:
     """Findings for one pod; an empty list means it is conformant (pods the release leaves alone without a

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import observe
 from ..cluster.base import Cluster
-from ..kube import Obj, key_of, read_manifest_file
-from .manifests import FIXTURES
+from ..kube import Obj, as_list, dumps, key_of, read_manifest_file
+from .manifests import load_fixture
 
 
 class AppliedObjects:
@@ -25,10 +26,14 @@ class AppliedObjects:
                 objects.append(source)
             else:
                 path = Path(source)
-                objects += read_manifest_file(str(path if path.is_absolute() else FIXTURES / path))
-        self.cluster.apply(objects)
-        self.applied += objects
-        self.cluster.wait_converged(self.timeout)
+                objects += read_manifest_file(str(path)) if path.is_absolute() else load_fixture(path.as_posix())
+        names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
+        with observe.step(f"apply {names}"):
+            observe.attach("applied objects", dumps(as_list(objects), "yaml"))
+            self.cluster.apply(objects)
+            self.applied += objects
+        with observe.step("converge: every proxy runs the new config"):
+            self.cluster.wait_converged(self.timeout)
         return objects
 
     def remove_all(self) -> None:

@@ -1,0 +1,1 @@
+"""Conformance report, allure glue and diagnostics bundles: what a run hands over."""

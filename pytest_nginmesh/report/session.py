@@ -1,0 +1,181 @@
+"""The run's conformance bookkeeping: per test, what it found and judged (through ``observe``), its outcome,
+diagnostics when it fails (before any cleanup), JUnit properties, allure steps and attachments; at the end,
+the conformance report. Registered by the plugin only when conformance tests are collected."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .. import observe
+from ..features import ConformanceTest
+from ..settings import Settings
+from . import document
+from .diagnostics import MAX_BUNDLES, write_bundle
+from .options import ReportOptions
+
+evidence_key = pytest.StashKey["TestEvidence"]()
+
+
+@dataclass
+class TestEvidence:
+    """The observer (``observe.Observer``) of one conformance test: what its checks found and judged,
+    forwarded to allure as steps and attachments when allure is on."""
+
+    allure: bool
+    found: list[Any] = field(default_factory=list)
+    judged: list[Any] = field(default_factory=list)
+
+    def step(self, title: str) -> AbstractContextManager[None]:
+        if self.allure:
+            from . import allure_glue
+
+            return allure_glue.step(title)
+        return nullcontext()
+
+    def findings(self, findings: Sequence[Any]) -> None:
+        self.found.extend(findings)
+
+    def verdict(self, verdict: Any) -> None:
+        self.judged.append(verdict)
+        self.attach("verdict", f"{verdict}\n\n{document.verdict_dict(verdict)}")
+
+    def attach(self, name: str, text: str) -> None:
+        if self.allure:
+            from . import allure_glue
+
+            allure_glue.attach_text(name, text)
+
+    def unique_findings(self) -> list[dict[str, str]]:
+        unique = {(f.id, f.subject): {"id": f.id, "subject": f.subject, "message": f.message} for f in self.found}
+        return list(unique.values())
+
+
+def one_line(report: pytest.TestReport) -> str:
+    """A failure's or skip's reason in one line."""
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, "Skipped: reason")
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    crash = getattr(longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else str(longrepr or "")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[0] if lines else "")[:300]
+
+
+class ConformanceSession:
+    """Plugin object: records each conformance test and writes the report at the end of the session."""
+
+    def __init__(self, config: pytest.Config, options: ReportOptions, tests: dict[str, ConformanceTest],
+                 settings: Callable[[], Settings], allure: bool) -> None:
+        self.config = config
+        self.options = options
+        self.tests = tests
+        self.settings = settings
+        self.allure = allure
+        self.results: dict[str, document.TestResult] = {}
+        self.bundles = 0
+        self.started = time.monotonic()
+        self.started_at = _now()
+        self.written: tuple[Path, Path] | None = None
+
+    # -- per test ---------------------------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_protocol(self, item: pytest.Item) -> Generator[None, object, object]:
+        test = self.tests.get(item.nodeid)
+        if test is None:
+            return (yield)
+        evidence = item.stash[evidence_key] = TestEvidence(self.allure)
+        self.results[item.nodeid] = document.TestResult(test.name, item.nodeid, test.features)
+        item.user_properties += [("conformance.name", test.name), ("conformance.features", ",".join(test.features))]
+        with observe.observed_by(evidence):
+            return (yield)
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_makereport(self, item: pytest.Item,
+                                  call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        result = self.results.get(item.nodeid)
+        if result is None:
+            return report
+        result.duration += report.duration
+        if report.skipped and result.outcome == "passed":
+            result.outcome, result.reason = "skipped", one_line(report)
+        elif report.failed and result.outcome in ("passed", "skipped"):
+            result.outcome = "failed" if report.when == "call" else "error"
+            result.reason = one_line(report)
+            result.findings = item.stash[evidence_key].unique_findings()
+            if report.when != "teardown":
+                self._diagnose(item, report, result)
+        if report.when == "teardown":
+            result.verdicts = [document.verdict_dict(v) for v in item.stash[evidence_key].judged]
+            item.user_properties += [("conformance.outcome", result.outcome)]
+            if result.findings:
+                item.user_properties.append(("conformance.findings", ",".join(f["id"] for f in result.findings)))
+            if result.diagnostics:
+                item.user_properties.append(("conformance.diagnostics", result.diagnostics))
+            report.user_properties = list(item.user_properties)
+        return report
+
+    def _diagnose(self, item: pytest.Item, report: pytest.TestReport, result: document.TestResult) -> None:
+        """The diagnostics bundle, before fixtures clean up; a failure here is told, never raised."""
+        funcargs = getattr(item, "funcargs", {})
+        cluster = funcargs.get("mesh_cluster")
+        if cluster is None:
+            report.sections.append(("nginmesh diagnostics", "none: the test had no cluster"))
+            return
+        if self.bundles >= MAX_BUNDLES:
+            report.sections.append(("nginmesh diagnostics", f"none: the session's limit of {MAX_BUNDLES} is reached"))
+            return
+        self.bundles += 1
+        try:
+            settings = self.settings()
+            applied = getattr(funcargs.get("mesh_rules"), "applied", [])
+            namespaces = [funcargs["isolated_namespace"]] if "isolated_namespace" in funcargs else []
+            bundle = write_bundle(cluster, self.options.directory / "diagnostics", result.name, namespaces,
+                                  settings.mesh_profile, list(applied), [f["id"] for f in result.findings],
+                                  lambda: _scrape(cluster, settings))
+        except Exception as e:  # the test's own failure must stay the one reported
+            report.sections.append(("nginmesh diagnostics", f"could not be written: {e.__class__.__name__}: {e}"))
+            return
+        result.diagnostics = str(bundle.directory)
+        missing = "".join(f"\n  not collected: {error}" for error in bundle.errors)
+        report.sections.append(("nginmesh diagnostics", f"bundle: {bundle.directory}{missing}"))
+        if self.allure:
+            from . import allure_glue
+
+            for path in bundle.files:
+                allure_glue.attach_file(path, str(path.relative_to(bundle.directory)))
+
+    # -- the end ----------------------------------------------------------------------------------------------
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.results:
+            return
+        settings = self.settings()
+        report = document.build(settings, self.options.implementation, list(self.results.values()),
+                                self.started_at, _now(), time.monotonic() - self.started)
+        self.written = document.write(report, self.options.directory)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if self.written:
+            yaml_path, markdown_path = self.written
+            terminalreporter.write_line(f"nginmesh: conformance report {yaml_path} ({markdown_path.name})")
+
+
+def _scrape(cluster: Any, settings: Settings) -> str:
+    import requests
+
+    names = settings.mesh_profile.metrics
+    url = cluster.service_url(names.namespace, names.service, names.port) + names.path
+    response = requests.get(url, timeout=settings.timeouts.http_request)
+    return f"# GET {url}: HTTP {response.status_code}\n{response.text}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
