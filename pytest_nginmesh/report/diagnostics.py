@@ -34,8 +34,7 @@ SECRET_TEXT = [
 ]
 # Reads the config of the NGINX running in this pod, whatever the adapter: the nginx process sharing the
 # exec's network namespace, its ``-c`` file (NGINX's default otherwise) and the conf.d beside it.
-PROXY_CONFIG = r"""
-self=$(readlink /proc/self/ns/net)
+PROXY_CONFIG = r"""self=$(readlink /proc/self/ns/net)
 for p in /proc/[0-9]*; do
   [ "$(cat "$p/comm" 2>/dev/null)" = nginx ] && [ "$(readlink "$p/ns/net" 2>/dev/null)" = "$self" ] || continue
   conf=$(tr '\0' '\n' < "$p/cmdline" | sed -n '/^-c$/{n;p;q;}')
@@ -100,7 +99,7 @@ class Bundle:
         try:
             self.write(relative, fetch())
         except Exception as e:  # a piece that cannot be fetched is recorded, never raised
-            self.errors.append(f"{what}: {e.__class__.__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            self.errors.append(f"{what}: {e.__class__.__name__}: {' '.join(str(e).split())[:300]}")
 
 
 def write_bundle(cluster: Cluster, root: Path, test: str, namespaces: Iterable[str], profile: Profile,

@@ -78,9 +78,15 @@ def cluster_description(settings: Settings) -> dict[str, str]:
             "provider": PROVIDERS[settings.cluster]}
 
 
+def claimed_features(settings: Settings) -> frozenset[str]:
+    """What the implementation claims: the features given, else the profile's (before exemptions)."""
+    return settings.supported_features if settings.supported_features is not None else settings.mesh_profile.features
+
+
 def feature_results(results: list[TestResult], settings: Settings) -> dict[str, dict[str, Any]]:
     """Per feature: counts of its tests' outcomes, a result, and the reasons of skips and failures."""
     summary: dict[str, dict[str, Any]] = {}
+    claimed = claimed_features(settings)
     for feature in FEATURES:
         mine = [r for r in results if feature in r.features]
         counts = {outcome: sum(r.outcome == outcome for r in mine) for outcome in OUTCOMES}
@@ -95,7 +101,7 @@ def feature_results(results: list[TestResult], settings: Settings) -> dict[str, 
         reasons = sorted({r.reason for r in mine if r.outcome != "passed" and r.reason})
         if not mine:
             reasons = ["no test of this feature was collected"]
-        summary[feature] = {"result": result, "supported": feature in settings.features, **counts,
+        summary[feature] = {"result": result, "supported": feature in claimed, **counts,
                             "reasons": reasons}
     return summary
 
@@ -112,7 +118,7 @@ def build(settings: Settings, implementation: dict[str, str], results: list[Test
         "implementation": {key: implementation.get(key, "") for key in IMPLEMENTATION_FIELDS},
         "dataPlane": data_plane(settings),
         "cluster": cluster_description(settings),
-        "profile": {"name": profile.name, "supportedFeatures": sorted(settings.features | settings.exempt_features),
+        "profile": {"name": profile.name, "supportedFeatures": sorted(claimed_features(settings)),
                     "exemptFeatures": sorted(settings.exempt_features)},
         "features": feature_results(results, settings),
         "tests": [r.as_dict() for r in results],
