@@ -28,7 +28,7 @@ STATIC_TESTS = [
 BROKEN_POD = "details-v1-rrpbx28dz7-x6ptj"
 
 
-def serve(objects: list[Obj], dump_for: dict[str, str], tmp_path: Path) -> Iterator[Path]:
+def serve(objects: list[Obj], dump_for: dict[str, str], tmp_path: Path, context: str = "recorded") -> Iterator[Path]:
     """The fake cluster with node helper pods that run, and answer iptables-save per container ID."""
     with RecordedApiServer() as server:
         server.load(objects)
@@ -38,7 +38,7 @@ def serve(objects: list[Obj], dump_for: dict[str, str], tmp_path: Path) -> Itera
             helper = "netdebug-" + hashlib.sha256(node.encode()).hexdigest()[:10]
             server.on_exec(DEBUG_NAMESPACE, helper, "debug",
                            lambda argv: (0, dump_for.get(argv[-1], DUMP).encode(), b""))
-        yield server.write_kubeconfig(tmp_path / "kubeconfig", "recorded")
+        yield server.write_kubeconfig(tmp_path / "kubeconfig", context)
 
 
 def run_suites(pytester: pytest.Pytester, kubeconfig: Path) -> pytest.RunResult:

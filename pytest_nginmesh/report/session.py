@@ -128,7 +128,7 @@ class ConformanceSession:
         funcargs = getattr(item, "funcargs", {})
         cluster = funcargs.get("mesh_cluster")
         if cluster is None:
-            report.sections.append(("nginmesh diagnostics", "none: the test had no cluster"))
+            report.sections.append(("nginmesh diagnostics", "none: no cluster was up for this test"))
             return
         if self.bundles >= MAX_BUNDLES:
             report.sections.append(("nginmesh diagnostics", f"none: the session's limit of {MAX_BUNDLES} is reached"))
