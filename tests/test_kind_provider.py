@@ -136,3 +136,18 @@ def test_another_kind_release_is_warned_about(pytester: pytest.Pytester, fake_ki
     result = pytester.runpytest("--nginmesh-cluster=kind", "--nginmesh-k8s-version=1.13")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*nginmesh: kind v0.11.1 runs kindest/node:v1.13.12* on a best-effort basis*"])
+
+
+def test_an_overridden_settings_fixture_chooses_the_provider(pytester: pytest.Pytester, fake_kind: Path) -> None:
+    """No --nginmesh-cluster option: the conftest's nginmesh_settings alone makes it a kind cluster."""
+    pytester.makeconftest("""
+        import pytest
+        from pytest_nginmesh.settings import Settings
+
+        @pytest.fixture(scope="session")
+        def nginmesh_settings():
+            return Settings(cluster="kind")
+    """)
+    pytester.makepyfile(USES_CLUSTER)
+    pytester.runpytest().assert_outcomes(passed=1)
+    assert ["create", "cluster"] in [c["argv"][:2] for c in calls(fake_kind)]  # type: ignore[index]

@@ -155,7 +155,7 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| {name} | {feature['result']} | {feature['passed']} | {feature['failed'] + feature['error']} "
                      f"| {feature['skipped']} | {why} |")
     failed = [t for t in report["tests"] if t["outcome"] in ("failed", "error")]
-    lines += ["", "## Failures", ""] + ([] if failed else ["None."])
+    lines += ["", "## Failures", ""] + ([] if failed else ["None.", ""])
     for test in failed:
         lines += [f"### {test['name']} ({test['outcome']})", "", f"`{test['nodeid']}`", "",
                   f"Reason: {test['reason']}", ""]
