@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import requests
+if TYPE_CHECKING:  # requests costs ~80 ms to import; profiles (read by the plugin at start) import this module
+    import requests
 
 BLACK_STARS = 'color="black"'
 RED_STARS = 'color="red"'

@@ -195,3 +195,16 @@ def test_pytest_kinds_fixture_is_refused_next_to_the_kind_cluster(pytester: pyte
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: *test_uses uses pytest-kind's kind_cluster, a second cluster beside "
                                  "--nginmesh-cluster=kind's: use the mesh_cluster fixture"])
+
+
+def test_every_suite_test_declares_its_name_and_features() -> None:
+    """A test merged into suites/ without its marker would be missing from the report: refuse that here."""
+    import ast
+
+    suites = Path(__file__).resolve().parents[1] / "suites"
+    undeclared = [f"{path.name}::{node.name}"
+                  for path in sorted(suites.glob("test_*.py"))
+                  for node in ast.parse(path.read_text()).body
+                  if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+                  and not any("mark.conformance" in ast.unparse(d) for d in node.decorator_list)]
+    assert not undeclared, f"give these @pytest.mark.conformance(name=..., features=[...]): {undeclared}"

@@ -18,8 +18,8 @@ from ..injection_policy import (
     InjectionPolicy,
 )
 from ..kube import Obj, annotations_of, labels_of, selector_matches
-from ..profiles import Profile
 from ..observe import reports_findings
+from ..profiles import Profile
 from .findings import Finding
 
 
