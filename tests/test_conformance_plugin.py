@@ -208,3 +208,17 @@ def test_every_suite_test_declares_its_name_and_features() -> None:
                   if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
                   and not any("mark.conformance" in ast.unparse(d) for d in node.decorator_list)]
     assert not undeclared, f"give these @pytest.mark.conformance(name=..., features=[...]): {undeclared}"
+
+
+def test_the_report_dir_comes_from_env_ini_and_option_in_that_order(suite: pytest.Pytester,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTEST_NGINMESH_REPORT_DIR", "from-env")
+    suite.runpytest("--collect-only")
+    assert not (suite.path / "from-env").exists(), "collecting writes nothing"
+    suite.runpytest()
+    assert (suite.path / "from-env" / "conformance-report.yaml").exists()
+    suite.makeini("[pytest]\nnginmesh_report_dir = from-ini\n")
+    suite.runpytest()
+    assert (suite.path / "from-ini" / "conformance-report.md").exists()
+    suite.runpytest("--nginmesh-report-dir=from-option")
+    assert (suite.path / "from-option" / "conformance-report.yaml").exists()
