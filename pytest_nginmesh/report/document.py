@@ -34,6 +34,8 @@ def schema_text() -> str:
 class TestResult:
     """One conformance test as the report states it."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     name: str
     nodeid: str
     features: tuple[str, ...]

@@ -29,6 +29,8 @@ class TestEvidence:
     """The observer (``observe.Observer``) of one conformance test: what its checks found and judged,
     forwarded to allure as steps and attachments when allure is on."""
 
+    __test__ = False  # not a pytest test class, whatever its name
+
     allure: bool
     found: list[Any] = field(default_factory=list)
     judged: list[Any] = field(default_factory=list)
