@@ -406,6 +406,7 @@ class Handler(BaseHTTPRequestHandler):
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
+    request_queue_size = 128
 
     def __init__(self, path: Path, api: ApiServer) -> None:
         self.api = api
