@@ -22,9 +22,10 @@ from .checks.sidecar import SidecarExpectations, check_pod, namespace_object, ow
 from .cluster.base import pod_is_ready, wait_for
 from .cluster.local import lifecycle
 from .cluster.local.adapter import LocalCluster
+from .cluster.local.apiserver import KUBECONFIG
 from .cluster.render import kind_config, kubeadm_config, to_yaml
 from .cluster.versions import KubeVersion, check_profile_supports, node_image
-from .errors import ClusterError, NginmeshError, PreflightError, UsageError
+from .errors import ClusterError, NginmeshError, NotFoundError, PreflightError, UsageError
 from .injection_policy import INJECTED_KINDS, PROXY_PORT, PROXY_UID
 from .kube import Obj, as_list, dumps, key_of, parse_manifests, read_manifest_file
 from .mesh.install import install_mesh
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     namespaced(url)
     url.add_argument("target", metavar="SERVICE:PORT")
     verb("ingress-url", "Print the http URL of the mesh ingress.", cmd_ingress_url)
+    verb("kubeconfig", "Print a kubeconfig for the cluster's Kubernetes API (for kubectl and clients).",
+         cmd_kubeconfig)
     add_check_commands(commands)
     add_render_commands(commands)
     return parser
@@ -401,6 +404,15 @@ def cmd_url(args: argparse.Namespace) -> int:
 
 def cmd_ingress_url(args: argparse.Namespace) -> int:
     print(LocalCluster(settings_for(args)).ingress_url())
+    return EXIT_OK
+
+
+def cmd_kubeconfig(args: argparse.Namespace) -> int:
+    settings = settings_for(args)
+    if not lifecycle.is_running(settings):
+        raise NotFoundError(f"no local cluster named {settings.cluster_name!r} is running: start one with "
+                            f"'nginmesh local up --name {settings.cluster_name}'")
+    sys.stdout.write((settings.state_dir / KUBECONFIG).read_text())
     return EXIT_OK
 
 

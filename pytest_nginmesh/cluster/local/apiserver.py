@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import copy
 import hashlib
+import ipaddress
 import json
 import logging
 import signal
@@ -13,6 +14,7 @@ import socketserver
 import sys
 import threading
 import urllib.parse
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,14 @@ from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet, container_env, user_prefix
 from .network import Addresses, NodeNetwork, pod_netns
+from .rest.pki import Credentials, write_private
+from .rest.server import HttpsServer, RestApi, serve
 from .store import Store, now
 
 log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
+KUBECONFIG = "kubeconfig"
 HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # kube-apiserver's default limit of a request body (MaxRequestBodyBytes, 3 MiB, in kubernetes/kubernetes
 # staging/src/k8s.io/apiserver/pkg/server/config.go); the rest of a bigger body is read and dropped, up to
@@ -413,6 +418,25 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
         super().__init__(str(path), Handler)
 
 
+def serve_kubernetes_api(api: ApiServer, state_dir: Path, info: Obj) -> list[HttpsServer]:
+    """The Kubernetes REST API over HTTPS on loopback and the node-link address, and its kubeconfig."""
+    addresses = Addresses(**info["addresses"])
+    credentials = Credentials(state_dir / "pki")
+    if not credentials.server_cert.exists():
+        credentials.create(info["name"], ["127.0.0.1", addresses.host_ip])
+    rest = RestApi(api, credentials, api.stopping)
+
+    def start(target: Callable[[], None]) -> None:
+        threading.Thread(target=target, name="kubernetes-api", daemon=True).start()
+
+    allowed = (ipaddress.IPv4Network(addresses.pod_cidr), ipaddress.IPv4Network(addresses.link_cidr))
+    listeners = serve(rest, credentials, ["127.0.0.1", addresses.host_ip], 0, start, allowed)
+    port = listeners[0].server_address[1]
+    write_private(state_dir / KUBECONFIG, credentials.kubeconfig(info["name"], f"https://127.0.0.1:{port}").encode())
+    log.info("Kubernetes API at https://127.0.0.1:%d and https://%s:%d", port, addresses.host_ip, port)
+    return listeners
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The local cluster's daemon (started by 'nginmesh local up').")
     parser.add_argument("--state-dir", type=Path, required=True)
@@ -421,6 +445,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(threadName)s %(message)s")
     info = json.loads((args.state_dir / "cluster.json").read_text())
     api = ApiServer(args.state_dir, info)
+    https = serve_kubernetes_api(api, args.state_dir, info)
     socket_path = args.state_dir / "api.sock"
     socket_path.unlink(missing_ok=True)
     server = _Server(socket_path, api)
@@ -440,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         api.shutdown()
         server.shutdown()
+        for listener in https:
+            listener.shutdown()
         socket_path.unlink(missing_ok=True)
         log.info("local cluster %s stopped", info["name"])
     return 0

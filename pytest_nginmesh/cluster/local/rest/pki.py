@@ -23,7 +23,7 @@ SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc", "
                  "localhost")
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     """Write a file readable by root only, with the mode set before any content lands."""
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "wb") as file:
@@ -82,12 +82,12 @@ class Credentials:
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .sign(ca_key, hashes.SHA256())
         )
-        _write_private(self.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.server_cert, cert.public_bytes(serialization.Encoding.PEM))
-        _write_private(self.server_key, key.private_bytes(serialization.Encoding.PEM,
+        write_private(self.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
+        write_private(self.server_cert, cert.public_bytes(serialization.Encoding.PEM))
+        write_private(self.server_key, key.private_bytes(serialization.Encoding.PEM,
                                                           serialization.PrivateFormat.PKCS8,
                                                           serialization.NoEncryption()))
-        _write_private(self.token_file, secrets.token_urlsafe(32).encode())
+        write_private(self.token_file, secrets.token_urlsafe(32).encode())
         return self
 
     def token(self) -> str:

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import http.server
 import io
+import ipaddress
 import json
 import logging
 import random
@@ -644,8 +645,10 @@ class HttpsServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], api: RestApi, credentials: Credentials) -> None:
+    def __init__(self, address: tuple[str, int], api: RestApi, credentials: Credentials,
+                 allowed: tuple[ipaddress.IPv4Network, ...] = ()) -> None:
         self.api = api
+        self.allowed = allowed
         super().__init__(address, _Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
@@ -653,13 +656,19 @@ class HttpsServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         context.set_alpn_protocols(["http/1.1"])
         self.socket = context.wrap_socket(self.socket, server_side=True)
 
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """Only loopback and the cluster's own networks reach the API; anything else is dropped unanswered."""
+        address = ipaddress.ip_address(client_address[0])
+        return address.is_loopback or any(address in network for network in self.allowed)
+
 
 def serve(api: RestApi, credentials: Credentials, hosts: list[str], port: int,
-          start: Callable[[Callable[[], None]], Any]) -> list[HttpsServer]:
+          start: Callable[[Callable[[], None]], Any], allowed: tuple[ipaddress.IPv4Network, ...] = ()
+          ) -> list[HttpsServer]:
     """Listen on ``port`` (0: any free one, then the same for the others) of each host; return the servers."""
     servers: list[HttpsServer] = []
     for host in hosts:
-        server = HttpsServer((host, port), api, credentials)
+        server = HttpsServer((host, port), api, credentials, allowed)
         port = server.server_address[1]
         start(server.serve_forever)
         servers.append(server)

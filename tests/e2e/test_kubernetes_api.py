@@ -1,0 +1,108 @@
+"""The running embedded cluster is a Kubernetes: real kubectl and the official Python client against the
+kubeconfig `nginmesh local kubeconfig` prints, on the live mesh (pods, logs, exec, waits, rollouts)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config, watch
+from kubernetes.stream import stream
+
+from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.settings import Settings
+
+NEEDS_KUBECTL = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def kubeconfig(local_mesh: LocalCluster, e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kubeconfig as a user gets it: from `nginmesh local kubeconfig --name …`."""
+    result = subprocess.run([sys.executable, "-m", "pytest_nginmesh.cli", "local", "kubeconfig",
+                             "--name", e2e_settings.cluster_name], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    path = tmp_path_factory.mktemp("kube") / "config"
+    path.write_text(result.stdout)
+    return path
+
+
+@pytest.fixture
+def kubectl(kubeconfig: Path) -> Kubectl:
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", *args], capture_output=True, text=True,
+                              timeout=120, input=stdin)
+
+    return run
+
+
+def _pod(local_mesh: LocalCluster, app: str, namespace: str = "default") -> str:
+    return next(p["metadata"]["name"] for p in local_mesh.list_pods(namespace)
+                if p["metadata"].get("labels", {}).get("app") == app)
+
+
+@NEEDS_KUBECTL
+def test_get_pods_shows_the_injected_bookinfo(kubectl: Kubectl) -> None:
+    result = kubectl("get", "pods", "-l", "app=reviews")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()[1:]]
+    assert len(rows) == 3 and {row[1] for row in rows} == {"2/2"} and {row[2] for row in rows} == {"Running"}
+    wide = kubectl("get", "pods", "-A", "-o", "wide").stdout
+    assert "istio-system" in wide and "ingress" in wide
+
+
+@NEEDS_KUBECTL
+def test_describe_logs_and_exec(kubectl: Kubectl, local_mesh: LocalCluster) -> None:
+    pod = _pod(local_mesh, "productpage")
+    described = kubectl("describe", "pod", pod)
+    assert described.returncode == 0, described.stderr
+    assert "istio-proxy" in described.stdout and "istio-init" in described.stdout
+    logs = kubectl("logs", pod, "-c", "istio-proxy")
+    assert logs.returncode == 0, logs.stderr
+    failed = kubectl("exec", pod, "-c", "productpage", "--", "sh", "-c", "echo inside; exit 3")
+    assert (failed.returncode, failed.stdout) == (3, "inside\n")
+
+
+@NEEDS_KUBECTL
+def test_wait_and_rollout_status(kubectl: Kubectl) -> None:
+    waited = kubectl("wait", "--for=condition=Ready", "pod", "-l", "app=ratings", "--timeout=60s")
+    assert waited.returncode == 0, waited.stderr
+    rolled = kubectl("rollout", "status", "deployment/ratings-v1", "--timeout=60s")
+    assert rolled.returncode == 0, rolled.stderr
+    assert "successfully rolled out" in rolled.stdout
+
+
+@NEEDS_KUBECTL
+def test_namespace_and_configmap_lifecycle(kubectl: Kubectl, tmp_path: Path) -> None:
+    assert kubectl("create", "namespace", "kubectl-e2e").returncode == 0
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: kubectl-e2e}\n"
+                        "data: {k: one}\n")
+    assert "created" in kubectl("apply", "-f", str(manifest)).stdout
+    manifest.write_text(manifest.read_text().replace("one", "two"))
+    assert "configured" in kubectl("apply", "-f", str(manifest)).stdout
+    assert kubectl("get", "cm", "c", "-n", "kubectl-e2e", "-o", "jsonpath={.data.k}").stdout == "two"
+    assert kubectl("delete", "-f", str(manifest)).returncode == 0
+    assert kubectl("delete", "namespace", "kubectl-e2e").returncode == 0
+
+
+def test_the_official_client_lists_reads_watches_execs_and_logs(kubeconfig: Path, local_mesh: LocalCluster) -> None:
+    api_client = config.new_client_from_config(str(kubeconfig))
+    core = client.CoreV1Api(api_client)
+    pods = core.list_namespaced_pod("default", label_selector="app=details").items
+    assert len(pods) == 1 and pods[0].status.phase == "Running"
+    name = pods[0].metadata.name
+    assert core.read_namespaced_pod(name, "default").spec.containers[0].name == "details"
+    events = list(watch.Watch().stream(core.list_namespaced_pod, "default", label_selector="app=details",
+                                       timeout_seconds=2))
+    assert [e["type"] for e in events][:1] == ["ADDED"]
+    output = stream(core.connect_get_namespaced_pod_exec, name, "default", container="details",
+                    command=["sh", "-c", "echo from-exec"], stderr=True, stdin=False, stdout=True, tty=False)
+    assert output.strip() == "from-exec"
+    assert isinstance(core.read_namespaced_pod_log(name, "default", container="istio-proxy", tail_lines=5), str)
+    apps = client.AppsV1Api(api_client)
+    assert {d.metadata.name for d in apps.list_namespaced_deployment("default").items} >= {"details-v1"}
