@@ -7,10 +7,12 @@ import argparse
 import datetime
 import ipaddress
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 from . import __version__
@@ -209,25 +211,29 @@ def progress(line: str) -> None:
     print(f"nginmesh: {line}", file=sys.stderr, flush=True)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an exception so that what an interrupted command made is removed on the way out."""
+
+
+def raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     settings = settings_for(args)
-    started = lifecycle.up(settings)
-    progress(f"cluster {settings.cluster_name} {'started' if started else 'is already running'}")
-    cluster = LocalCluster(settings)
-    if not args.bare and started:
-        try:
-            install_mesh(cluster, settings.timeouts, progress)
-        except BaseException:
-            progress("install failed; removing the half-made cluster")
-            lifecycle.down(settings)
-            raise
+    signal.signal(signal.SIGTERM, raise_terminated)
+    with lifecycle.building(settings, mesh=not args.bare, progress=progress) as started:
+        progress(f"cluster {settings.cluster_name} {'started' if started else 'is already running'}")
+        if started and not args.bare:
+            install_mesh(LocalCluster(settings), settings.timeouts, progress)
     if not args.bare:
-        print(f"ingress: {cluster.ingress_url()}")
+        print(f"ingress: {LocalCluster(settings).ingress_url()}")
     return EXIT_OK
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    removed = lifecycle.down(settings_for(args))
+    with lifecycle.signals_held():
+        removed = lifecycle.down(settings_for(args))
     progress("removed " + (", ".join(removed) if removed else "nothing: no such cluster"))
     return EXIT_OK
 
@@ -236,6 +242,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     settings = settings_for(args)
     if not lifecycle.is_running(settings):
         print(f"cluster {settings.cluster_name}: not running")
+        return EXIT_FAILED
+    if not lifecycle.is_complete(settings):
+        print(f"cluster {settings.cluster_name}: not complete (being started, or its start was interrupted: "
+              f"'nginmesh local up' rebuilds it)")
         return EXIT_FAILED
     cluster = LocalCluster(settings)
     pods = cluster.list_pods()
@@ -512,9 +522,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"nginmesh: error: {e}", file=sys.stderr)
         return EXIT_FAILED
-    except KeyboardInterrupt:
-        print("nginmesh: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("nginmesh: interrupted" + (" (SIGTERM)" if isinstance(e, Terminated) else ""), file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
 
 
 if __name__ == "__main__":

@@ -336,8 +336,9 @@ def sidecar_expectations(mesh_profile: Profile, nginmesh_settings: Settings) -> 
 def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> Iterator[Cluster]:
     """A cluster with Istio, Nginmesh and Bookinfo running, shared by the whole session.
 
-    A running cluster of the same name is reused and left running; a cluster this session
-    started is torn down at the end (also after Ctrl-C or SIGTERM) unless
+    A complete running cluster of the same name and options is reused and left running (a half-made
+    one is rebuilt); a cluster this session started is torn down at the end, and an interrupted or
+    failed install removes it at once (also after Ctrl-C or SIGTERM), unless
     ``--nginmesh-keep-cluster`` is given. On an existing Kubernetes cluster, only what the
     session installed (``--nginmesh-install``) is removed. Example::
 
@@ -351,7 +352,7 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
     settings = nginmesh_settings
     mesh: AbstractContextManager[Cluster]
     if settings.cluster == "local":
-        mesh = mesh_on_local(settings)
+        mesh = mesh_on_local(settings, progress_line(pytestconfig))
     else:
         validated = pytestconfig.stash.get(settings_key, None) == settings and provider_key in pytestconfig.stash
         provider = (pytestconfig.stash[provider_key] if validated

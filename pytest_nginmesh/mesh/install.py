@@ -45,15 +45,16 @@ def wait_for_productpage(cluster: Cluster, timeouts: Timeouts) -> None:
 
 
 @contextmanager
-def mesh_on_local(settings: Settings) -> Iterator[LocalCluster]:
-    """The local cluster with the mesh: reused (and left running) when one of that name runs, otherwise
-    started, installed, and torn down afterwards unless ``keep_cluster``."""
-    started = lifecycle.up(settings)
-    try:
-        cluster = LocalCluster(settings)
+def mesh_on_local(settings: Settings, progress: Progress = lambda line: None) -> Iterator[LocalCluster]:
+    """The local cluster with the mesh: reused (and left running) when a complete one of that name runs with
+    the same options, otherwise started and installed — all or nothing: an interrupted or failed install
+    leaves no cluster — and torn down afterwards unless ``keep_cluster``."""
+    with lifecycle.building(settings, mesh=True, progress=progress) as started:
         if started:
-            install_mesh(cluster, settings.timeouts)
-        yield cluster
+            install_mesh(LocalCluster(settings), settings.timeouts, progress)
+    try:
+        yield LocalCluster(settings)
     finally:
         if started and not settings.keep_cluster:
-            lifecycle.down(settings)
+            with lifecycle.signals_held():
+                lifecycle.down(settings)

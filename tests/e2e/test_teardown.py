@@ -67,7 +67,7 @@ def test_kill_9_leftovers_are_cleared_by_the_next_up(tmp_path: Path) -> None:
         assert lifecycle.leftovers(settings), "kill -9 leaves the cluster behind"
         # The daemon survives its parent: a new 'up' sees a running cluster and reuses it; a crashed
         # daemon is the harder case, so kill it too before the next 'up'.
-        pid = lifecycle.daemon_pid(settings.state_dir)
+        pid = lifecycle.daemon_pid(settings)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)

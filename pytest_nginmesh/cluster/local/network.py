@@ -223,24 +223,22 @@ class NodeNetwork:
                     raise
 
 
-def remove_leftovers(cluster: str, grace: float) -> list[str]:
-    """Remove every namespace, veth and hosts directory a cluster of this name left; say what went."""
-    removed = []
+def own_namespaces(cluster: str) -> list[str]:
+    """The network namespaces this cluster created, pods before the node they are routed through."""
     prefix = netns_prefix(cluster)
-    namespaces = [n for n in system.netns_list() if n.startswith(prefix)]
-    # Pods first, so nothing is routed through a node that is already gone.
-    for name in sorted(namespaces, key=lambda n: n == node_netns(cluster)):
-        system.delete_netns(name, grace)
-        removed.append(f"netns {name}")
-    link = host_link(cluster)
-    if system.link_exists(link):
-        system.run(["ip", "link", "delete", link])
-        removed.append(f"link {link}")
-    if ETC_NETNS.is_dir():
-        for directory in ETC_NETNS.glob(prefix + "*"):
-            shutil.rmtree(directory, ignore_errors=True)
-            removed.append(f"dir {directory}")
-        # Another cluster may be writing its hosts files right now: an /etc/netns in use stays.
-        with contextlib.suppress(OSError):
-            ETC_NETNS.rmdir()
-    return removed
+    return sorted((n for n in system.netns_list() if n.startswith(prefix)), key=lambda n: n == node_netns(cluster))
+
+
+def own_hosts_dirs(cluster: str) -> list[Path]:
+    """The cluster's ``/etc/netns/<netns>`` entries (its pods' /etc/hosts); another cluster's never match,
+    as ``_`` ends the prefix and is legal in no cluster name."""
+    return sorted(ETC_NETNS.glob(netns_prefix(cluster) + "*")) if ETC_NETNS.is_dir() else []
+
+
+def remove_hosts_dir(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    if directory.exists():
+        raise ClusterError(f"could not remove {directory}")
+    # Another cluster may be writing its hosts files right now: an /etc/netns in use stays.
+    with contextlib.suppress(OSError):
+        ETC_NETNS.rmdir()

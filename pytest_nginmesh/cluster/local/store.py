@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ...kube import Obj, ObjectKey, key_of
+from .system import write_private
 
 MAX_EVENTS = 2000
 MAX_CHANGES = 20000  # how far back a watch can resume, in changes
@@ -145,9 +146,7 @@ class Store:
         with self.changed:
             data = {"objects": list(self._objects.values()), "events": self._events}
             text = json.dumps(data)
-        temporary = self.path.with_suffix(".tmp")
-        temporary.write_text(text)
-        temporary.replace(self.path)
+        write_private(self.path, text)  # Secrets among them: root only
 
     def _bump(self, meta: Obj) -> None:
         self._revision += 1

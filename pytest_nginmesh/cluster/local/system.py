@@ -1,4 +1,4 @@
-"""Running host commands, and the preflight that says whether this host can run a local cluster."""
+"""Running host commands, private state files, and the preflight that says whether this host can run a local cluster."""
 
 from __future__ import annotations
 
@@ -11,9 +11,12 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from ...errors import ClusterError, PreflightError
 
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
 REQUIRED_TOOLS = {
     "ip": "iproute2",
     "iptables": "iptables",
@@ -113,9 +116,43 @@ def kill_netns_processes(name: str, grace: float) -> None:
 
 
 def delete_netns(name: str, grace: float) -> None:
+    """Kill the namespace's processes and delete it; one already gone is fine, one that stays is an error."""
     kill_netns_processes(name, grace)
-    run(["ip", "netns", "delete", name], check=False)
+    result = run(["ip", "netns", "delete", name], check=False)
+    if result.returncode != 0 and name in netns_list():
+        raise ClusterError(f"ip netns delete {name} failed: {result.stderr.strip()}")
 
 
 def link_exists(name: str) -> bool:
     return run(["ip", "link", "show", name], check=False).returncode == 0
+
+
+def delete_link(name: str) -> bool:
+    """Delete a link; False when it was already gone (deleting a namespace takes its veth peer with it,
+    asynchronously, so "Cannot find device" is an expected answer, not a failure)."""
+    result = run(["ip", "link", "delete", name], check=False)
+    if result.returncode == 0:
+        return True
+    if link_exists(name):
+        raise ClusterError(f"ip link delete {name} failed: {result.stderr.strip()}")
+    return False
+
+
+def make_private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> None:
+    """Create a directory (and its missing parents) that only root may list; an existing one is made so."""
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    path.chmod(mode)
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Replace a file atomically with one readable by root only: the mode is set before any content lands."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, PRIVATE_FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            os.fchmod(fd, PRIVATE_FILE_MODE)  # O_CREAT's mode is masked by the umask, ignored for an old file
+            out.write(data.encode() if isinstance(data, str) else data)
+        temporary.replace(path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
