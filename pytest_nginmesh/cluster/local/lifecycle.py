@@ -204,7 +204,8 @@ def _start_daemon(settings: Settings) -> None:
     state = settings.state_dir
     argv = cluster_cgroup(settings).child("daemon").create().launch_argv(
         [sys.executable, "-m", DAEMON_MODULE, "--state-dir", str(state)])
-    log_fd = os.open(state / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    log_fd = os.open(state / "daemon.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+                     system.PRIVATE_FILE_MODE)
     with os.fdopen(log_fd, "ab") as log:
         os.fchmod(log_fd, system.PRIVATE_FILE_MODE)
         process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
