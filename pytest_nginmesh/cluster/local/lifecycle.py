@@ -172,11 +172,16 @@ def _claim(settings: Settings) -> int:
     """Clear what a cluster of this name left, then make its state dir holding the start lock; return the lock."""
     down(settings)
     state = settings.state_dir
-    system.make_private_dir(state.parent, STATE_DIR_MODE)
-    try:
-        state.mkdir(mode=STATE_DIR_MODE)
-    except FileExistsError:
-        raise StartConflict(settings.cluster_name) from None
+    for attempt in range(3):  # the last cluster's teardown elsewhere may remove the shared root meanwhile
+        system.make_private_dir(state.parent, STATE_DIR_MODE)
+        try:
+            state.mkdir(mode=STATE_DIR_MODE)
+            break
+        except FileExistsError:
+            raise StartConflict(settings.cluster_name) from None
+        except FileNotFoundError:
+            if attempt == 2:
+                raise
     state.chmod(STATE_DIR_MODE)
     lock = os.open(state / START_LOCK, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, system.PRIVATE_FILE_MODE)
     fcntl.flock(lock, fcntl.LOCK_EX)
