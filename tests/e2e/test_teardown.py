@@ -133,6 +133,7 @@ def test_down_kills_its_cgroup_and_touches_no_decoy(tmp_path: Path) -> None:
     decoys: list[subprocess.Popen[bytes]] = []
     try:
         assert lifecycle.up(settings) and lifecycle.up(other)
+        assert lifecycle.is_complete(settings), "up of a cluster stopped the one whose name prefixes its own"
         other_hosts.mkdir(parents=True)
         (other_hosts / "hosts").write_text("127.0.0.1 localhost\n")
         state = str(settings.state_dir)
