@@ -118,6 +118,9 @@ def main() -> int:
     parser.add_argument("--cycles", type=int, default=20)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    # Started in the background (nohup … &), this process and its children would ignore SIGINT, and the
+    # SIGINT trials would measure nothing: give the children Ctrl-C's usual meaning back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = Settings().with_overrides(settings_from_env())
     rng = random.Random(args.seed)
     Run("down").wait()
