@@ -89,7 +89,7 @@ def kill_trial(settings: Settings, sig: signal.Signals, delay: float) -> dict[st
     return {"signal": sig.name, "delay_s": round(delay, 2), "finished_before_signal": finished_first,
             "exit": interrupted["exit"], "last_phase": interrupted["phases"][-1:] or None,
             "leftovers_after_interrupt": len(left),
-            "next_up_rebuilt_half_made": any("half-made" in line for _, line in after["up"]["phases"]),
+            "next_up_rebuilt_half_made": any("is half-made" in line for _, line in after["up"]["phases"]),
             "next_up_s": after["up"]["seconds"], "next_up_phases": after["up"]["phases"],
             "productpage": after["productpage"], "down_s": after["down"]["seconds"],
             "leftovers_after_down": after["leftovers_after_down"],
