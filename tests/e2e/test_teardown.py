@@ -258,7 +258,7 @@ def test_signalled_up_leaves_no_cluster_or_one_the_next_up_rebuilds(sig: signal.
             assert nginmesh(settings, "status").returncode == 1
         result = nginmesh(settings, "up")
         assert result.returncode == 0, result.stderr
-        assert ("half-made" in result.stderr) == (sig == signal.SIGKILL)
+        assert ("is half-made" in result.stderr) == (sig == signal.SIGKILL)
         ingress = result.stdout.split("ingress: ", 1)[1].strip()
         assert requests.get(ingress + "/productpage", timeout=10).status_code == 200
     finally:
