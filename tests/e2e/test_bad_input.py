@@ -183,7 +183,7 @@ def test_bombs_are_one_line_and_exit_2_before_the_cluster_sees_them(bare_cluster
 
 
 def daemon_peak_rss_kib(settings: Settings) -> int:
-    pid = lifecycle.daemon_pid(settings.state_dir)
+    pid = lifecycle.daemon_pid(settings)
     assert pid is not None
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
