@@ -221,8 +221,10 @@ def test_state_files_are_private() -> None:
         lifecycle.up(settings)
         for directory in (settings.state_dir.parent, settings.state_dir):
             assert directory.stat().st_mode & 0o777 == lifecycle.STATE_DIR_MODE  # nobody else may list it
-        for name in ("cluster.json", "daemon.log", "objects.json", "daemon.pid", "complete"):
+        for name in ("cluster.json", "daemon.log", "objects.json", "daemon.pid", "complete", "kubeconfig",
+                     "pki/apiserver.key", "pki/admin.token"):
             assert (settings.state_dir / name).stat().st_mode & 0o777 == 0o600, name
+        assert (settings.state_dir / "pki").stat().st_mode & 0o777 == 0o700
     finally:
         lifecycle.down(settings)
 

@@ -30,9 +30,10 @@ from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet, container_env, user_prefix
 from .network import Addresses, NodeNetwork, pod_netns
-from .rest.pki import Credentials, write_private
+from .rest.pki import Credentials
 from .rest.server import HttpsServer, RestApi, serve
 from .store import Store, now
+from .system import write_private
 
 log = logging.getLogger("nginmesh.local")
 

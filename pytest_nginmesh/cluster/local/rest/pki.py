@@ -6,7 +6,6 @@ import base64
 import datetime
 import hmac
 import ipaddress
-import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,17 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..system import write_private
+
 VALIDITY = datetime.timedelta(days=365)
 # The names a pod or a client may use for the API server, as kubeadm puts them in apiserver.crt.
 SERVICE_NAMES = ("kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local",
                  "localhost")
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file readable by root only, with the mode set before any content lands."""
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(data)
 
 
 @dataclass(frozen=True)
