@@ -29,11 +29,12 @@ def e2e_settings() -> Settings:
 @pytest.fixture(scope="session")
 def local_mesh(e2e_settings: Settings) -> Iterator[LocalCluster]:
     """A local cluster with Istio, Nginmesh and Bookinfo; torn down, and checked clean, at the end."""
-    lifecycle.up(e2e_settings)
+    # Recorded as a mesh cluster, so the suites' pytest runs in these tests adopt it rather than refuse it.
+    with lifecycle.building(e2e_settings, mesh=True) as started:
+        assert started, f"cluster {e2e_settings.cluster_name} was already running: remove it first"
+        install_mesh(LocalCluster(e2e_settings), e2e_settings.timeouts)
     try:
-        cluster = LocalCluster(e2e_settings)
-        install_mesh(cluster, e2e_settings.timeouts)
-        yield cluster
+        yield LocalCluster(e2e_settings)
     finally:
         lifecycle.down(e2e_settings)
     assert lifecycle.leftovers(e2e_settings) == []
