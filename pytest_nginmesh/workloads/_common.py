@@ -1,10 +1,11 @@
-"""What the local programs share: mapped volume paths, the API socket, HTTP without proxies, signals."""
+"""What the local programs share: writable directories, the API socket, HTTP without proxies, signals."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import tempfile
 import threading
 import urllib.request
 from pathlib import Path
@@ -12,14 +13,15 @@ from pathlib import Path
 NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
-def volume_path(mount_path: str) -> Path | None:
-    """The host directory behind a container mount path (the kubelet passes them in NGINMESH_VOLUMES)."""
-    mounts: dict[str, str] = json.loads(os.environ.get("NGINMESH_VOLUMES") or "{}")
-    wanted = mount_path.rstrip("/") or "/"
-    for mount, directory in sorted(mounts.items(), key=lambda item: -len(item[0])):
-        if wanted == mount or wanted.startswith(mount + "/"):
-            return Path(directory + wanted[len(mount):])
-    return None
+def writable_dir(path: str) -> Path:
+    """``path`` when the container can write there (a volume is mounted at it), else the same path below the
+    container's private /tmp: its root filesystem is read-only, as the ingress finds at /etc/istio/proxy."""
+    wanted = Path(path)
+    if wanted.is_dir() and os.access(wanted, os.W_OK):
+        return wanted
+    fallback = Path(tempfile.gettempdir(), *wanted.parts[1:]) if wanted.is_absolute() else Path.cwd() / wanted
+    fallback.mkdir(parents=True, exist_ok=True)
+    return fallback
 
 
 def api_socket() -> Path:

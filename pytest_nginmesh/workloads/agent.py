@@ -18,7 +18,7 @@ from pathlib import Path
 from ..mesh.nginx_config import Proxy, Snapshot, render
 from ..mesh.nginx_routes import DELAY_PORT, SEEDED_DEFECTS
 from ..mesh.routerules import parse_duration
-from ._common import get_json, post_json, stop_event, volume_path
+from ._common import get_json, post_json, stop_event, writable_dir
 
 
 def seeded_defects() -> frozenset[str]:
@@ -73,8 +73,7 @@ class Agent:
     """Polls Pilot, re-renders, validates with ``nginx -t``, reloads, and records the applied version."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        directory = volume_path(args.configPath) or Path("proxy")
-        directory.mkdir(exist_ok=True)
+        directory = writable_dir(args.configPath)
         self.proxy = Proxy(
             mode=args.mode,
             pod_name=os.environ.get("POD_NAME", os.environ.get("HOSTNAME", "")),

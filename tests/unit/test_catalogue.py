@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nginmesh.cluster.local.catalogue import is_proxy, repository, resolve
+from pytest_nginmesh.cluster.local.catalogue import is_proxy, readiness_probe, repository, resolve
 from pytest_nginmesh.kube import Obj, read_manifest_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -17,7 +17,15 @@ SEED_POD = REPO / "tests" / "data" / "seed-reviews-v3-pod.yaml"
 
 
 def module(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"pytest_nginmesh.workloads.{name}", *args]
+    return [sys.executable, "-I", "-u", "-m", f"pytest_nginmesh.workloads.{name}", *args]
+
+
+def tcp(port: int) -> Obj:
+    return {"tcpSocket": {"port": port}, "periodSeconds": 1}
+
+
+def http(port: int, path: str) -> Obj:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 1}
 
 
 def containers(path: Path, key: str = "containers") -> list[Obj]:
@@ -59,7 +67,7 @@ def test_proxy_init_runs_with_the_container_args() -> None:
     program = resolve(seed_init)
     assert program is not None
     assert program.argv == module("proxy_init", "-p", "15001", "-u", "1337")
-    assert program.ready_ports == ()
+    assert program.default_probe is None
 
 
 def test_sidecar_proxy_runs_the_agent_and_is_ready_on_15001() -> None:
@@ -67,7 +75,7 @@ def test_sidecar_proxy_runs_the_agent_and_is_ready_on_15001() -> None:
     program = resolve(proxy)
     assert program is not None
     assert program.argv == module("agent", *proxy["args"])
-    assert program.ready_ports == (15001,)
+    assert program.default_probe == tcp(15001)
     assert is_proxy(proxy)
 
 
@@ -76,7 +84,7 @@ def test_ingress_runs_the_agent_and_is_ready_on_its_declared_port() -> None:
     program = resolve(ingress)
     assert program is not None
     assert program.argv == module("agent", *ingress["args"])
-    assert program.ready_ports == (80,)
+    assert program.default_probe == tcp(80)
     assert is_proxy(ingress)
 
 
@@ -84,14 +92,14 @@ def test_pilot_runs_with_its_args_and_declared_port() -> None:
     program = resolve(named(containers(ISTIO_MANIFEST), "discovery"))
     assert program is not None
     assert program.argv == module("pilot", "discovery", "-v", "2", "--port", "15003")
-    assert program.ready_ports == (15003,)
+    assert program.default_probe == tcp(15003)
 
 
 def test_sidecar_initializer_runs_the_initializer() -> None:
     program = resolve(named(containers(ISTIO_MANIFEST), "initializer"))
     assert program is not None
     assert program.argv == module("initializer", "--port=8083", "--namespace=istio-system", "-v=2")
-    assert program.ready_ports == ()
+    assert program.default_probe is None
 
 
 def test_every_image_of_the_fixtures_is_known() -> None:
@@ -116,7 +124,7 @@ def test_bookinfo_images_run_their_service_version_on_the_container_port(
     program = resolve(container)
     assert program is not None
     assert program.argv == module("bookinfo", service, version, "--port", "9080")
-    assert program.ready_ports == (9080,)
+    assert program.default_probe == http(9080, "/health")
     assert not is_proxy(container)
 
 
@@ -126,7 +134,7 @@ def test_bookinfo_port_follows_the_declared_container_port() -> None:
     program = resolve(container)
     assert program is not None
     assert program.argv == module("bookinfo", "reviews", "v2", "--port", "9181")
-    assert program.ready_ports == (9181,)
+    assert program.default_probe == http(9181, "/health")
 
 
 @pytest.mark.parametrize(
@@ -136,3 +144,28 @@ def test_bookinfo_port_follows_the_declared_container_port() -> None:
 )
 def test_unknown_image_resolves_to_none(image: str) -> None:
     assert resolve({"name": "c", "image": image}) is None
+
+
+def test_httpbin_is_ready_when_it_answers_on_its_port() -> None:
+    program = resolve({"name": "httpbin", "image": "docker.io/citizenstig/httpbin", "ports": [{"containerPort": 8000}]})
+    assert program is not None
+    assert program.default_probe == http(8000, "/status/200")
+
+
+def test_a_manifest_readiness_probe_replaces_the_default() -> None:
+    own = {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 2}
+    container = {"name": "details", "image": "istio/examples-bookinfo-details-v1:0.2.3",
+                 "ports": [{"containerPort": 9080}], "readinessProbe": own}
+    program = resolve(container)
+    assert program is not None
+    assert readiness_probe(container, program) == own
+    assert readiness_probe({k: v for k, v in container.items() if k != "readinessProbe"}, program) == \
+        http(9080, "/health")
+
+
+def test_every_program_runs_isolated_from_the_interpreter_env() -> None:
+    every = containers(BOOKINFO_MANIFEST) + containers(ISTIO_MANIFEST) + containers(SEED_POD, "initContainers")
+    for container in every:
+        program = resolve(container)
+        assert program is not None
+        assert program.argv[:3] == [sys.executable, "-I", "-u"], container["name"]

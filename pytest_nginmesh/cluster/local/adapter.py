@@ -1,4 +1,4 @@
-"""The local cluster as a cluster port: API calls over its socket, exec with ``ip netns exec``."""
+"""The local cluster as a cluster port: API calls over its socket, exec inside a container's namespaces."""
 
 from __future__ import annotations
 
@@ -12,8 +12,11 @@ from ...kube import Obj
 from ...settings import Settings
 from ..base import Cluster, ExecResult, wait_for
 from . import catalogue, lifecycle
-from .kubelet import container_env, user_prefix
+from .cgroup import Cgroup
+from .kubelet import container_cgroup_path, container_env, enter_argv
+from .launcher import NODE_PATH, program_env
 from .network import pod_netns
+from .paths import inside
 
 
 class LocalCluster(Cluster):
@@ -67,10 +70,31 @@ class LocalCluster(Cluster):
             raise ClusterError(f"pod {pod_name} is {pod.get('status', {}).get('phase', 'Pending')}, "
                                "not Running: wait for it (nginmesh local get pods)")
         spec = self._container(pod, container)
-        netns = pod_netns(self.name, namespace, pod_name)
-        env = container_env(spec, pod, {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                        "HOME": "/tmp"})
-        return ["ip", "netns", "exec", netns, *user_prefix(spec, pod), *command], env
+        pid = self._container_pid(pod, spec["name"])
+        env = program_env(container_env(spec, pod, {"PATH": NODE_PATH, "HOME": "/tmp"}))
+        # As in a real runtime, the command joins the container's cgroup and goes when the container goes.
+        cgroup = Cgroup.of_cluster(self.name).child("pods", pod["metadata"]["uid"], spec["name"])
+        return cgroup.launch_argv(enter_argv(pid, spec, pod, command)), env
+
+    def _container_pid(self, pod: Obj, container: str) -> int:
+        """The pid of the container's running process, checked to be in that container's cgroup."""
+        status = pod.get("status") or {}
+        statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+        found: Obj = next((s for s in statuses if s.get("name") == container), {})
+        container_id = str(found.get("containerID") or "")
+        name = pod["metadata"]["name"]
+        if "running" not in (found.get("state") or {}) or not container_id.rsplit("/", 1)[-1].isdigit():
+            raise ClusterError(f"container {container} of pod {name} is not running: "
+                               "wait for it (nginmesh local get pods)")
+        pid = int(container_id.rsplit("/", 1)[-1])
+        wanted = "0::" + container_cgroup_path(self.name, pod["metadata"]["uid"], container)
+        try:
+            cgroups = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
+        except OSError:
+            cgroups = []
+        if wanted not in cgroups:
+            raise ClusterError(f"container {container} of pod {name} has just restarted: run the command again")
+        return pid
 
     def exec(self, namespace: str, pod: str, command: Sequence[str], container: str | None = None,
              timeout: float | None = None) -> ExecResult:
@@ -104,7 +128,7 @@ class LocalCluster(Cluster):
     def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
         spec = self._container(self._pod(namespace, pod), container)
         suffix = ".previous.log" if previous else ".log"
-        path = self.state_dir / "pods" / f"{namespace}_{pod}" / f"{spec['name']}{suffix}"
+        path = inside(self.pod_directory(namespace, pod), f"{spec['name']}{suffix}")
         try:
             return path.read_text(errors="replace")
         except FileNotFoundError as e:
@@ -152,4 +176,5 @@ class LocalCluster(Cluster):
         return ExecResult(("iptables-save",), result.returncode, result.stdout, result.stderr).check().stdout
 
     def pod_directory(self, namespace: str, pod: str) -> Path:
-        return self.state_dir / "pods" / f"{namespace}_{pod}"
+        """Where the kubelet keeps the pod's logs and volumes (root-only)."""
+        return inside(self.state_dir / "pods", f"{namespace}_{pod}")

@@ -1,4 +1,4 @@
-"""Which local program stands in for which container image, and the ports that tell it is ready."""
+"""Which local program stands in for which container image, and the readiness probe it gets by default."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ BOOKINFO_IMAGE = re.compile(r"^examples-bookinfo-(productpage|details|reviews|ra
 
 @dataclass(frozen=True)
 class Program:
-    """A local program for one container: its argv and the TCP ports it listens on when ready."""
+    """A local program for one container: its argv, and the readinessProbe it gets when the manifest has none
+    (None: ready once running, as a container without a probe is)."""
 
     argv: list[str]
-    ready_ports: tuple[int, ...]
+    default_probe: Obj | None
 
 
 def repository(image: str) -> str:
@@ -27,7 +28,28 @@ def repository(image: str) -> str:
 
 
 def _module(name: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", f"pytest_nginmesh.workloads.{name}", *args]
+    # -I: no PYTHONPATH, PYTHONHOME, PYTHONSTARTUP or user site from the container's env decides what code
+    # runs; -u: unbuffered logs (-I also ignores PYTHONUNBUFFERED).
+    return [sys.executable, "-I", "-u", "-m", f"pytest_nginmesh.workloads.{name}", *args]
+
+
+# Probes of the catalogue's own programs: a kubelet's minimum period (1 s), so a pod is ready soon after its
+# program answers. A manifest's readinessProbe replaces them.
+def http_probe(port: int, path: str) -> Obj:
+    return {"httpGet": {"path": path, "port": port}, "periodSeconds": 1}
+
+
+def tcp_probe(port: int) -> Obj:
+    return {"tcpSocket": {"port": port}, "periodSeconds": 1}
+
+
+def _first_port_probe(ports: tuple[int, ...]) -> Obj | None:
+    return tcp_probe(ports[0]) if ports else None
+
+
+# The agent's readiness endpoint (Istio's pilot-agent serves /healthz/ready on 15020) is not there yet: until it
+# is, the proxy is ready when its NGINX accepts on the capture port (the ingress: on its declared port).
+PROXY_PORT = 15001
 
 
 def _declared_ports(container: Obj) -> tuple[int, ...]:
@@ -43,6 +65,12 @@ def is_proxy(container: Obj) -> bool:
     return repository(container.get("image", "")) in PROXY_REPOSITORIES
 
 
+def readiness_probe(container: Obj, program: Program) -> Obj | None:
+    """The readinessProbe the kubelet runs: the manifest's, else the program's default."""
+    probe = container.get("readinessProbe")
+    return dict(probe) if probe else program.default_probe
+
+
 def resolve(container: Obj) -> Program | None:
     """The program for a container spec, or None when its image is not in the catalogue."""
     image = container.get("image", "")
@@ -50,23 +78,25 @@ def resolve(container: Obj) -> Program | None:
     args = [str(a) for a in container.get("args") or []]
     ports = _declared_ports(container)
     if repo in ("proxy_init", "nginmesh_proxy_init"):
-        return Program(_module("proxy_init", *args), ())
+        return Program(_module("proxy_init", *args), None)
     if repo in PROXY_REPOSITORIES:
-        extra = (15001,) if "sidecar" in args else ()
-        return Program(_module("agent", *args), ports + extra)
+        probe = tcp_probe(PROXY_PORT) if "sidecar" in args else _first_port_probe(ports)
+        return Program(_module("agent", *args), probe)
     if repo == "pilot":
-        return Program(_module("pilot", *args), ports)
+        return Program(_module("pilot", *args), _first_port_probe(ports))
     if repo == "mixer":
-        return Program(_module("mixer", *args), ports)
+        return Program(_module("mixer", *args), _first_port_probe(ports))
     if repo == "httpbin":
-        return Program(_module("httpbin", "--port", str(ports[0] if ports else 8000)), ports)
+        port = ports[0] if ports else 8000
+        return Program(_module("httpbin", "--port", str(port)), http_probe(port, "/status/200"))
     if repo == "sidecar_initializer":
-        return Program(_module("initializer", *args), ports)
+        return Program(_module("initializer", *args), _first_port_probe(ports))
     match = BOOKINFO_IMAGE.match(repo)
     if match:
         service, version = match.groups()
         port = ports[0] if ports else 9080
-        return Program(_module("bookinfo", service, version, "--port", str(port)), ports)
+        # The Bookinfo services answer /health (istio samples/bookinfo/src/*: the health route of each)
+        return Program(_module("bookinfo", service, version, "--port", str(port)), http_probe(port, "/health"))
     return None
 
 

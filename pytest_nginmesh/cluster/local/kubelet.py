@@ -1,23 +1,35 @@
-"""A small kubelet: runs each pod spec as processes in the pod's namespace and writes Kubernetes status."""
+"""A small kubelet: runs each pod spec as processes in the pod's namespace and writes Kubernetes status.
+
+Each container runs in a cgroup of its own (everything it forks stays there and dies with it), in a mount
+namespace of its own that the launcher builds (launcher.py), and is ready when its readiness probe passes.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
-import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...errors import ClusterError
 from ...kube import Obj, ObjectKey, key_of
 from . import catalogue
+from .cgroup import Cgroup
+from .launcher import NODE_PATH, LaunchSpec, VolumeMount
 from .network import Allocator, NodeNetwork, pod_link, pod_netns
+from .paths import inside
+from .probes import Probe, ProbeError, Prober
 from .store import Store, now
 
 log = logging.getLogger(__name__)
@@ -26,22 +38,16 @@ PRIVILEGED_CAPS = ("net_admin", "net_raw", "net_bind_service")
 MAX_BACKOFF = 10.0
 STABLE_RUN = 10.0
 TICK = 0.2
-READINESS_PERIOD = 1.0
-
-
-def listening_ports(pid: int) -> set[int]:
-    """TCP ports in LISTEN state in the network namespace of a process."""
-    ports: set[int] = set()
-    for table in ("tcp", "tcp6"):
-        try:
-            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split(None, 4)
-            if len(fields) > 3 and fields[3] == "0A":  # TCP_LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
+LAUNCHER_MODULE = "pytest_nginmesh.cluster.local.launcher"
+SETPRIV = shutil.which("setpriv") or "/usr/bin/setpriv"
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+# Kubernetes volume modes (k8s.io/api core/v1 ConfigMapVolumeSource/SecretVolumeSource.DefaultMode: 0644 by
+# default); emptyDir here is world-writable only with the sticky bit, so no container removes another's files.
+DEFAULT_FILE_MODE = 0o644
+VOLUME_DIR_MODE = 0o755
+EMPTY_DIR_MODE = 0o1777
+PRIVATE_DIR_MODE = 0o700
+LOG_MODE = 0o600
 
 
 def field_value(pod: Obj, path: str) -> str:
@@ -80,27 +86,55 @@ def user_prefix(container: Obj, pod: Obj) -> list[str]:
     caps = [c.lower() for c in (security.get("capabilities") or {}).get("add") or []]
     if security.get("privileged"):
         caps += PRIVILEGED_CAPS
-    prefix = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
+    prefix = [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups"]
     if caps:
         listed = ",".join(f"+{c}" for c in sorted(set(caps)))
         prefix += [f"--inh-caps={listed}", f"--ambient-caps={listed}"]
     return [*prefix, "--"]
 
 
+def enter_argv(pid: int, container: Obj, pod: Obj, command: Sequence[str]) -> list[str]:
+    """Run ``command`` in the mount and network namespaces of the container process ``pid``, as its user."""
+    return [NSENTER, "-t", str(pid), "-m", "-n", *user_prefix(container, pod), *command]
+
+
+def container_cgroup_path(cluster: str, pod_uid: str, container: str) -> str:
+    """The container's cgroup as /proc/<pid>/cgroup names it (relative to the hierarchy's root)."""
+    cgroup = Cgroup.of_cluster(cluster, Path("/")).child("pods", pod_uid, container)
+    return str(cgroup.path)
+
+
+def write_private(path: Path, data: bytes, mode: int) -> None:
+    """Write a file with exactly ``mode``, never through a symlink planted where it goes."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> Path:
+    path.mkdir(mode=mode, exist_ok=True)
+    path.chmod(mode)
+    return path
+
+
 @dataclass
 class Container:
-    """What the kubelet knows of one container: its process and its status."""
+    """What the kubelet knows of one container: its process, cgroup, prober and status."""
 
     spec: Obj
     init: bool
     process: subprocess.Popen[bytes] | None = None
+    cgroup: Cgroup | None = None
+    prober: Prober | None = None
     started: float = 0.0
     restart_count: int = 0
     state: Obj = field(default_factory=lambda: {"waiting": {"reason": "PodInitializing"}})
     last_state: Obj = field(default_factory=dict)
     ready: bool = False
     next_start: float = 0.0
-    next_probe: float = 0.0
 
     @property
     def name(self) -> str:
@@ -131,7 +165,8 @@ class PodRunner(threading.Thread):
         self.stopping = threading.Event()
         meta = pod["metadata"]
         self.netns = pod_netns(kubelet.cluster, meta["namespace"], meta["name"])
-        self.directory = kubelet.pods_dir / f"{meta['namespace']}_{meta['name']}"
+        self.directory = inside(kubelet.pods_dir, f"{meta['namespace']}_{meta['name']}")
+        self.cgroup = kubelet.pods_cgroup.child(meta["uid"])
         spec = pod["spec"]
         self.init_containers = [Container(c, True) for c in spec.get("initContainers") or []]
         self.containers = [Container(c, False) for c in spec.get("containers") or []]
@@ -162,7 +197,9 @@ class PodRunner(threading.Thread):
 
     def _sandbox(self) -> None:
         k = self.kubelet
-        (self.directory / "volumes").mkdir(parents=True, exist_ok=True)
+        private_dir(self.directory)
+        private_dir(self.directory / "volumes")
+        private_dir(self.directory / "containers")
         self.pod_ip = k.pod_ips.allocate()
         k.network.add_pod(self.netns, pod_link(self.pod["metadata"]["uid"]), self.pod_ip)
         k.on_pod_added(self.pod["metadata"]["namespace"], self.netns, self.pod["metadata"]["name"], self.pod_ip)
@@ -173,24 +210,58 @@ class PodRunner(threading.Thread):
 
     def _prepare_volumes(self) -> None:
         for volume in self.pod["spec"].get("volumes") or []:
-            path = self.directory / "volumes" / volume["name"]
-            path.mkdir(parents=True, exist_ok=True)
-            path.chmod(0o777)  # emptyDir is world-writable, so a non-root container can use it
-            source = volume.get("configMap")
-            if source:
-                configmap = self.kubelet.store.get(
-                    ObjectKey("ConfigMap", self.key.namespace, source.get("name", "")))
-                for name, text in ((configmap or {}).get("data") or {}).items():
-                    (path / name).write_text(text)
+            path = inside(self.directory, "volumes", volume["name"])
+            files, mode = self._volume_files(volume)
+            if files is None:  # emptyDir (and every kind this kubelet does not fill)
+                path.mkdir(exist_ok=True)
+                path.chmod(EMPTY_DIR_MODE)
+                continue
+            path.mkdir(exist_ok=True)
+            path.chmod(VOLUME_DIR_MODE)
+            for name, data in files.items():
+                write_private(inside(path, name), data, mode)
+
+    def _volume_files(self, volume: Obj) -> tuple[dict[str, bytes] | None, int]:
+        """The files of a configMap or secret volume and their mode; None for a directory to write in."""
+        for kind, source_key, name_key in (("ConfigMap", "configMap", "name"), ("Secret", "secret", "secretName")):
+            source = volume.get(source_key)
+            if source is None:
+                continue
+            mode = int(source.get("defaultMode", DEFAULT_FILE_MODE)) & 0o777
+            obj = self.kubelet.store.get(ObjectKey(kind, self.key.namespace, str(source.get(name_key, "")))) or {}
+            data: dict[str, bytes] = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
+            if kind == "ConfigMap":
+                data.update({k: base64.b64decode(str(v)) for k, v in (obj.get("binaryData") or {}).items()})
+            else:
+                try:
+                    data = {k: base64.b64decode(str(v), validate=True) for k, v in (obj.get("data") or {}).items()}
+                except binascii.Error as e:
+                    raise ClusterError(f"secret {source.get(name_key)}: data is not base64 ({e})") from e
+                data.update({k: str(v).encode() for k, v in (obj.get("stringData") or {}).items()})
+            items = source.get("items")
+            if items:
+                data = {str(item["path"]): data[item["key"]] for item in items if item.get("key") in data}
+            return data, mode
+        return None, 0
 
     def _teardown(self) -> None:
+        """Kill every container, free the pod's cgroups, network and directory; each step whatever the others do."""
         for container in self.containers + self.init_containers:
-            self._kill(container)
+            self._attempt(f"stop container {container.name}", self._kill, container)
+        self._attempt("remove the pod's cgroups", self.cgroup.remove, self.kubelet.grace + 5)
         if self.pod_ip:
-            self.kubelet.on_pod_removed(self.netns)
-            self.kubelet.network.remove_pod(self.netns)
-            self.kubelet.pod_ips.release(self.pod_ip)
+            self._attempt("forget the pod's network", self.kubelet.on_pod_removed, self.netns)
+            self._attempt("remove the pod's network", self.kubelet.network.remove_pod, self.netns)
+            self._attempt("release the pod's address", self.kubelet.pod_ips.release, self.pod_ip)
+        if self.directory.exists():
+            self._attempt("remove the pod's directory", shutil.rmtree, self.directory)
         self.kubelet.forget(self)
+
+    def _attempt(self, what: str, step: Callable[..., object], *args: Any) -> None:
+        try:
+            step(*args)
+        except Exception:
+            log.exception("pod %s: could not %s", self.key, what)
 
     # -- containers ---------------------------------------------------------------------------------
     def _run_init_containers(self) -> bool:
@@ -248,56 +319,84 @@ class PodRunner(threading.Thread):
                 elif "terminated" in container.state:
                     finished += 1
                 continue
-            if time.monotonic() >= container.next_probe:
-                container.next_probe = time.monotonic() + (READINESS_PERIOD if container.ready else TICK)
-                ready = self._is_ready(container)
-                if ready != container.ready:
-                    container.ready = ready
-                    changed = True
+            ready = container.prober.ready if container.prober is not None else True
+            if ready != container.ready:
+                container.ready = ready
+                changed = True
         if finished == len(self.containers) and self.phase == "Running":
             failed = any(c.state["terminated"]["exitCode"] != 0 for c in self.containers)
             self.phase = "Failed" if failed else "Succeeded"
             changed = True
         return changed
 
-    def _is_ready(self, container: Container) -> bool:
-        program = catalogue.resolve(container.spec)
-        if container.process is None or program is None:
-            return False
-        wanted = set(program.ready_ports)
-        return not wanted or wanted <= listening_ports(container.process.pid)
-
     def _start(self, container: Container) -> bool:
         program = catalogue.resolve(container.spec)
         if program is None:
             image = container.spec.get("image", "")
             message = (f'image "{image}" is not in the local catalogue; known images: {catalogue.KNOWN_IMAGES}')
-            container.state = {"waiting": {"reason": "ErrImagePull", "message": message}}
-            self._event("Failed", f"Failed to pull image \"{image}\": {message}", "Warning")
-            self._publish()
-            self.stopping.wait()
-            return False
-        log_path = self.directory / f"{container.name}.log"
-        if log_path.exists():
-            log_path.replace(self.directory / f"{container.name}.previous.log")
-        env = container_env(container.spec, self.pod, self.kubelet.base_env(self._mounts(container)))
-        argv = ["ip", "netns", "exec", self.netns, *user_prefix(container.spec, self.pod), *program.argv]
-        with log_path.open("ab") as out:
-            uid = run_as_user(container.spec, self.pod)
-            if uid:
-                os.fchown(out.fileno(), uid, uid)  # the container may reopen /dev/stdout, as NGINX does
-            container.process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                                 cwd=self.directory, start_new_session=True)
+            return self._cannot_start(container, "ErrImagePull", message, f"Failed to pull image \"{image}\"")
+        probe: Probe | None = None
+        probe_spec = None if container.init else catalogue.readiness_probe(container.spec, program)
+        try:
+            probe = Probe.from_spec(probe_spec) if probe_spec else None
+        except ProbeError as e:
+            return self._cannot_start(container, "CreateContainerConfigError", str(e), "Error")
+        container.cgroup = self.cgroup.child(container.name).create()
+        self._kill_cgroup(container.cgroup)  # nothing of an earlier instance outlives it
+        spec_path = self._write_launch_spec(container, program.argv)
+        log_fd = self._open_log(container)
+        try:
+            launch = ["ip", "netns", "exec", self.netns, sys.executable, "-I", "-m", LAUNCHER_MODULE, str(spec_path)]
+            container.process = subprocess.Popen(container.cgroup.launch_argv(launch), stdout=log_fd,
+                                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                                 env={"PATH": NODE_PATH}, cwd="/", start_new_session=True)
+        finally:
+            os.close(log_fd)
         container.started = time.monotonic()
         container.next_start = 0.0
         container.state = {"running": {"startedAt": now()}}
+        if probe is not None:
+            pid = container.process.pid
+            container.prober = Prober(probe, container.spec, f"/run/netns/{self.netns}",
+                                      lambda command: enter_argv(pid, container.spec, self.pod, command),
+                                      f"{self.key.name}-{container.name}")
+            container.prober.start()
         self._event("Started", f"Started container {container.name}")
         self._publish()
         return True
 
-    def _mounts(self, container: Container) -> dict[str, str]:
-        return {m["mountPath"].rstrip("/") or "/": str(self.directory / "volumes" / m["name"])
-                for m in container.spec.get("volumeMounts") or []}
+    def _cannot_start(self, container: Container, reason: str, message: str, event: str) -> bool:
+        container.state = {"waiting": {"reason": reason, "message": message}}
+        self._event("Failed", f"{event}: {message}", "Warning")
+        self._publish()
+        self.stopping.wait()
+        return False
+
+    def _open_log(self, container: Container) -> int:
+        """The container's log, 0600 and owned by its user (it may reopen /dev/stdout, as NGINX does)."""
+        log_path = inside(self.directory, f"{container.name}.log")
+        if log_path.exists():
+            log_path.replace(inside(self.directory, f"{container.name}.previous.log"))
+        fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, LOG_MODE)
+        os.fchmod(fd, LOG_MODE)
+        uid = run_as_user(container.spec, self.pod)
+        if uid:
+            os.fchown(fd, uid, uid)
+        return fd
+
+    def _write_launch_spec(self, container: Container, program_argv: list[str]) -> Path:
+        """What the launcher builds for this container, in a root-only file of the pod's directory."""
+        stage = private_dir(inside(self.directory, "containers", container.name))
+        mounts = tuple(VolumeMount(str(inside(self.directory, "volumes", m["name"])), str(m["mountPath"]),
+                                   bool(m.get("readOnly")))
+                       for m in container.spec.get("volumeMounts") or [])
+        env = container_env(container.spec, self.pod, self.kubelet.base_env())
+        spec = LaunchSpec(str(stage), str(self.kubelet.state_root), str(self.kubelet.api_socket), mounts,
+                          str(container.spec.get("workingDir") or "/"),
+                          (*user_prefix(container.spec, self.pod), *program_argv), env)
+        path = inside(self.directory, "containers", f"{container.name}.json")
+        write_private(path, spec.to_json().encode(), 0o600)
+        return path
 
     def _wait_exit(self, container: Container) -> int | None:
         assert container.process is not None
@@ -311,6 +410,9 @@ class PodRunner(threading.Thread):
         return None
 
     def _record_exit(self, container: Container, code: int) -> None:
+        self._stop_prober(container)
+        if container.cgroup is not None:  # what it forked (NGINX workers of a killed master) goes with it
+            self._kill_cgroup(container.cgroup)
         if code < 0:  # killed by a signal: report it as a container runtime does, 128 + signal
             code = 128 - code
         started = container.state.get("running", {}).get("startedAt", now())
@@ -337,18 +439,28 @@ class PodRunner(threading.Thread):
         self._publish()
         return not self.stopping.wait(max(0.0, deadline - time.monotonic()))
 
-    def _kill(self, container: Container) -> None:
-        process = container.process
-        if process is None or process.poll() is not None:
+    def _stop_prober(self, container: Container) -> None:
+        if container.prober is not None:
+            container.prober.stop()
+            container.prober = None
+
+    def _kill_cgroup(self, cgroup: Cgroup) -> None:
+        """SIGTERM to every process of the cgroup, the grace period, then SIGKILL to what is left."""
+        if not cgroup.populated():
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(self.kubelet.grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        cgroup.signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.kubelet.grace
+        while cgroup.populated() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        cgroup.kill(self.kubelet.grace + 5)
+
+    def _kill(self, container: Container) -> None:
+        self._stop_prober(container)
+        if container.cgroup is not None:
+            self._kill_cgroup(container.cgroup)
+        if container.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                container.process.wait(self.kubelet.grace)
 
     # -- status -------------------------------------------------------------------------------------
     def _publish(self) -> None:
@@ -390,7 +502,9 @@ class Kubelet:
         self.store = store
         self.network = network
         self.grace = grace
-        self.pods_dir = state_dir / "pods"
+        self.pods_dir = private_dir(state_dir / "pods")
+        self.state_root = state_dir.parent
+        self.pods_cgroup = Cgroup.of_cluster(cluster).child("pods")
         self.node_name = f"{cluster}-node"
         self.api_socket = state_dir / "api.sock"
         self.on_pod_added: Callable[[str, str, str, str], None] = lambda namespace, netns, name, ip: None
@@ -399,15 +513,9 @@ class Kubelet:
         self.runners: dict[ObjectKey, PodRunner] = {}
         self._lock = threading.Lock()
 
-    def base_env(self, mounts: dict[str, str]) -> dict[str, str]:
-        return {
-            "PATH": os.environ.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
-            "PYTHONUNBUFFERED": "1",
-            "HOME": "/tmp",
-            "NGINMESH_API_SOCKET": str(self.api_socket),
-            "NGINMESH_VOLUMES": json.dumps(mounts),
-            "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
-        }
+    def base_env(self) -> dict[str, str]:
+        """The env every container starts from, before its own; the launcher sets PATH to the node's."""
+        return {"PATH": NODE_PATH, "HOME": "/tmp", "NGINMESH_API_SOCKET": str(self.api_socket)}
 
     def sync(self) -> None:
         for pod in self.store.objects("Pod"):

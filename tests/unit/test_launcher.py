@@ -1,0 +1,158 @@
+"""The container launcher builds a real filesystem view: host read-only, volumes at their mountPath, private
+/tmp, state hidden, a clean env; run for real in a fresh mount namespace (``unshare -m``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pytest_nginmesh.cluster.local.launcher import (
+    NODE_PATH,
+    LaunchError,
+    LaunchSpec,
+    VolumeMount,
+    container_path,
+    program_env,
+)
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mount namespaces need root")
+
+
+def test_program_env_drops_what_changes_the_loaded_code_and_keeps_the_rest() -> None:
+    env = program_env({"LD_PRELOAD": "/x.so", "LD_LIBRARY_PATH": "/x", "LD_AUDIT": "/a.so", "GCONV_PATH": "/g",
+                       "PATH": "/evil", "POD_NAME": "details", "PYTHONPATH": "/etc/inject"})
+    assert env == {"PATH": NODE_PATH, "POD_NAME": "details", "PYTHONPATH": "/etc/inject"}
+
+
+@pytest.mark.parametrize("path", ["relative/dir", "", "etc"])
+def test_a_container_path_must_be_absolute(path: str) -> None:
+    with pytest.raises(LaunchError, match="must be absolute"):
+        container_path(path)
+
+
+def test_a_container_path_is_normalised_inside_the_root() -> None:
+    assert container_path("/etc/../../istio//proxy/") == "/istio/proxy"
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    """A state root like /run/nginmesh (not under /tmp, which the container's private /tmp hides): a cluster
+    directory with an API socket, and a pod with one volume."""
+    root = Path("/run") / f"nmunit-{uuid.uuid4().hex[:8]}"
+    pod = root / "unit" / "pods" / "default_p"
+    (pod / "containers" / "c").mkdir(parents=True)
+    (pod / "volumes" / "config").mkdir(parents=True)
+    (pod / "volumes" / "config" / "key").write_text("from the volume\n")
+    (pod / "volumes" / "config").chmod(0o1777)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(root / "unit" / "api.sock"))
+    yield root
+    listener.close()
+    shutil.rmtree(root)
+
+
+def launch(state: Path, script: str, *, uid: int = 1337, mounts: tuple[VolumeMount, ...] | None = None,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    pod = state / "unit" / "pods" / "default_p"
+    if mounts is None:
+        mounts = (VolumeMount(str(pod / "volumes" / "config"), "/etc/nmunit-" + uuid.uuid4().hex[:6], False),)
+    user = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"] if uid else []
+    spec = LaunchSpec(str(pod / "containers" / "c"), str(state), str(state / "unit" / "api.sock"), mounts, "/",
+                      (*user, "/bin/sh", "-c", script), env or {"HOME": "/tmp"})
+    spec_file = pod / "containers" / "c.json"
+    spec_file.write_text(spec.to_json())
+    return subprocess.run(["unshare", "-m", sys.executable, "-I", "-m", "pytest_nginmesh.cluster.local.launcher",
+                           str(spec_file)], capture_output=True, text=True, timeout=30)
+
+
+@needs_root
+def test_a_volume_shows_at_a_mount_path_the_host_lacks_and_nothing_is_made_on_the_host(state: Path) -> None:
+    mount_path = f"/etc/nmunit-{uuid.uuid4().hex[:8]}/proxy"
+    pod = state / "unit" / "pods" / "default_p"
+    mounts = (VolumeMount(str(pod / "volumes" / "config"), mount_path, False),)
+    result = launch(state, f"id -u; cat {mount_path}/key; echo written > {mount_path}/out", mounts=mounts)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["1337", "from the volume"]
+    assert (pod / "volumes" / "config" / "out").read_text() == "written\n"
+    assert not Path(mount_path).parent.exists()
+
+
+@needs_root
+def test_the_host_is_read_only_and_tmp_is_private(state: Path) -> None:
+    marker = f"nmunit-{uuid.uuid4().hex[:8]}"
+    result = launch(state, f"touch /etc/{marker} 2>&1; echo private > /tmp/{marker} && cat /tmp/{marker}", uid=0)
+    assert result.returncode == 0, result.stderr
+    assert "Read-only file system" in result.stdout
+    assert "private" in result.stdout
+    assert not Path("/etc", marker).exists()
+    assert not Path("/tmp", marker).exists()
+
+
+@needs_root
+def test_a_read_only_volume_cannot_be_written(state: Path) -> None:
+    pod = state / "unit" / "pods" / "default_p"
+    mounts = (VolumeMount(str(pod / "volumes" / "config"), "/etc/certs/", True),)
+    result = launch(state, "cat /etc/certs/key; touch /etc/certs/new 2>&1", uid=0, mounts=mounts)
+    assert "from the volume" in result.stdout
+    assert "Read-only file system" in result.stdout
+    assert not (pod / "volumes" / "config" / "new").exists()
+
+
+@needs_root
+def test_every_clusters_state_is_hidden_but_the_api_socket(state: Path) -> None:
+    result = launch(state, f"find {state} | sort", uid=0)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [str(state), str(state / "unit"), str(state / "unit" / "api.sock")]
+
+
+@needs_root
+def test_a_mount_path_through_a_symlink_stays_in_the_container(state: Path) -> None:
+    # A symlink to an absolute host path: the mount must land in the container's view of that path, and the
+    # host directory must stay empty (resolving it on the host would make x there).
+    outside = Path("/run") / f"nmunit-out-{uuid.uuid4().hex[:8]}"
+    link = Path("/run") / f"nmunit-link-{uuid.uuid4().hex[:8]}"
+    outside.mkdir()
+    link.symlink_to(outside)
+    pod = state / "unit" / "pods" / "default_p"
+    try:
+        mounts = (VolumeMount(str(pod / "volumes" / "config"), f"{link}/x", False),)
+        result = launch(state, f"cat {outside}/x/key", uid=0, mounts=mounts)
+        assert "from the volume" in result.stdout, result.stderr
+        assert list(outside.iterdir()) == []
+    finally:
+        link.unlink()
+        outside.rmdir()
+
+
+@needs_root
+def test_the_loader_and_path_variables_never_reach_the_program(state: Path) -> None:
+    env = {"LD_PRELOAD": "/nonexistent/inject.so", "PATH": "/nonexistent", "KEPT": "yes"}
+    result = launch(state, 'echo "preload=$LD_PRELOAD path=$PATH kept=$KEPT"', env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"preload= path={NODE_PATH} kept=yes"
+    assert "cannot be preloaded" not in result.stderr
+
+
+@needs_root
+def test_a_mount_path_on_a_host_filesystem_is_refused(state: Path) -> None:
+    pod = state / "unit" / "pods" / "default_p"
+    mounts = (VolumeMount(str(pod / "volumes" / "config"), f"/proc/nmunit-{uuid.uuid4().hex[:6]}", False),)
+    result = launch(state, "true", uid=0, mounts=mounts)
+    assert result.returncode == 128
+    assert "would be made on a host filesystem" in result.stderr
+
+
+def test_a_launch_spec_survives_its_file() -> None:
+    spec = LaunchSpec("/s", "/run/nginmesh", "/run/nginmesh/c/api.sock", (VolumeMount("/v", "/etc/x", True),), "/",
+                      ("/usr/bin/true",), {"A": "1"})
+    assert LaunchSpec.from_json(spec.to_json()) == spec
+    assert replace(spec, argv=("x",)) != spec
