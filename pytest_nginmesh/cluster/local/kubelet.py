@@ -294,6 +294,7 @@ class PodRunner(threading.Thread):
         for container in self.containers:
             self._start(container)
         self.phase = "Running"
+        self._publish()
         while not self.stopping.is_set():
             changed = self._check_containers()
             if changed:
