@@ -61,17 +61,23 @@ def state() -> Iterator[Path]:
 
 
 def launch(state: Path, script: str, *, uid: int = 1337, mounts: tuple[VolumeMount, ...] | None = None,
-           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+           env: dict[str, str] | None = None, hosts_dir: str = "/nonexistent") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(launch_argv(state, script, uid, mounts, env, hosts_dir), capture_output=True, text=True,
+                          timeout=30)
+
+
+def launch_argv(state: Path, script: str, uid: int = 1337, mounts: tuple[VolumeMount, ...] | None = None,
+                env: dict[str, str] | None = None, hosts_dir: str = "/nonexistent") -> list[str]:
     pod = state / "unit" / "pods" / "default_p"
     if mounts is None:
         mounts = (VolumeMount(str(pod / "volumes" / "config"), "/etc/nmunit-" + uuid.uuid4().hex[:6], False),)
     user = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"] if uid else []
-    spec = LaunchSpec(str(pod / "containers" / "c"), str(state), str(state / "unit" / "api.sock"), mounts, "/",
+    spec = LaunchSpec(str(pod / "containers" / "c"), str(state), str(state / "unit" / "api.sock"),
+                      hosts_dir, mounts, "/",
                       (*user, "/bin/sh", "-c", script), env or {"HOME": "/tmp"})
     spec_file = pod / "containers" / "c.json"
     spec_file.write_text(spec.to_json())
-    return subprocess.run(["unshare", "-m", sys.executable, "-I", "-m", "pytest_nginmesh.cluster.local.launcher",
-                           str(spec_file)], capture_output=True, text=True, timeout=30)
+    return ["unshare", "-m", sys.executable, "-I", "-m", "pytest_nginmesh.cluster.local.launcher", str(spec_file)]
 
 
 @needs_root
@@ -151,8 +157,27 @@ def test_a_mount_path_on_a_host_filesystem_is_refused(state: Path) -> None:
     assert "would be made on a host filesystem" in result.stderr
 
 
+@needs_root
+def test_etc_hosts_follows_the_pods_hosts_file_as_it_is_replaced(state: Path) -> None:
+    hosts_dir = Path("/run") / f"nmunit-hosts-{uuid.uuid4().hex[:8]}"
+    hosts_dir.mkdir()
+    (hosts_dir / "hosts").write_text("10.0.0.1\tfirst\n")
+    script = ("grep -q first /etc/hosts && echo first; "
+              "while ! grep -q second /etc/hosts; do sleep 0.05; done; echo second")
+    try:
+        process = subprocess.Popen(launch_argv(state, script, hosts_dir=str(hosts_dir)), stdout=subprocess.PIPE,
+                                   text=True)
+        assert process.stdout is not None
+        assert process.stdout.readline() == "first\n"
+        (hosts_dir / "hosts.tmp").write_text("10.0.0.2\tsecond\n")
+        (hosts_dir / "hosts.tmp").replace(hosts_dir / "hosts")  # as the network controller writes it
+        assert process.communicate(timeout=10)[0] == "second\n"
+    finally:
+        shutil.rmtree(hosts_dir)
+
+
 def test_a_launch_spec_survives_its_file() -> None:
-    spec = LaunchSpec("/s", "/run/nginmesh", "/run/nginmesh/c/api.sock", (VolumeMount("/v", "/etc/x", True),), "/",
-                      ("/usr/bin/true",), {"A": "1"})
+    spec = LaunchSpec("/s", "/run/nginmesh", "/run/nginmesh/c/api.sock", "/etc/netns/p",
+                      (VolumeMount("/v", "/etc/x", True),), "/", ("/usr/bin/true",), {"A": "1"})
     assert LaunchSpec.from_json(spec.to_json()) == spec
     assert replace(spec, argv=("x",)) != spec

@@ -27,7 +27,7 @@ from ...kube import Obj, ObjectKey, key_of
 from . import catalogue
 from .cgroup import Cgroup
 from .launcher import NODE_PATH, LaunchSpec, VolumeMount
-from .network import Allocator, NodeNetwork, pod_link, pod_netns
+from .network import ETC_NETNS, Allocator, NodeNetwork, pod_link, pod_netns
 from .paths import inside
 from .probes import Probe, ProbeError, Prober
 from .store import Store, now
@@ -392,7 +392,8 @@ class PodRunner(threading.Thread):
                                    bool(m.get("readOnly")))
                        for m in container.spec.get("volumeMounts") or [])
         env = container_env(container.spec, self.pod, self.kubelet.base_env())
-        spec = LaunchSpec(str(stage), str(self.kubelet.state_root), str(self.kubelet.api_socket), mounts,
+        spec = LaunchSpec(str(stage), str(self.kubelet.state_root), str(self.kubelet.api_socket),
+                          str(ETC_NETNS / self.netns), mounts,
                           str(container.spec.get("workingDir") or "/"),
                           (*user_prefix(container.spec, self.pod), *program_argv), env)
         path = inside(self.directory, "containers", f"{container.name}.json")

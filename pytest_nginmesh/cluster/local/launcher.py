@@ -71,6 +71,7 @@ class LaunchSpec:
     stage: str
     state_root: str
     api_socket: str
+    hosts_dir: str
     mounts: tuple[VolumeMount, ...]
     working_dir: str
     argv: tuple[str, ...]
@@ -78,13 +79,14 @@ class LaunchSpec:
 
     def to_json(self) -> str:
         return json.dumps({"stage": self.stage, "state_root": self.state_root, "api_socket": self.api_socket,
+                           "hosts_dir": self.hosts_dir,
                            "mounts": [m.__dict__ for m in self.mounts], "working_dir": self.working_dir,
                            "argv": list(self.argv), "env": self.env})
 
     @classmethod
     def from_json(cls, text: str) -> LaunchSpec:
         raw: dict[str, Any] = json.loads(text)
-        return cls(raw["stage"], raw["state_root"], raw["api_socket"],
+        return cls(raw["stage"], raw["state_root"], raw["api_socket"], raw["hosts_dir"],
                    tuple(VolumeMount(**m) for m in raw["mounts"]), raw["working_dir"], tuple(raw["argv"]),
                    dict(raw["env"]))
 
@@ -163,6 +165,8 @@ def build_root(spec: LaunchSpec) -> None:
         below_root = entry.parent_id == root_entry.mount_id and entry.point != "/"
         if below_root and not _below(entry.point, state_root) and os.path.lexists(root + entry.point):
             _mount(entry.point, root + entry.point, None, MS_BIND | MS_REC)
+    if os.path.isfile(f"{spec.hosts_dir}/hosts"):
+        _live_hosts_file(root, spec.hosts_dir)
     # Every cluster's state stays hidden; only this cluster's API socket shows, where the programs expect it.
     _mount("tmpfs", root + state_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
     if os.path.exists(spec.api_socket):
@@ -200,6 +204,17 @@ def build_root(spec: LaunchSpec) -> None:
         for option in entry.options.split(","):
             flags |= PER_MOUNT_FLAGS.get(option, 0)
         _mount(None, entry.point, None, flags)
+
+
+def _live_hosts_file(root: str, hosts_dir: str) -> None:
+    """/etc/hosts as a link into the pod's hosts directory, bind-mounted live: the network controller replaces
+    the file as Services come and go, and a bind of the file itself (what ``ip netns exec`` makes) would keep
+    showing the one that was there when the container started."""
+    _umount(root + "/etc/hosts", gone_ok=True)
+    os.unlink(root + "/etc/hosts")
+    os.makedirs(root + hosts_dir, 0o755, exist_ok=True)
+    _mount(hosts_dir, root + hosts_dir, None, MS_BIND)
+    os.symlink(f"{hosts_dir}/hosts", root + "/etc/hosts")
 
 
 def _make_mount_point(target: str) -> str:
