@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.cluster.local.cgroup import Cgroup
-from pytest_nginmesh.cluster.local.kubelet import Container, Kubelet, PodRunner
+from pytest_nginmesh.cluster.local.kubelet import Container, Kubelet, PodRunner, exec_in_container
 from pytest_nginmesh.cluster.local.network import Addresses, NodeNetwork
 from pytest_nginmesh.cluster.local.store import Store
 from pytest_nginmesh.errors import ClusterError
@@ -143,3 +143,43 @@ def test_teardown_leaves_no_directory_and_no_cgroup(kubelet: Kubelet) -> None:
     runner._teardown()
     assert not runner.directory.exists()
     assert not runner.cgroup.exists()
+
+
+def running(pod_obj: Obj, pid: int) -> Obj:
+    pod_obj["status"] = {"containerStatuses": [{"name": "app", "containerID": f"nginmesh-local://{pid}",
+                                                "state": {"running": {}}}]}
+    return pod_obj
+
+
+def test_exec_refuses_a_container_that_is_not_running() -> None:
+    stopped = pod([])
+    stopped["status"] = {"containerStatuses": [{"name": "app", "containerID": "", "state": {"waiting": {}}}]}
+    with pytest.raises(ClusterError, match="is not running"):
+        exec_in_container("unit", stopped, stopped["spec"]["containers"][0], ["true"])
+
+
+@needs_root
+def test_exec_refuses_a_pid_outside_the_containers_cgroup(kubelet: Kubelet) -> None:
+    # The status names a pid of another process (reused, or the container restarted): never enter it.
+    impostor = running(pod([]), os.getpid())
+    with pytest.raises(ClusterError, match="has just restarted"):
+        exec_in_container(kubelet.cluster, impostor, impostor["spec"]["containers"][0], ["true"])
+
+
+@needs_root
+def test_exec_enters_the_container_in_its_cgroup_with_its_env(kubelet: Kubelet) -> None:
+    spec = pod([], [{"name": "app", "image": "x", "env": [{"name": "LD_PRELOAD", "value": "/x.so"},
+                                                          {"name": "KEPT", "value": "yes"}]}])
+    runner = runner_of(kubelet, spec)
+    container = runner.containers[0]
+    start_in_cgroup(runner, container, "sleep 300 & sleep 300 & wait", 3)
+    assert container.process is not None
+    argv, env = exec_in_container(kubelet.cluster, running(spec, container.process.pid), container.spec,
+                                  ["sh", "-c", "cat /proc/self/cgroup"])
+    try:
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip().endswith(f"/pods/{spec['metadata']['uid']}/app")
+        assert "LD_PRELOAD" not in env and env["KEPT"] == "yes"
+    finally:
+        runner._kill(container)

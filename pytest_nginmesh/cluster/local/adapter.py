@@ -12,9 +12,7 @@ from ...kube import Obj
 from ...settings import Settings
 from ..base import Cluster, ExecResult, wait_for
 from . import catalogue, lifecycle
-from .cgroup import Cgroup
-from .kubelet import container_cgroup_path, container_env, enter_argv
-from .launcher import NODE_PATH, program_env
+from .kubelet import exec_in_container
 from .network import pod_netns
 from .paths import inside
 
@@ -69,32 +67,7 @@ class LocalCluster(Cluster):
         if (pod.get("status") or {}).get("phase") != "Running":
             raise ClusterError(f"pod {pod_name} is {pod.get('status', {}).get('phase', 'Pending')}, "
                                "not Running: wait for it (nginmesh local get pods)")
-        spec = self._container(pod, container)
-        pid = self._container_pid(pod, spec["name"])
-        env = program_env(container_env(spec, pod, {"PATH": NODE_PATH, "HOME": "/tmp"}))
-        # As in a real runtime, the command joins the container's cgroup and goes when the container goes.
-        cgroup = Cgroup.of_cluster(self.name).child("pods", pod["metadata"]["uid"], spec["name"])
-        return cgroup.launch_argv(enter_argv(pid, spec, pod, command)), env
-
-    def _container_pid(self, pod: Obj, container: str) -> int:
-        """The pid of the container's running process, checked to be in that container's cgroup."""
-        status = pod.get("status") or {}
-        statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
-        found: Obj = next((s for s in statuses if s.get("name") == container), {})
-        container_id = str(found.get("containerID") or "")
-        name = pod["metadata"]["name"]
-        if "running" not in (found.get("state") or {}) or not container_id.rsplit("/", 1)[-1].isdigit():
-            raise ClusterError(f"container {container} of pod {name} is not running: "
-                               "wait for it (nginmesh local get pods)")
-        pid = int(container_id.rsplit("/", 1)[-1])
-        wanted = "0::" + container_cgroup_path(self.name, pod["metadata"]["uid"], container)
-        try:
-            cgroups = Path(f"/proc/{pid}/cgroup").read_text().splitlines()
-        except OSError:
-            cgroups = []
-        if wanted not in cgroups:
-            raise ClusterError(f"container {container} of pod {name} has just restarted: run the command again")
-        return pid
+        return exec_in_container(self.name, pod, self._container(pod, container), command)
 
     def exec(self, namespace: str, pod: str, command: Sequence[str], container: str | None = None,
              timeout: float | None = None) -> ExecResult:

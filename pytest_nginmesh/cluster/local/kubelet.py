@@ -26,7 +26,7 @@ from ...errors import ClusterError
 from ...kube import Obj, ObjectKey, key_of
 from . import catalogue
 from .cgroup import Cgroup
-from .launcher import NODE_PATH, LaunchSpec, VolumeMount
+from .launcher import NODE_PATH, LaunchSpec, VolumeMount, program_env
 from .network import ETC_NETNS, Allocator, NodeNetwork, pod_link, pod_netns
 from .paths import inside
 from .probes import Probe, ProbeError, Prober
@@ -61,6 +61,8 @@ def field_value(pod: Obj, path: str) -> str:
 
 
 def container_env(container: Obj, pod: Obj, base: dict[str, str]) -> dict[str, str]:
+    """The env of the container's processes (and of an exec in it): ``base``, then the manifest's, without
+    the loader's variables, with the node's PATH (launcher.program_env)."""
     env = dict(base)
     env["HOSTNAME"] = pod["metadata"]["name"]
     for item in container.get("env") or []:
@@ -68,7 +70,7 @@ def container_env(container: Obj, pod: Obj, base: dict[str, str]) -> dict[str, s
             env[item["name"]] = str(item["value"])
         elif "fieldRef" in (item.get("valueFrom") or {}):
             env[item["name"]] = field_value(pod, item["valueFrom"]["fieldRef"]["fieldPath"])
-    return env
+    return program_env(env)
 
 
 def run_as_user(container: Obj, pod: Obj) -> int | None:
@@ -98,10 +100,23 @@ def enter_argv(pid: int, container: Obj, pod: Obj, command: Sequence[str]) -> li
     return [NSENTER, "-t", str(pid), "-m", "-n", *user_prefix(container, pod), *command]
 
 
-def container_cgroup_path(cluster: str, pod_uid: str, container: str) -> str:
-    """The container's cgroup as /proc/<pid>/cgroup names it (relative to the hierarchy's root)."""
-    cgroup = Cgroup.of_cluster(cluster, Path("/")).child("pods", pod_uid, container)
-    return str(cgroup.path)
+def exec_in_container(cluster: str, pod: Obj, container: Obj, command: Sequence[str]
+                      ) -> tuple[list[str], dict[str, str]]:
+    """The host argv and env that run ``command`` in a running container as a runtime's exec does: in its
+    cgroup (it goes when the container goes), its mount and network namespaces, as its user, with its env."""
+    name = pod["metadata"]["name"]
+    status = pod.get("status") or {}
+    statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
+    found: Obj = next((s for s in statuses if s.get("name") == container["name"]), {})
+    pid = str(found.get("containerID") or "").rsplit("/", 1)[-1]
+    if "running" not in (found.get("state") or {}) or not pid.isdigit():
+        raise ClusterError(f"container {container['name']} of pod {name} is not running: "
+                           "wait for it (nginmesh local get pods)")
+    cgroup = Cgroup.of_cluster(cluster).child("pods", pod["metadata"]["uid"], container["name"])
+    if int(pid) not in cgroup.pids():  # the pid was reused, or the container restarted since the status
+        raise ClusterError(f"container {container['name']} of pod {name} has just restarted: run the command again")
+    env = container_env(container, pod, {"PATH": NODE_PATH, "HOME": "/tmp"})
+    return cgroup.launch_argv(enter_argv(int(pid), container, pod, command)), env
 
 
 def write_private(path: Path, data: bytes, mode: int) -> None:
