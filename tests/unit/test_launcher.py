@@ -131,7 +131,8 @@ def test_a_mount_path_through_a_symlink_stays_in_the_container(state: Path) -> N
     pod = state / "unit" / "pods" / "default_p"
     try:
         mounts = (VolumeMount(str(pod / "volumes" / "config"), f"{link}/x", False),)
-        result = launch(state, f"cat {outside}/x/key", uid=0, mounts=mounts)
+        result = launch(state, f"cat {outside}/x/key && echo writable > {link}/x/new", uid=0, mounts=mounts)
+        assert (pod / "volumes" / "config" / "new").read_text() == "writable\n", result.stderr
         assert "from the volume" in result.stdout, result.stderr
         assert list(outside.iterdir()) == []
     finally:

@@ -31,8 +31,7 @@ NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x1, 0x2, 0x4, 0x8
 MS_REMOUNT, MS_BIND, MS_NOATIME, MS_NODIRATIME = 0x20, 0x1000, 0x400, 0x800
-MS_REC, MS_PRIVATE, MS_RELATIME, MS_STRICTATIME = 0x4000, 0x40000, 0x200000, 0x1000000
-MS_MOVE = 0x2000
+MS_REC, MS_PRIVATE, MS_RELATIME, MS_MOVE = 0x4000, 0x40000, 0x200000, 0x2000
 MNT_DETACH = 0x2
 HOLDING = "/tmp/.nginmesh-volumes"
 PER_MOUNT_FLAGS = {"ro": MS_RDONLY, "nosuid": MS_NOSUID, "nodev": MS_NODEV, "noexec": MS_NOEXEC,
@@ -188,15 +187,17 @@ def build_root(spec: LaunchSpec) -> None:
     for table_entry in mount_table():
         if table_entry.fstype == "nsfs":  # other pods' namespaces: nothing a container needs to hold
             _umount(table_entry.point, gone_ok=True)  # a pod of another cluster may have just gone
+    writable = list(WRITABLE)
     for index, mount in sorted(enumerate(spec.mounts), key=lambda item: container_path(item[1].target).count("/")):
-        target = _make_mount_point(container_path(mount.target))
+        target = os.path.realpath(_make_mount_point(container_path(mount.target)))
         _mount(f"{HOLDING}/{index}", target, None, MS_MOVE)
         if mount.read_only:
             _mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+        else:
+            writable.append(target)
     for index in range(len(spec.mounts)):
         os.rmdir(f"{HOLDING}/{index}")
     os.rmdir(HOLDING)
-    writable = WRITABLE + tuple(container_path(m.target) for m in spec.mounts if not m.read_only)
     for entry in mount_table():
         if any(_below(entry.point, w) for w in writable) or not os.path.lexists(entry.point):
             continue
