@@ -24,7 +24,7 @@ from typing import Any
 
 from ...errors import ClusterError
 from ...kube import Obj, ObjectKey, key_of
-from . import catalogue
+from . import catalogue, system
 from .cgroup import Cgroup
 from .launcher import NODE_PATH, LaunchSpec, VolumeMount, program_env
 from .network import ETC_NETNS, Allocator, NodeNetwork, pod_link, pod_netns
@@ -46,8 +46,7 @@ NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 DEFAULT_FILE_MODE = 0o644
 VOLUME_DIR_MODE = 0o755
 EMPTY_DIR_MODE = 0o1777
-PRIVATE_DIR_MODE = 0o700
-LOG_MODE = 0o600
+LOG_MODE = system.PRIVATE_FILE_MODE
 
 
 def field_value(pod: Obj, path: str) -> str:
@@ -119,20 +118,14 @@ def exec_in_container(cluster: str, pod: Obj, container: Obj, command: Sequence[
     return cgroup.launch_argv(enter_argv(int(pid), container, pod, command)), env
 
 
-def write_private(path: Path, data: bytes, mode: int) -> None:
-    """Write a file with exactly ``mode``, never through a symlink planted where it goes."""
+def write_volume_file(path: Path, data: bytes, mode: int) -> None:
+    """Write a configMap or secret file with exactly ``mode``, never through a symlink planted where it goes."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     try:
         os.fchmod(fd, mode)
         os.write(fd, data)
     finally:
         os.close(fd)
-
-
-def private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> Path:
-    path.mkdir(mode=mode, exist_ok=True)
-    path.chmod(mode)
-    return path
 
 
 @dataclass
@@ -212,9 +205,8 @@ class PodRunner(threading.Thread):
 
     def _sandbox(self) -> None:
         k = self.kubelet
-        private_dir(self.directory)
-        private_dir(self.directory / "volumes")
-        private_dir(self.directory / "containers")
+        for directory in (self.directory, self.directory / "volumes", self.directory / "containers"):
+            system.make_private_dir(directory)
         self.pod_ip = k.pod_ips.allocate()
         k.network.add_pod(self.netns, pod_link(self.pod["metadata"]["uid"]), self.pod_ip)
         k.on_pod_added(self.pod["metadata"]["namespace"], self.netns, self.pod["metadata"]["name"], self.pod_ip)
@@ -234,7 +226,7 @@ class PodRunner(threading.Thread):
             path.mkdir(exist_ok=True)
             path.chmod(VOLUME_DIR_MODE)
             for name, data in files.items():
-                write_private(inside(path, name), data, mode)
+                write_volume_file(inside(path, name), data, mode)
 
     def _volume_files(self, volume: Obj) -> tuple[dict[str, bytes] | None, int]:
         """The files of a configMap or secret volume and their mode; None for a directory to write in."""
@@ -402,7 +394,8 @@ class PodRunner(threading.Thread):
 
     def _write_launch_spec(self, container: Container, program_argv: list[str]) -> Path:
         """What the launcher builds for this container, in a root-only file of the pod's directory."""
-        stage = private_dir(inside(self.directory, "containers", container.name))
+        stage = inside(self.directory, "containers", container.name)
+        system.make_private_dir(stage)
         mounts = tuple(VolumeMount(str(inside(self.directory, "volumes", m["name"])), str(m["mountPath"]),
                                    bool(m.get("readOnly")))
                        for m in container.spec.get("volumeMounts") or [])
@@ -412,7 +405,7 @@ class PodRunner(threading.Thread):
                           str(container.spec.get("workingDir") or "/"),
                           (*user_prefix(container.spec, self.pod), *program_argv), env)
         path = inside(self.directory, "containers", f"{container.name}.json")
-        write_private(path, spec.to_json().encode(), 0o600)
+        system.write_private(path, spec.to_json())
         return path
 
     def _wait_exit(self, container: Container) -> int | None:
@@ -519,7 +512,8 @@ class Kubelet:
         self.store = store
         self.network = network
         self.grace = grace
-        self.pods_dir = private_dir(state_dir / "pods")
+        self.pods_dir = state_dir / "pods"
+        system.make_private_dir(self.pods_dir)
         self.state_root = state_dir.parent
         self.pods_cgroup = Cgroup.of_cluster(cluster).child("pods")
         self.node_name = f"{cluster}-node"
