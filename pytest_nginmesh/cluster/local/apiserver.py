@@ -28,8 +28,9 @@ from ...settings import Timeouts
 from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_problem
 from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
-from .kubelet import Kubelet, container_env, user_prefix
-from .network import Addresses, NodeNetwork, pod_netns
+from .kubelet import Kubelet, exec_in_container
+from .network import Addresses, NodeNetwork
+from .paths import inside
 from .rest.pki import Credentials
 from .rest.server import HttpsServer, RestApi, serve
 from .store import Store, now
@@ -39,7 +40,6 @@ log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
 KUBECONFIG = "kubeconfig"
-HOST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # kube-apiserver's default limit of a request body (MaxRequestBodyBytes, 3 MiB, in kubernetes/kubernetes
 # staging/src/k8s.io/apiserver/pkg/server/config.go); the rest of a bigger body is read and dropped, up to
 # MAX_DISCARDED_BODY_BYTES, so that the client still reads the 413 instead of a broken pipe.
@@ -172,23 +172,19 @@ class ApiServer:
 
     def exec_argv(self, namespace: str, pod: str, container: str | None, command: list[str]
                   ) -> tuple[list[str], dict[str, str]]:
-        """The host argv and environment that run ``command`` as the container runs (namespace, user, env)."""
+        """The host argv and environment that run ``command`` in a container, as its runtime's exec does."""
         obj = self.store.get(ObjectKey("Pod", namespace, pod))
         if obj is None:
             raise NotFoundError(f'pods "{pod}" not found')
-        if (obj.get("status") or {}).get("phase") != "Running":
-            raise ClusterError(f"pod {pod} is {(obj.get('status') or {}).get('phase', 'Pending')}, not Running")
-        spec = self._container(obj, container)
-        env = container_env(spec, obj, {"PATH": HOST_PATH, "HOME": "/tmp"})
-        netns = pod_netns(self.info["name"], namespace, pod)
-        return ["ip", "netns", "exec", netns, *user_prefix(spec, obj), *command], env
+        return exec_in_container(self.info["name"], obj, self._container(obj, container), command)
 
     def log_file(self, namespace: str, pod: str, container: str | None, previous: bool) -> Path:
         obj = self.store.get(ObjectKey("Pod", namespace, pod))
         if obj is None:
             raise NotFoundError(f'pods "{pod}" not found')
         spec = self._container(obj, container)
-        return self.kubelet.pods_dir / f"{namespace}_{pod}" / f"{spec['name']}{'.previous' if previous else ''}.log"
+        directory = inside(self.kubelet.pods_dir, f"{namespace}_{pod}")
+        return inside(directory, f"{spec['name']}{'.previous' if previous else ''}.log")
 
     @staticmethod
     def _container(pod: Obj, name: str | None) -> Obj:

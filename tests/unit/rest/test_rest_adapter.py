@@ -4,16 +4,14 @@ the path users run on kind, met by a real API server rather than a double."""
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from embedded_api import EmbeddedApi
+from embedded_api import EmbeddedApi, start_container, stop_container
 
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
-from pytest_nginmesh.cluster.local.network import pod_netns
 from pytest_nginmesh.errors import ClusterError
 from pytest_nginmesh.kube import read_manifest_file
 from pytest_nginmesh.settings import Timeouts
@@ -49,14 +47,10 @@ def test_a_refused_object_is_a_cluster_error_with_the_servers_message(adapter: K
         adapter.apply([pod])
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="exec enters a network namespace: needs root")
+@pytest.mark.skipif(os.geteuid() != 0, reason="a container needs a network namespace and a cgroup: needs root")
 def test_exec_and_logs_through_the_official_client(adapter: KubernetesCluster, embedded_api: EmbeddedApi) -> None:
-    netns = pod_netns("unit", "default", "shell")
-    subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
+    process, cgroup = start_container(embedded_api, "shell", [{"name": "app", "image": "a"}])
     try:
-        embedded_api.server.store.put({
-            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell", "namespace": "default"},
-            "spec": {"containers": [{"name": "app", "image": "a"}]}, "status": {"phase": "Running"}})
         logs = embedded_api.server.kubelet.pods_dir / "default_shell"
         logs.mkdir(parents=True)
         (logs / "app.log").write_text("ready\n")
@@ -64,4 +58,4 @@ def test_exec_and_logs_through_the_official_client(adapter: KubernetesCluster, e
         assert (result.returncode, result.stdout, result.stderr) == (4, "out\n", "err\n")
         assert adapter.logs("default", "shell", "app") == "ready\n"
     finally:
-        subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
+        stop_container(embedded_api, "shell", process, cgroup)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from embedded_api import EmbeddedApi
+from embedded_api import EmbeddedApi, start_container, stop_container
 
 REPO = Path(__file__).resolve().parents[3]
 BOOKINFO = REPO / "fixtures" / "bookinfo" / "bookinfo.yaml"
@@ -119,18 +119,12 @@ def test_wait_for_condition_ready(kubectl, embedded_api: EmbeddedApi) -> None:  
 
 @pytest.fixture
 def running_pod(embedded_api: EmbeddedApi):  # type: ignore[no-untyped-def]
-    """A Running pod "shell" whose network namespace exists (no kubelet runs in-process), with logs on disk."""
+    """A Running pod "shell" whose container is a real process (no kubelet runs in-process), with logs on disk."""
     if os.geteuid() != 0:
-        pytest.skip("exec enters a network namespace: needs root")
-    from pytest_nginmesh.cluster.local.network import pod_netns
-
-    netns = pod_netns("unit", "default", "shell")
-    subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
-    embedded_api.server.store.put({
-        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "shell", "namespace": "default"},
-        "spec": {"containers": [{"name": "app", "image": "a", "env": [{"name": "GREETING", "value": "hi"}]},
-                                {"name": "istio-proxy", "image": "p"}]},
-        "status": {"phase": "Running"}})
+        pytest.skip("a container needs a network namespace and a cgroup: needs root")
+    process, cgroup = start_container(embedded_api, "shell", [
+        {"name": "app", "image": "a", "env": [{"name": "GREETING", "value": "hi"}]},
+        {"name": "istio-proxy", "image": "p"}])
     logs = embedded_api.server.kubelet.pods_dir / "default_shell"
     logs.mkdir(parents=True)
     (logs / "app.log").write_text("one\ntwo\nthree\n")
@@ -138,7 +132,7 @@ def running_pod(embedded_api: EmbeddedApi):  # type: ignore[no-untyped-def]
     try:
         yield "shell"
     finally:
-        subprocess.run(["ip", "netns", "delete", netns], check=False, capture_output=True)
+        stop_container(embedded_api, "shell", process, cgroup)
 
 
 def test_exec_carries_streams_stdin_and_the_exit_code(each_kubectl, running_pod: str) -> None:  # type: ignore[no-untyped-def]
