@@ -8,6 +8,7 @@ unless a cluster is brought up.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import signal
@@ -183,7 +184,11 @@ def progress_line(config: pytest.Config) -> Callable[[str], None]:
 
     def write(line: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is not None:
+        if reporter is None:
+            return
+        # Cluster start happens in a fixture, under output capture: step out of it, as live logging does.
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
             reporter.ensure_newline()
             reporter.write_line(f"nginmesh: {line}")
 

@@ -91,6 +91,9 @@ def test_pytest_session_end_leaves_nothing(pytester: pytest.Pytester, monkeypatc
     """)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+    # The cluster's start shows its progress in the terminal, as `nginmesh local up` does.
+    result.stdout.fnmatch_lines(["nginmesh: starting local cluster nmsession*",
+                                 "nginmesh: installing the Istio control plane*", "nginmesh: deploying Bookinfo"])
     assert lifecycle.leftovers(settings) == []
 
 

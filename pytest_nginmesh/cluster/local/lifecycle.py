@@ -106,6 +106,7 @@ def building(settings: Settings, *, mesh: bool, progress: Progress = lambda line
     lock: int | None = None
     try:
         lock = _claim(settings)
+        progress(f"starting local cluster {settings.cluster_name}")
         _start(settings, mesh)
         yield True
         system.write_private(settings.state_dir / COMPLETE_MARK, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
