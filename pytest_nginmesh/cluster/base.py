@@ -111,6 +111,10 @@ class Cluster(abc.ABC):
         """Pods as Kubernetes dicts; all namespaces when ``namespace`` is None."""
 
     @abc.abstractmethod
+    def list_objects(self, kind: str, namespace: str | None = None) -> list[Obj]:
+        """Objects of one kind (RouteRule, Deployment, …), in a namespace or (None) in all of them."""
+
+    @abc.abstractmethod
     def get(self, kind: str, name: str, namespace: str = "default") -> Obj | None:
         """One object, or None when it does not exist."""
 

@@ -1,9 +1,9 @@
 """Diagnostics bundle: what a failed conformance test leaves behind for a person, written before any cleanup.
 
 Pods as YAML, events, container logs (current and previous), each proxy's NGINX config, ``iptables-save`` of
-every injected pod, the route rules the test applied, and a metrics scrape; bounded in size and count, with
-Secret data and token-looking values redacted. Every piece that cannot be fetched is named in ``index.yaml``
-instead of raising: a bundle never hides the test's own failure.
+every injected pod, the route rules in force and those the test applied, and a metrics scrape; bounded in
+size and count, with Secret data and token-looking values redacted. Every piece that cannot be fetched is
+named in ``index.yaml`` instead of raising: a bundle never hides the test's own failure.
 """
 
 from __future__ import annotations
@@ -139,7 +139,10 @@ def write_bundle(cluster: Cluster, root: Path, test: str, namespaces: Iterable[s
                           f"iptables/{namespace}/{name}.txt")
             bundle.gather(f"NGINX config of {namespace}/{name}", partial(proxy_config, cluster, namespace, name),
                           f"proxy-config/{namespace}/{name}.conf")
-    bundle.write("route-rules.yaml", dumps(as_list([redact_object(o) for o in applied]), "yaml"))
+    bundle.gather("route rules in force", lambda: dumps(as_list([redact_object(o) for o in
+                                                                 cluster.list_objects("RouteRule")]), "yaml"),
+                  "route-rules.yaml")
+    bundle.write("applied.yaml", dumps(as_list([redact_object(o) for o in applied]), "yaml"))
     if scrape is not None:
         bundle.gather("metrics scrape", scrape, "metrics.txt")
     index = {"test": test, "profile": profile.name, "findings": findings, "namespaces": wanted,
