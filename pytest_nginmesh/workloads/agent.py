@@ -33,9 +33,10 @@ def seeded_defects() -> frozenset[str]:
 
 
 RELOAD_TIMEOUT = 5.0
-# Istio's pilot-agent serves its readiness on this port and path (istio/istio 1.1,
-# pilot/cmd/pilot-agent/status/server.go: readyPath = "/healthz/ready"; the 1.1 injection template,
-# install/kubernetes/helm/istio/files/injection-template.yaml, passes --statusPort 15020 and probes it).
+# Istio's pilot-agent serves its readiness on this port and path since Istio 1.1 (istio/istio
+# pilot/cmd/pilot-agent/status/server.go: readyPath = "/healthz/ready"; the sidecar injection template,
+# install/kubernetes/helm/istio/files/injection-template.yaml, passes --statusPort and a readinessProbe
+# httpGet /healthz/ready on global.proxy.statusPort, 15020 in the chart's values.yaml).
 STATUS_PORT = 15020
 READY_PATH = "/healthz/ready"
 # How often the agent looks at its NGINX master: a dead master ends the agent within this.
