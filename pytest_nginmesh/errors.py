@@ -31,6 +31,10 @@ class NotFoundError(ClusterError):
     """The object, pod, container or cluster asked for does not exist."""
 
 
+class ForbiddenError(ClusterError):
+    """The caller may not make this request (e.g. a config ack from outside the pod it concerns)."""
+
+
 class WaitTimeout(NginmeshError):
     """A bounded wait ran out; the message says what was awaited and what was last seen."""
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import requests
 
 from . import observe
-from .checks.metrics import MetricNames, Scrape, delta, parse_scrape
+from .checks.metrics import MetricNames, Scrape, delta, from_source, parse_scrape
 from .cluster.base import Cluster
 from .errors import ClusterError
 
@@ -25,13 +25,16 @@ def scrape(cluster: Cluster, names: MetricNames, timeout: float) -> Scrape:
 
 
 def settled_changes(cluster: Cluster, names: MetricNames, baseline: Scrape, done: Callable[[Scrape], bool],
-                    timeout: float, interval: float = 0.2) -> Scrape:
+                    timeout: float, interval: float = 0.2, source: Mapping[str, str] | None = None) -> Scrape:
     """Poll until the changes since ``baseline`` satisfy ``done`` and stay the same for one more scrape;
-    at the deadline, return the last changes so the caller's assertion says what is missing."""
+    at the deadline, return the last changes so the caller's assertion says what is missing. With
+    ``source``, only that source's series count: other traffic never holds the wait back."""
     deadline = time.monotonic() + timeout
     previous: Scrape | None = None
     while True:
         changes = delta(baseline, scrape(cluster, names, timeout))
+        if source is not None:
+            changes = from_source(changes, source)
         if (done(changes) and changes == previous) or time.monotonic() >= deadline:
             observe.attach("metric deltas", describe_changes(changes))
             return changes

@@ -1,8 +1,10 @@
 """Metrics emission: every request is reported, with the right labels and values.
 
-The suite's requests come from a client pod of its own (its own namespace and service), so the
-productpage counters it asserts on carry a source no other traffic has. Deltas between two scrapes
-are waited for, bounded and polling, never slept on.
+The suite's requests come from a client pod of its own (its own namespace and service), and it
+asserts only on series of that source: it calls each service it measures (productpage, reviews,
+ratings) itself, so other clients of Bookinfo meanwhile, even the productpage calls they cause
+downstream, move none of the counters it reads. Deltas between two scrapes are waited for, bounded
+and polling, never slept on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_nginmesh.checks.findings import explain
-from pytest_nginmesh.checks.metrics import MetricNames, Scrape, check_histogram, check_request_counts, split_by, total
+from pytest_nginmesh.checks.metrics import (
+    MetricNames,
+    Scrape,
+    check_histogram,
+    check_request_counts,
+    split_by,
+    total,
+)
 from pytest_nginmesh.cluster.base import Cluster
 from pytest_nginmesh.mesh.applied import AppliedObjects
 from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
@@ -54,10 +63,14 @@ def client(mesh_cluster: Cluster, isolated_namespace: str, nginmesh_settings: Se
     yield str(pods[0]["metadata"]["name"])
 
 
-def send(cluster: Cluster, namespace: str, pod: str, count: int = REQUESTS) -> list[tuple[int, float]]:
-    """``count`` productpage requests from the client pod, through its sidecar."""
-    return requests_with_python(cluster, namespace, pod, "client",
-                                f"http://productpage.{BOOKINFO_NAMESPACE}:9080/productpage", new_marker(), count)
+def send(cluster: Cluster, namespace: str, pod: str, url: str = f"http://productpage.{BOOKINFO_NAMESPACE}:9080/productpage",
+         count: int = REQUESTS) -> list[tuple[int, float]]:
+    """``count`` requests (productpage's by default) from the client pod, through its sidecar."""
+    return requests_with_python(cluster, namespace, pod, "client", url, new_marker(), count)
+
+
+REVIEWS_URL = f"http://reviews.{BOOKINFO_NAMESPACE}:9080/reviews/0"
+RATINGS_URL = f"http://ratings.{BOOKINFO_NAMESPACE}:9080/ratings/0"
 
 
 def source(namespace: str) -> dict[str, str]:
@@ -65,23 +78,25 @@ def source(namespace: str) -> dict[str, str]:
 
 
 def settle(cluster: Cluster, names: MetricNames, baseline: Scrape, want: dict[frozenset[tuple[str, str]], int],
-           settings: Settings) -> Scrape:
+           namespace: str, settings: Settings) -> Scrape:
+    """The changes of this test's own source, once they show ``want`` and hold still (bounded)."""
     return settled_changes(cluster, names, baseline, lambda changes: not check_request_counts(changes, names, want),
-                           settings.timeouts.convergence)
+                           settings.timeouts.convergence, source=source(namespace))
 
 
 @pytest.mark.conformance(name="metrics-counted-once-with-exact-labels", features=["metrics"])
 def test_requests_are_counted_once_with_exact_labels(mesh_cluster: Cluster, client: str, isolated_namespace: str,
                                                      names: MetricNames, nginmesh_settings: Settings) -> None:
     baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
-    results = send(mesh_cluster, isolated_namespace, client)
-    assert [status for status, _ in results] == [200] * REQUESTS
+    results = send(mesh_cluster, isolated_namespace, client) + send(mesh_cluster, isolated_namespace, client,
+                                                                    REVIEWS_URL)
+    assert [status for status, _ in results] == [200] * 2 * REQUESTS
     page = labels(**source(isolated_namespace), destination_service=PRODUCTPAGE, destination_version="v1",
                   response_code="200")
-    reviews = labels(source_service=PRODUCTPAGE, source_version="v1", destination_service=REVIEWS,
-                     response_code="200")
-    changes = settle(mesh_cluster, names, baseline, {page: REQUESTS, reviews: REQUESTS}, nginmesh_settings)
-    findings = check_request_counts(changes, names, {page: REQUESTS, reviews: REQUESTS})
+    reviews = labels(**source(isolated_namespace), destination_service=REVIEWS, response_code="200")
+    want = {page: REQUESTS, reviews: REQUESTS}
+    changes = settle(mesh_cluster, names, baseline, want, isolated_namespace, nginmesh_settings)
+    findings = check_request_counts(changes, names, want)
     assert not findings, explain(findings)
     versions = split_by(changes, names.request_count, "destination_version", destination_service=REVIEWS)
     assert set(versions) == {"v1", "v2", "v3"}, f"reviews versions reported: {versions}"
@@ -93,9 +108,9 @@ def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client:
                                                  nginmesh_settings: Settings) -> None:
     mesh_rules.apply("routes/route-rule-all-v1.yaml")
     baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
-    send(mesh_cluster, isolated_namespace, client)
-    reviews = labels(source_service=PRODUCTPAGE, destination_service=REVIEWS, response_code="200")
-    changes = settle(mesh_cluster, names, baseline, {reviews: REQUESTS}, nginmesh_settings)
+    send(mesh_cluster, isolated_namespace, client, REVIEWS_URL)
+    reviews = labels(**source(isolated_namespace), destination_service=REVIEWS, response_code="200")
+    changes = settle(mesh_cluster, names, baseline, {reviews: REQUESTS}, isolated_namespace, nginmesh_settings)
     versions = split_by(changes, names.request_count, "destination_version", destination_service=REVIEWS)
     assert versions == {"v1": REQUESTS}, f"reviews versions reported under all-v1: {versions}"
 
@@ -104,15 +119,15 @@ def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client:
 def test_a_fault_abort_is_counted_with_its_status(mesh_cluster: Cluster, client: str, isolated_namespace: str,
                                                   mesh_rules: AppliedObjects, names: MetricNames,
                                                   nginmesh_settings: Settings) -> None:
-    mesh_rules.apply("routes/route-rule-reviews-v3.yaml", {
+    mesh_rules.apply({
         "apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
         "metadata": {"name": "ratings-abort", "namespace": BOOKINFO_NAMESPACE},
         "spec": {"destination": {"name": "ratings"}, "precedence": 3, "route": [{"labels": {"version": "v1"}}],
                  "httpFault": {"abort": {"percent": 100, "httpStatus": 503}}}})
     baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
-    send(mesh_cluster, isolated_namespace, client)
-    aborted = labels(destination_service=RATINGS, response_code="503")
-    changes = settle(mesh_cluster, names, baseline, {aborted: REQUESTS}, nginmesh_settings)
+    send(mesh_cluster, isolated_namespace, client, RATINGS_URL)
+    aborted = labels(**source(isolated_namespace), destination_service=RATINGS, response_code="503")
+    changes = settle(mesh_cluster, names, baseline, {aborted: REQUESTS}, isolated_namespace, nginmesh_settings)
     findings = check_request_counts(changes, names, {aborted: REQUESTS})
     assert not findings, explain(findings)
     assert total(changes, names.request_count, destination_service=RATINGS, response_code="200") == 0
@@ -124,7 +139,8 @@ def test_durations_and_sizes_are_reported(mesh_cluster: Cluster, client: str, is
     baseline = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
     results = send(mesh_cluster, isolated_namespace, client)
     page = {**source(isolated_namespace), "destination_service": PRODUCTPAGE, "response_code": "200"}
-    changes = settle(mesh_cluster, names, baseline, {labels(**page): REQUESTS}, nginmesh_settings)
+    changes = settle(mesh_cluster, names, baseline, {labels(**page): REQUESTS}, isolated_namespace,
+                     nginmesh_settings)
     findings = (check_histogram(changes, names.request_duration, REQUESTS, **page)
                 + check_histogram(changes, names.request_size, REQUESTS, **page)
                 + check_histogram(changes, names.response_size, REQUESTS, **page))

@@ -18,7 +18,7 @@ from pytest_nginmesh.checks.routing import check_weights
 from pytest_nginmesh.cluster.base import Cluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.applied import AppliedObjects
-from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
+from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, load_fixture
 from pytest_nginmesh.profiles import Profile
 from pytest_nginmesh.settings import Settings
 from pytest_nginmesh.traffic import marker_count, new_marker, request_with_python
@@ -131,16 +131,19 @@ def test_rewrite(mesh_rules: AppliedObjects, session: requests.Session, mesh_clu
 
 @pytest.fixture(scope="module")
 def httpbin(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[str]:
-    """Istio's httpbin sample in the Bookinfo namespace, for the retry and timeout tests."""
-    applied = AppliedObjects(mesh_cluster, nginmesh_settings.timeouts.convergence)
-    applied.apply("httpbin/httpbin.yaml")
-    mesh_cluster.wait_pods_ready(BOOKINFO_NAMESPACE, nginmesh_settings.timeouts.pod_ready, {"app": "httpbin"})
-    mesh_cluster.wait_converged(nginmesh_settings.timeouts.convergence)
+    """Istio's httpbin sample in the Bookinfo namespace, for the retry and timeout tests. Removed again
+    however its setup ends: a failed or interrupted (Ctrl-C) wait leaves no httpbin behind."""
+    timeouts = nginmesh_settings.timeouts
+    manifests = load_fixture("httpbin/httpbin.yaml")
     try:
+        mesh_cluster.apply(manifests)
+        mesh_cluster.wait_pods_ready(BOOKINFO_NAMESPACE, timeouts.pod_ready, {"app": "httpbin"})
+        mesh_cluster.wait_converged(timeouts.convergence)
         yield next(p["metadata"]["name"] for p in mesh_cluster.pods(BOOKINFO_NAMESPACE, {"app": "httpbin"}))
     finally:
-        applied.remove_all()
-        mesh_cluster.wait_pods_gone(BOOKINFO_NAMESPACE, nginmesh_settings.timeouts.pod_ready, {"app": "httpbin"})
+        mesh_cluster.delete(list(reversed(manifests)))
+        mesh_cluster.wait_pods_gone(BOOKINFO_NAMESPACE, timeouts.pod_ready, {"app": "httpbin"})
+        mesh_cluster.wait_converged(timeouts.convergence)
 
 
 def productpage_pod(cluster: Cluster) -> str:

@@ -83,6 +83,13 @@ def delta(before: Scrape, after: Scrape) -> Scrape:
     return changes
 
 
+def from_source(samples: Scrape, source: Mapping[str, str]) -> Scrape:
+    """Only the samples whose labels include ``source`` (e.g. a test client's source_service and
+    source_version): what one client sent, whatever other clients of the mesh send meanwhile."""
+    wanted = set(source.items())
+    return {key: value for key, value in samples.items() if wanted <= key.labels}
+
+
 def total(changes: Scrape, name: str, **labels: str) -> float:
     """The sum of the changes of every sample of this name whose labels include the given ones."""
     wanted = set(labels.items())

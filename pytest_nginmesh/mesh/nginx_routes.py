@@ -32,10 +32,12 @@ class Identity:
         return dict(self.labels).get("version", "unknown")
 
 
-def report_format(name: str, destination_service: str, destination_version: str) -> str:
-    """A JSON log format carrying Mixer's request attributes; the source comes from the caller's headers."""
+def report_format(name: str, destination_service: str, destination_version: str,
+                  source: tuple[str, str] = ("$nginmesh_source_service", "$nginmesh_source_version")) -> str:
+    """A JSON log format carrying Mixer's request attributes; the source comes from the caller's headers
+    unless given (the caller's own proxy, reporting for itself, knows it)."""
     fields = {
-        "source_service": "$nginmesh_source_service", "source_version": "$nginmesh_source_version",
+        "source_service": source[0], "source_version": source[1],
         "destination_service": destination_service, "destination_version": destination_version,
         "response_code": "$status", "response_duration": "$request_time", "request_size": "$request_length",
         "response_size": "$bytes_sent", "request_id": "$nginmesh_request_id",
@@ -181,8 +183,8 @@ class RouteRenderer:
             self.http += [f'  split_clients "${{request_id}}abort" $nginmesh_abort_{name} {{',
                           f"    {percent(rule.abort.percent)} 1;", '    * "";', "  }",
                           report_format(f"nginmesh_abort_{name}", service_fqdn(target.service, target.namespace),
-                                        "unknown")]
-            # An aborted request never reaches the destination's proxy, so this proxy reports it.
+                                        "unknown", (self.identity.service_fqdn, self.identity.version))]
+            # An aborted request never reaches the destination's proxy, so this proxy, the source's, reports it.
             body += ["      access_log /dev/stdout nginmesh;",
                      *("      " + line for line in report_log(self.identity, f"nginmesh_abort_{name}",
                                                              f"$nginmesh_abort_{name}")),

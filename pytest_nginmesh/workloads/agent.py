@@ -12,13 +12,16 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from ..cluster.local.api import ApiClient
+from ..cluster.local.catalogue import PROXY_READINESS, PROXY_STATUS_PORT
+from ..errors import ClusterError
 from ..mesh.nginx_config import Proxy, Snapshot, render
 from ..mesh.nginx_routes import DELAY_PORT, SEEDED_DEFECTS
 from ..mesh.routerules import parse_duration
-from ._common import get_json, post_json, stop_event, writable_dir
+from ._common import HttpServer, api_socket, get_json, stop_event, writable_dir
 
 
 def seeded_defects() -> frozenset[str]:
@@ -31,6 +34,15 @@ def seeded_defects() -> frozenset[str]:
 
 
 RELOAD_TIMEOUT = 5.0
+# Istio's pilot-agent serves its readiness on this port and path since Istio 1.1 (istio/istio
+# pilot/cmd/pilot-agent/status/server.go: readyPath = "/healthz/ready"; the sidecar injection template,
+# install/kubernetes/helm/istio/files/injection-template.yaml, passes --statusPort and a readinessProbe
+# httpGet /healthz/ready on global.proxy.statusPort, 15020 in the chart's values.yaml). The embedded
+# cluster's image catalogue probes exactly this.
+STATUS_PORT = PROXY_STATUS_PORT
+READY_PATH = PROXY_READINESS["httpGet"]["path"]
+# How often the agent looks at its NGINX master: a dead master ends the agent within this.
+MASTER_POLL = 0.1
 
 
 class DelayHandler(BaseHTTPRequestHandler):
@@ -47,10 +59,32 @@ class DelayHandler(BaseHTTPRequestHandler):
         self.end_headers()
 
 
-def start_delay_server() -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer(("127.0.0.1", DELAY_PORT), DelayHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="delays", daemon=True).start()
+def status_handler(agent: Agent) -> type[BaseHTTPRequestHandler]:
+    class Status(BaseHTTPRequestHandler):
+        """Readiness, as pilot-agent's status port: 200 only while NGINX runs the config the agent applied."""
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path != READY_PATH:
+                self.send_error(404, f"try {READY_PATH}")
+                return
+            problem = agent.unready_reason()
+            body = (problem or f"ready: config {agent.version}").encode() + b"\n"
+            self.send_response(503 if problem else 200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Status
+
+
+def serve(port: int, handler: type[BaseHTTPRequestHandler], name: str) -> HttpServer:
+    """An HTTP server on loopback only, serving from a thread."""
+    server = HttpServer(("127.0.0.1", port), handler)
+    threading.Thread(target=server.serve_forever, name=name, daemon=True).start()
     return server
 
 
@@ -92,6 +126,9 @@ class Agent:
         self.version = ""
         self.reported: tuple[str, tuple[str, str] | None] | None = None
         self.rejected: tuple[str, str] | None = None
+        self.report_problem = ""
+        self.api = ApiClient(api_socket(), timeout=2.0)
+        self.stop = stop_event()
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.proxy.directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
 
@@ -113,8 +150,9 @@ class Agent:
             return
         candidate.replace(d / "nginx.conf")
         if self.nginx is None:
-            self.nginx = subprocess.Popen(self.nginx_command())
-            self._wait_for_pid_file()
+            if not self._start_nginx():  # the config passed nginx -t: no rejection; a dead master ends us
+                log(f"nginx did not start with config {snapshot.get('version')} within {RELOAD_TIMEOUT:g}s")
+                return
         else:
             workers = worker_pids(self.nginx.pid)
             self.nginx.send_signal(signal.SIGHUP)
@@ -149,19 +187,46 @@ class Agent:
             time.sleep(0.01)
         return False
 
-    def _wait_for_pid_file(self) -> None:
-        deadline = time.monotonic() + 5
-        while not (self.proxy.directory / "nginx.pid").exists() and time.monotonic() < deadline:
+    def _start_nginx(self) -> bool:
+        """Start the master; True once it has written its pid file, which NGINX does only after binding its
+        listeners. A master killed with SIGKILL leaves its pid file behind: only the new master's pid counts."""
+        pid_file = self.proxy.directory / "nginx.pid"
+        pid_file.unlink(missing_ok=True)
+        nginx = self.nginx = subprocess.Popen(self.nginx_command())
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while time.monotonic() < deadline and nginx.poll() is None:
+            with contextlib.suppress(OSError):
+                if pid_file.read_text().strip() == str(nginx.pid):
+                    return True
             time.sleep(0.02)
+        return False
+
+    def unready_reason(self) -> str:
+        """Why the proxy is not ready, or "" when its NGINX master is alive and runs the applied config."""
+        nginx = self.nginx
+        if nginx is None or not self.version:
+            return "no config applied yet"
+        if nginx.poll() is not None:
+            return f"nginx exited with status {nginx.returncode}"
+        return ""
+
+    def watch_master(self) -> None:
+        """End the agent at once when its NGINX master dies, so the kubelet restarts the container. The main
+        thread may be blocked for seconds (a Pilot request, a reload wait), hence a thread and ``os._exit``."""
+        while True:
+            nginx = self.nginx
+            # Read whether nginx is gone before whether we are stopping: shutdown sets the stop event first.
+            if nginx is not None and nginx.poll() is not None and not self.stop.is_set():
+                log(f"nginx master {nginx.pid} exited with status {nginx.returncode}: exiting")
+                os._exit(1)
+            time.sleep(MASTER_POLL)
 
     def run(self) -> int:
-        stop = stop_event()
-        delays = start_delay_server()
+        stop = self.stop
+        servers = [serve(DELAY_PORT, DelayHandler, "delays"), serve(STATUS_PORT, status_handler(self), "status")]
+        threading.Thread(target=self.watch_master, name="master", daemon=True).start()
         failing = False
         while not stop.is_set():
-            if self.nginx is not None and self.nginx.poll() is not None:
-                log(f"nginx exited with status {self.nginx.returncode}")
-                return 1
             try:
                 snapshot = get_json(self.pilot + "/v1/mesh", timeout=max(2.0, self.refresh))
                 failing = False
@@ -177,21 +242,27 @@ class Agent:
                 if self.reported != (self.version, self.rejected):
                     self.report()
             stop.wait(self.refresh)
-        delays.shutdown()
+        for server in servers:
+            server.shutdown()
         self.shutdown()
         return 0
 
     def report(self) -> None:
-        """Tell Pilot which config version this proxy runs, as an ADS ack would."""
+        """Tell the cluster which config version this proxy runs, as an ADS ack would. The ack goes straight
+        to the API server's socket from this pod's network namespace: that is how the server knows it comes
+        from the proxy it concerns (it refuses acks from anywhere else)."""
         body: dict[str, str] = {"pod": self.proxy.pod_name, "namespace": self.proxy.namespace, "version": self.version}
         if self.rejected is not None:
             body["rejectedVersion"], body["rejection"] = self.rejected
         try:
-            post_json(self.pilot + "/v1/status", body, timeout=2.0)
-        except OSError as e:
-            log(f"could not report version {self.version}: {e}")
+            self.api.post("/api/proxy-status", body)
+        except ClusterError as e:
+            if str(e) != self.report_problem:
+                log(f"could not report version {self.version}: {e}")
+            self.report_problem = str(e)
         else:
             self.reported = (self.version, self.rejected)
+            self.report_problem = ""
 
     def shutdown(self) -> None:
         if self.nginx is None or self.nginx.poll() is not None:

@@ -18,8 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from email.message import Message
 from http.cookies import CookieError, Morsel, SimpleCookie
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
+
+from ._common import HttpServer
 
 __all__ = [
     "SERVICES",
@@ -475,10 +477,9 @@ class BookinfoHandler(BaseHTTPRequestHandler):
         print(f"{prefix} [{self.log_date_time_string()}] {format % args}", flush=True)
 
 
-class BookinfoServer(ThreadingHTTPServer):
+class BookinfoServer(HttpServer):
     """Threaded HTTP server that does not wait for request threads and rebinds quickly."""
 
-    daemon_threads = True
     allow_reuse_address = True
 
 

@@ -7,8 +7,10 @@ import json
 import signal
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import NoReturn
+
+from ._common import HttpServer
 
 MAX_DELAY = 10.0
 
@@ -54,8 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="httpbin")
     parser.add_argument("--port", type=int, default=8000)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    server = ThreadingHTTPServer(("0.0.0.0", args.port), HttpBin)
-    server.daemon_threads = True
+    server = HttpServer(("0.0.0.0", args.port), HttpBin)
 
     def stop(signum: int, frame: object) -> NoReturn:
         raise KeyboardInterrupt

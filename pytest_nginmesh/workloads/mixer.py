@@ -15,9 +15,9 @@ import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
-from ._common import stop_event
+from ._common import HttpServer, stop_event
 
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 SIZE_BUCKETS = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0)
@@ -157,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", args.reportPort))
     threading.Thread(target=receive, args=(sock, metrics), name="reports", daemon=True).start()
-    server = ThreadingHTTPServer(("0.0.0.0", args.prometheusPort), handler_for(metrics))
-    server.daemon_threads = True
+    server = HttpServer(("0.0.0.0", args.prometheusPort), handler_for(metrics))
     print(f"mixer: reports on udp/{args.reportPort}, metrics on :{args.prometheusPort}/metrics", flush=True)
     stop = stop_event()
     threading.Thread(target=server.serve_forever, name="prometheus", daemon=True).start()

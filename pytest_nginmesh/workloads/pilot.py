@@ -1,17 +1,20 @@
-"""The ``pilot`` image: serves the mesh snapshot (services, endpoints, route rules, ingresses) to agents."""
+"""The ``pilot`` image: serves the mesh snapshot (services, endpoints, route rules, ingresses) to agents.
+
+Agents ack the version they apply to the cluster's API server themselves, from their own pod, so that
+an ack can be checked to come from the proxy it concerns; Pilot takes none.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ..cluster.local.api import ApiClient, send_json
 from ..errors import ClusterError
-from ._common import api_socket, stop_event
+from ._common import HttpServer, api_socket, stop_event
 
 
 class Discovery(BaseHTTPRequestHandler):
@@ -32,16 +35,6 @@ class Discovery(BaseHTTPRequestHandler):
             status, body = 404, {"message": f"no such path {self.path}"}
         self._reply(status, body)
 
-    def do_POST(self) -> None:
-        if self.path != "/v1/status":
-            return self._reply(404, {"message": f"no such path {self.path}"})
-        length = int(self.headers.get("Content-Length") or 0)
-        try:
-            status, body = 200, self.api.post("/api/proxy-status", json.loads(self.rfile.read(length)))
-        except (ClusterError, ValueError) as e:
-            status, body = 503, {"message": str(e)}
-        self._reply(status, body)
-
     def _reply(self, status: int, body: object) -> None:
         send_json(self, status, body)
 
@@ -52,8 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=15003)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     Discovery.api = ApiClient(api_socket())
-    server = ThreadingHTTPServer(("0.0.0.0", args.port), Discovery)
-    server.daemon_threads = True
+    server = HttpServer(("0.0.0.0", args.port), Discovery)
     stop = stop_event()
     threading.Thread(target=server.serve_forever, daemon=True).start()
     print(f"pilot: serving discovery on :{args.port}", flush=True)

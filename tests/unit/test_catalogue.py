@@ -70,21 +70,24 @@ def test_proxy_init_runs_with_the_container_args() -> None:
     assert program.default_probe is None
 
 
-def test_sidecar_proxy_runs_the_agent_and_is_ready_on_15001() -> None:
+AGENT_READY = {"httpGet": {"path": "/healthz/ready", "port": 15020}, "periodSeconds": 1}
+
+
+def test_sidecar_proxy_runs_the_agent_and_is_ready_when_its_agent_says_so() -> None:
     proxy = named(containers(SEED_POD), "istio-proxy")
     program = resolve(proxy)
     assert program is not None
     assert program.argv == module("agent", *proxy["args"])
-    assert program.default_probe == tcp(15001)
+    assert program.default_probe == AGENT_READY, "a port held by orphaned NGINX workers never counts"
     assert is_proxy(proxy)
 
 
-def test_ingress_runs_the_agent_and_is_ready_on_its_declared_port() -> None:
+def test_ingress_runs_the_agent_and_is_ready_when_its_agent_says_so() -> None:
     ingress = named(containers(ISTIO_MANIFEST), "istio-ingress")
     program = resolve(ingress)
     assert program is not None
     assert program.argv == module("agent", *ingress["args"])
-    assert program.default_probe == tcp(80)
+    assert program.default_probe == AGENT_READY
     assert is_proxy(ingress)
 
 

@@ -112,29 +112,32 @@ class LocalCluster(Cluster):
         return list(self.api.get("/api/events", namespace=namespace))
 
     def wait_converged(self, timeout: float) -> None:
-        """Every running proxy has reported the version Pilot serves now (the agents ack what they apply)."""
+        """Every proxy of a running pod is ready and has acked the version Pilot serves now (the API server
+        keeps an ack only while the proxy process that made it lives). A proxy that is not ready (crashed,
+        restarting, not yet serving) holds convergence back: it may still route the old way, or not at all."""
 
         def probe() -> tuple[str | None, str]:
             target = self.api.get("/api/mesh")["version"]
-            statuses = self.api.get("/api/proxy-status")
-            for status in statuses:
-                if status.get("rejectedVersion") == target:
-                    raise ClusterError(f"proxy {status['namespace']}/{status['pod']} rejected mesh config {target}: "
-                                       f"{status.get('rejection')}")
-            reported = {(s["namespace"], s["pod"]): s["version"] for s in statuses}
+            acks = self.api.get("/api/proxy-status")
+            for ack in acks:
+                if ack.get("rejectedVersion") == target:
+                    raise ClusterError(f"proxy {ack['namespace']}/{ack['pod']} rejected mesh config {target}: "
+                                       f"{ack.get('rejection')}")
+            acked = {(a["namespace"], a["pod"]): a["version"] for a in acks}
             behind = []
             for pod in self.list_pods():
-                if (pod.get("status") or {}).get("phase") != "Running" or pod["metadata"].get("deletionTimestamp"):
+                meta = pod["metadata"]
+                if (pod.get("status") or {}).get("phase") != "Running" or meta.get("deletionTimestamp"):
                     continue
-                proxies = [c["name"] for c in pod["spec"]["containers"] if catalogue.is_proxy(c)]
                 statuses = {c["name"]: c for c in (pod.get("status") or {}).get("containerStatuses") or []}
-                # A proxy that is not ready serves nothing; waiting for it would wait for a broken pod.
-                if any(statuses.get(name, {}).get("ready") for name in proxies):
-                    key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
-                    if reported.get(key) != target:
-                        behind.append(f"{key[1]} at {reported.get(key, 'nothing')}")
+                for proxy in (c["name"] for c in pod["spec"]["containers"] if catalogue.is_proxy(c)):
+                    version = acked.get((meta["namespace"], meta["name"]))
+                    if not statuses.get(proxy, {}).get("ready"):
+                        behind.append(f"{proxy} of {meta['name']} not ready")
+                    elif version != target:
+                        behind.append(f"{proxy} of {meta['name']} at {version or 'nothing'}")
             if behind:
-                return None, f"mesh version {target}; behind: {', '.join(behind)}"
+                return None, f"mesh version {target}; {', '.join(behind)}"
             return str(target), ""
 
         wait_for("every proxy to apply the current mesh config", probe, timeout)

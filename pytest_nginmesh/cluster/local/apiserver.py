@@ -9,8 +9,11 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
 import signal
+import socket
 import socketserver
+import struct
 import sys
 import threading
 import urllib.parse
@@ -19,7 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from ...errors import ClusterError, ManifestError, NginmeshError, NotFoundError
+from ...errors import ClusterError, ForbiddenError, ManifestError, NginmeshError, NotFoundError
 from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of
 from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
 from ...mesh.routerules import KIND as ROUTE_RULE_KIND
@@ -29,7 +32,7 @@ from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_probl
 from .api import send_json
 from .controllers import Controllers, mark_deleted, pending_initializers
 from .kubelet import Kubelet, exec_in_container
-from .network import Addresses, NodeNetwork
+from .network import Addresses, NodeNetwork, pod_netns
 from .paths import inside
 from .rest.pki import Credentials
 from .rest.server import HttpsServer, RestApi, serve
@@ -40,6 +43,7 @@ log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
 KUBECONFIG = "kubeconfig"
+NETNS_DIR = Path("/run/netns")  # where `ip netns add` pins named network namespaces (ip-netns(8))
 # kube-apiserver's default limit of a request body (MaxRequestBodyBytes, 3 MiB, in kubernetes/kubernetes
 # staging/src/k8s.io/apiserver/pkg/server/config.go); the rest of a bigger body is read and dropped, up to
 # MAX_DISCARDED_BODY_BYTES, so that the client still reads the 413 instead of a broken pipe.
@@ -135,6 +139,7 @@ class ApiServer:
         self.stopping = threading.Event()
         self._apply_lock = threading.Lock()
         self.proxy_versions: dict[tuple[str, str], Obj] = {}
+        self.proxy_reporters: dict[tuple[str, str], tuple[int, str]] = {}
         for name in BUILTIN_NAMESPACES:
             self.store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
                             "status": {"phase": "Active"}})
@@ -261,19 +266,30 @@ class ApiServer:
         snapshot["version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
         return snapshot
 
-    def record_proxy_status(self, report: Obj) -> Obj:
-        entry = {"pod": str(report["pod"]), "namespace": str(report["namespace"]),
-                 "version": str(report["version"]), "reportedAt": now()}
+    def record_proxy_status(self, report: Obj, peer_pid: int) -> Obj:
+        """Record a proxy's config ack, only when it comes from a process in the network namespace of the
+        pod it reports for (the proxy itself, as an ADS stream would be). The ack names the proxy container
+        it came from: it holds only while that process lives, as an ADS stream would, so the ack of a proxy
+        that crashed never counts for the proxy restarted in its place."""
+        namespace, name = str(report["namespace"]), str(report["pod"])
+        if self.store.get(ObjectKey("Pod", namespace, name)) is None or not in_network_namespace(
+                peer_pid, pod_netns(self.info["name"], namespace, name)):
+            raise ForbiddenError(f"config ack for pod {namespace}/{name} refused: it must come from that pod's "
+                                 "own proxy")
+        entry = {"pod": name, "namespace": namespace, "version": str(report["version"]), "reportedAt": now()}
         if report.get("rejectedVersion"):
             entry["rejectedVersion"] = str(report["rejectedVersion"])
             entry["rejection"] = str(report.get("rejection", ""))
-        self.proxy_versions[(entry["namespace"], entry["pod"])] = entry
+        self.proxy_versions[(namespace, name)] = entry
+        self.proxy_reporters[(namespace, name)] = process_identity(peer_pid)
         return entry
 
     def proxy_status(self) -> list[Obj]:
-        """The config version each live proxy last reported, like ``istioctl proxy-status``."""
+        """The config version each live proxy last reported, like ``istioctl proxy-status``: only acks of
+        live pods whose reporting process still runs."""
         live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self.store.objects("Pod")}
-        return [entry for key, entry in sorted(self.proxy_versions.items()) if key in live]
+        return [entry for key, entry in sorted(self.proxy_versions.items())
+                if key in live and process_identity(self.proxy_reporters[key][0]) == self.proxy_reporters[key]]
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -298,6 +314,33 @@ class ApiServer:
         self.kubelet.shutdown()
 
 
+def in_network_namespace(pid: int, netns: str) -> bool:
+    """Whether process ``pid`` lives in the named network namespace (same namespace inode)."""
+    try:
+        process = os.stat(f"/proc/{pid}/ns/net")
+        named = os.stat(inside(NETNS_DIR, netns))
+    except (OSError, ClusterError):
+        return False
+    return (process.st_dev, process.st_ino) == (named.st_dev, named.st_ino)
+
+
+def process_identity(pid: int) -> tuple[int, str]:
+    """A process as pid and start time (proc(5), /proc/PID/stat field 22), so a reused pid is another process;
+    the start time is "" once the process is gone or a zombie (state Z, field 3)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return pid, ""
+    return pid, "" if fields[0] == "Z" else fields[19]
+
+
+def peer_credentials(connection: socket.socket) -> tuple[int, int, int]:
+    """pid, uid and gid of the process that connected to a unix socket (SO_PEERCRED, unix(7))."""
+    size = struct.calcsize("3i")
+    pid, uid, gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size))
+    return pid, uid, gid
+
+
 def _config_only(obj: Obj) -> Obj:
     """An object without the fields that change when its configuration does not."""
     meta = obj["metadata"]
@@ -314,6 +357,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: object) -> None:
         send_json(self, status, body)
+
+    def _forbidden(self, message: str) -> None:
+        self._reply(403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
+                          "reason": "Forbidden", "code": 403})
 
     def _body(self) -> Any:
         """The JSON body: at most MAX_REQUEST_BODY_BYTES, nesting at most MAX_NESTING_DEPTH levels."""
@@ -364,6 +411,11 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         api = self.server.api
+        peer_pid, peer_uid, _ = peer_credentials(self.connection)
+        is_ack = (method, url.path) == ("POST", "/api/proxy-status")
+        if peer_uid != 0 and not is_ack:
+            # The socket is open to every user so that proxies (uid 1337) can ack; all else stays root's.
+            return self._forbidden(f"{method} {url.path} is for root only; proxies may only POST /api/proxy-status")
         try:
             match method, url.path:
                 case "GET", "/healthz":
@@ -383,7 +435,7 @@ class Handler(BaseHTTPRequestHandler):
                 case "GET", "/api/proxy-status":
                     body = api.proxy_status()
                 case "POST", "/api/proxy-status":
-                    body = api.record_proxy_status(self._body())
+                    body = api.record_proxy_status(self._body(), peer_pid)
                 case "GET", "/api/uninitialized":
                     body = api.uninitialized(query["initializer"])
                 case "POST", "/api/apply":
@@ -399,6 +451,8 @@ class Handler(BaseHTTPRequestHandler):
             return self._reply(413, {"message": str(e), "reason": "RequestEntityTooLarge"})
         except ManifestError as e:
             return self._reply(422, {"message": str(e), "reason": "Invalid"})
+        except ForbiddenError as e:
+            return self._forbidden(str(e))
         except ClusterError as e:
             return self._reply(409, {"message": str(e), "reason": "Conflict"})
         except (KeyError, TypeError, ValueError) as e:
@@ -412,7 +466,13 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def __init__(self, path: Path, api: ApiServer) -> None:
         self.api = api
+        self.path = path
         super().__init__(str(path), Handler)
+
+    def server_bind(self) -> None:
+        super().server_bind()
+        # Proxies run as uid 1337 and ack from their pods; the Handler lets non-root peers do only that.
+        self.path.chmod(0o666)
 
 
 def serve_kubernetes_api(api: ApiServer, state_dir: Path, info: Obj) -> list[HttpsServer]:

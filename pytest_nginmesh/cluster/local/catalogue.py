@@ -47,9 +47,11 @@ def _first_port_probe(ports: tuple[int, ...]) -> Obj | None:
     return tcp_probe(ports[0]) if ports else None
 
 
-# The agent's readiness endpoint (Istio's pilot-agent serves /healthz/ready on 15020) is not there yet: until it
-# is, the proxy is ready when its NGINX accepts on the capture port (the ingress: on its declared port).
-PROXY_PORT = 15001
+# The agent serves readiness where Istio's pilot-agent does (istio/istio pilot/cmd/pilot-agent/status/server.go:
+# /healthz/ready on the status port, 15020): ready only while its NGINX master runs the config it applied, so
+# a port held by orphaned workers never counts.
+PROXY_STATUS_PORT = 15020
+PROXY_READINESS = http_probe(PROXY_STATUS_PORT, "/healthz/ready")
 
 
 def _declared_ports(container: Obj) -> tuple[int, ...]:
@@ -80,8 +82,7 @@ def resolve(container: Obj) -> Program | None:
     if repo in ("proxy_init", "nginmesh_proxy_init"):
         return Program(_module("proxy_init", *args), None)
     if repo in PROXY_REPOSITORIES:
-        probe = tcp_probe(PROXY_PORT) if "sidecar" in args else _first_port_probe(ports)
-        return Program(_module("agent", *args), probe)
+        return Program(_module("agent", *args), PROXY_READINESS)
     if repo == "pilot":
         return Program(_module("pilot", *args), _first_port_probe(ports))
     if repo == "mixer":
