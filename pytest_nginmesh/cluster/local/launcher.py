@@ -176,6 +176,12 @@ def build_root(spec: LaunchSpec) -> None:
     _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     if os.path.isdir(root + "/dev/shm"):
         _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    # A virtualenv or checkout under /tmp (a wheel tried in a throwaway venv) stays visible, read-only, so the
+    # project's own programs still find their interpreter and package behind the private /tmp.
+    for path in runtime_paths():
+        os.makedirs(root + path, 0o755, exist_ok=True)
+        _mount(path, root + path, None, MS_BIND | MS_REC)
+        _mount(None, root + path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     # The volumes wait in the private /tmp and move to their mountPath once inside, so that a mountPath is
     # resolved in the container's own tree (its symlinks cannot lead out to the host's).
     os.mkdir(root + HOLDING, 0o700)
@@ -205,6 +211,16 @@ def build_root(spec: LaunchSpec) -> None:
         for option in entry.options.split(","):
             flags |= PER_MOUNT_FLAGS.get(option, 0)
         _mount(None, entry.point, None, flags)
+
+
+def runtime_paths() -> list[str]:
+    """Where this interpreter and this package live, when that is inside a directory containers get privately."""
+    candidates = {os.path.realpath(p) for p in (sys.prefix, sys.exec_prefix, sys.base_prefix,
+                                                os.path.dirname(os.path.realpath(sys.executable)),
+                                                str(Path(__file__).resolve().parents[3]))}
+    private = [p for p in candidates if any(_below(p, top) for top in ("/tmp", "/dev/shm")) and p not in
+               ("/tmp", "/dev/shm")]
+    return sorted(p for p in private if not any(p != other and _below(p, other) for other in private))
 
 
 def _live_hosts_file(root: str, hosts_dir: str) -> None:
