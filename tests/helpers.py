@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 
 import pytest
 
@@ -38,3 +39,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "PYTEST_NGINMESH_SERVICE_CIDR": settings.service_cidr,
         "PYTEST_NGINMESH_LINK_CIDR": settings.link_cidr,
     }
+
+
+def ctrl_c_as_at_a_terminal() -> None:
+    """``preexec_fn`` of a child that a test interrupts with SIGINT: a runner started in the background (``&``
+    in a non-interactive shell, as CI may be) ignores SIGINT, its children inherit that, and Python then
+    installs no KeyboardInterrupt handler. The child gets Ctrl-C's usual meaning back."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -13,7 +13,7 @@ import time
 from collections import Counter
 
 import requests
-from helpers import settings_env
+from helpers import ctrl_c_as_at_a_terminal, settings_env
 from seeding import REPO
 
 from pytest_nginmesh.cluster.base import wait_for
@@ -74,7 +74,7 @@ def test_an_interrupted_httpbin_setup_leaves_no_httpbin(healthy: LocalCluster, e
     assert not healthy.pods("default", {"app": "httpbin"})
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SUITES[1], "-k",
                               "test_retries"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             env={**os.environ, **settings_env(e2e_settings)})
+                             env={**os.environ, **settings_env(e2e_settings)}, preexec_fn=ctrl_c_as_at_a_terminal)
     try:
         wait_for("the suite to create httpbin", lambda: (True, "") if healthy.pods("default", {"app": "httpbin"})
                  else (None, "no httpbin pod yet"), e2e_settings.timeouts.pod_ready, interval=0.05)

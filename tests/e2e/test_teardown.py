@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import cluster_settings, settings_env
+from helpers import cluster_settings, ctrl_c_as_at_a_terminal, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle, network, system
 from pytest_nginmesh.cluster.local.cgroup import Cgroup
@@ -33,7 +33,7 @@ def start_pytest(tmp_path: Path, settings: Settings) -> tuple[subprocess.Popen[b
     (tmp_path / "test_hold.py").write_text(WAITING_TEST.format(ready=ready))
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
                              cwd=tmp_path, env={**os.environ, **settings_env(settings)},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=ctrl_c_as_at_a_terminal)
     deadline = time.monotonic() + 180
     while not ready.exists():
         if child.poll() is not None or time.monotonic() > deadline:
