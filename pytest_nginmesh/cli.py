@@ -225,7 +225,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     with lifecycle.building(settings, mesh=not args.bare, progress=progress) as started:
         progress(f"cluster {settings.cluster_name} {'started' if started else 'is already running'}")
         if started and not args.bare:
-            install_mesh(LocalCluster(settings), settings.timeouts, progress)
+            install_mesh(LocalCluster(settings), settings.timeouts, progress, settings.mesh_profile)
     if not args.bare:
         print(f"ingress: {LocalCluster(settings).ingress_url()}")
     return EXIT_OK

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from .bookinfo import RATINGS_UNAVAILABLE, BookinfoRelease
 from .checks.metrics import ISTIO_0_2, ISTIO_0_3, MetricNames
-from .errors import UsageError
+from .errors import ManifestError, UsageError
 from .features import ALL
 from .injection_policy import PROXY_PORT, PROXY_UID, InjectionPolicy, ProxyArgs
 
@@ -63,12 +63,43 @@ BOOKINFO_LOCAL = BookinfoRelease(RATINGS_UNAVAILABLE, productpage_passes_status=
 # agent renders "return 302" only in sidecars (nginmesh/nginmesh istio/agent/nginx/template.go). The local
 # ingress is NGINX rendered like a sidecar (pytest_nginmesh/mesh/nginx_routes.py): 302.
 ENVOY_INGRESS_REDIRECT = 301
-LOCAL_REDIRECT = 302
+LOCAL_REDIRECT = SIDECAR_REDIRECT = 302
 # The agent polls Pilot every 5 s whatever --discoveryRefreshDelay says (nginmesh/nginmesh
 # istio/agent/cmd/agent/main.go: pilot.NewWatcher(client, 5*time.Second); the same in 0.3.0 and v0.7.1).
 AGENT_REFRESH_PERIOD = 5.0
 # The local agent (pytest_nginmesh/workloads/agent.py) is told of every change and acknowledges its version.
 LOCAL_REFRESH_PERIOD = 1.0
+
+
+@dataclass(frozen=True)
+class RouteRendering:
+    """What an agent makes of a route rule in NGINX: how it retries, and which parts it renders at all."""
+
+    # "istio": 1 + attempts tries, each bounded by perTryTimeout (Envoy's semantics); "next-upstream": NGINX's
+    # proxy_next_upstream_tries <attempts> over one server line per endpoint, so one endpoint is tried once.
+    retries: str
+    request_timeout: bool  # httpReqTimeout bounds the request
+    fault_delay: bool  # httpFault.delay holds requests back
+
+    def to_config(self) -> dict[str, object]:
+        return {"retries": self.retries, "requestTimeout": self.request_timeout, "faultDelay": self.fault_delay}
+
+    @classmethod
+    def from_config(cls, config: dict[str, object]) -> RouteRendering:
+        retries = str(config.get("retries", ISTIO_RENDERING.retries))
+        if retries not in RETRY_STYLES:
+            raise ManifestError(f"routeRendering.retries {retries!r}: choose one of {', '.join(RETRY_STYLES)}")
+        return cls(retries, bool(config.get("requestTimeout", True)), bool(config.get("faultDelay", True)))
+
+
+RETRY_STYLES = ("istio", "next-upstream")
+ISTIO_RENDERING = RouteRendering("istio", request_timeout=True, fault_delay=True)
+# The agent's converter (nginmesh/nginmesh istio/agent/nginx/converter.go, createProxyNextUpstream, at the
+# 0.2.12, 0.3.0 and v0.7.1 release commits) turns a route's RetryPolicy into proxy_next_upstream "error http_500
+# http_502 http_503 http_504", proxy_next_upstream_timeout <perTryTimeout>ms and proxy_next_upstream_tries
+# <NumRetries>, with one server line per endpoint (clusterToUpstream); it reads neither the route's timeout nor
+# a fault filter's delay (only FilterFaultConfig.Abort), and template.go sets no proxy_read_timeout.
+NGINMESH_RENDERING = RouteRendering("next-upstream", request_timeout=False, fault_delay=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +120,7 @@ class Profile:
     bookinfo: BookinfoRelease
     redirect_status: int
     agent_refresh_period: float  # seconds between an agent's polls of Pilot
+    route_rendering: RouteRendering
     proxy_port: int = PROXY_PORT
     proxy_uid: int = PROXY_UID
 
@@ -100,21 +132,24 @@ PROFILES = {
         # initImage nginmesh/proxy_init:0.2.12, proxyImage nginmesh/proxy_debug:0.2.12 for both releases.
         Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12",
                 "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_2_PROXY_ARGS,
-                NGINMESH_CLAIMS, ISTIO_0_2, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD),
+                NGINMESH_CLAIMS, ISTIO_0_2, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD,
+                NGINMESH_RENDERING),
         Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh", "nginmesh/proxy_debug:0.2.12",
                 "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS,
-                NGINMESH_CLAIMS, ISTIO_0_3, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD),
+                NGINMESH_CLAIMS, ISTIO_0_3, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD,
+                NGINMESH_RENDERING),
         # nginxinc/nginmesh istio/release/install/kubernetes/generate-sidecar-config.sh at v0.7.1:
         # NGINMESH_IMAGE_HUB defaults to nginxinc, ISTIO_PROXY_INIT=docker.io/istio/proxy_init:0.7.1; the
         # template injects nginxinc/nginmesh_proxy_debug:0.7.1.
         Profile("nginmesh-0.7.1", "0.7.1", "0.7.1", "nginxinc", "nginxinc/nginmesh_proxy_debug:0.7.1",
                 "docker.io/istio/proxy_init:0.7.1", "webhook", WEBHOOK_POLICY, ISTIO_0_7_PROXY_ARGS,
-                NGINMESH_CLAIMS, ISTIO_0_3, BOOKINFO_0_5, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD),
+                NGINMESH_CLAIMS, ISTIO_0_3, BOOKINFO_0_5, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD,
+                NGINMESH_RENDERING),
         # The embedded cluster: the 0.2.12 images and Initializer, the mesh config of fixtures/istio (Pilot on
         # 15003, with --controlPlaneAuthPolicy), Istio's semantics in full.
         Profile("local", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
                 "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS, ALL, ISTIO_0_3, BOOKINFO_LOCAL,
-                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD),
+                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD, ISTIO_RENDERING),
     )
 }
 DEFAULT_PROFILE = "local"

@@ -17,12 +17,13 @@ from pytest_nginmesh.checks.findings import explain
 from pytest_nginmesh.checks.metrics import (
     MetricNames,
     Scrape,
+    check_buckets,
     check_histogram,
     check_request_counts,
     split_by,
     total,
 )
-from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.cluster.base import Cluster, wait_for
 from pytest_nginmesh.mesh.applied import AppliedObjects
 from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
 from pytest_nginmesh.profiles import Profile
@@ -59,6 +60,14 @@ def client(mesh_cluster: Cluster, isolated_namespace: str, nginmesh_settings: Se
                                       "ports": [{"containerPort": 9080}]}]}}}},
     ])
     pods = mesh_cluster.wait_pods_ready(isolated_namespace, nginmesh_settings.timeouts.pod_ready)
+
+    def endpoint_published() -> tuple[bool | None, str]:
+        endpoints = mesh_cluster.get("Endpoints", "metrics-client", isolated_namespace) or {}
+        addresses = [a for subset in endpoints.get("subsets") or [] for a in subset.get("addresses") or []]
+        return (True, "") if addresses else (None, "no ready address yet")
+
+    # The client's proxy names its own service (the reports' source) from its endpoint: converge after that.
+    wait_for("the metrics-client endpoint", endpoint_published, nginmesh_settings.timeouts.pod_ready)
     mesh_cluster.wait_converged(nginmesh_settings.timeouts.convergence)
     yield str(pods[0]["metadata"]["name"])
 
@@ -144,6 +153,11 @@ def test_durations_and_sizes_are_reported(mesh_cluster: Cluster, client: str, is
     findings = (check_histogram(changes, names.request_duration, REQUESTS, **page)
                 + check_histogram(changes, names.request_size, REQUESTS, **page)
                 + check_histogram(changes, names.response_size, REQUESTS, **page))
+    assert not findings, explain(findings)
+    current = scrape(mesh_cluster, names, nginmesh_settings.timeouts.http_request)
+    findings = (check_buckets(current, names.request_duration, names.duration_buckets)
+                + check_buckets(current, names.request_size, names.size_buckets)
+                + check_buckets(current, names.response_size, names.size_buckets))
     assert not findings, explain(findings)
     reported = total(changes, names.request_duration + "_sum", **page)
     observed = sum(seconds for _, seconds in results)

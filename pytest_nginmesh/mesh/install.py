@@ -10,16 +10,19 @@ import requests
 from ..cluster.base import Cluster, wait_for
 from ..cluster.local import lifecycle
 from ..cluster.local.adapter import LocalCluster
+from ..profiles import DEFAULT_PROFILE, PROFILES, Profile
 from ..settings import Settings, Timeouts
-from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE, CONTROL_PLANE_PODS, load_fixture
+from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_PODS, control_plane, load_fixture
 
 Progress = Callable[[str], None]
 
 
-def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None) -> None:
-    """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress."""
-    progress("installing the Istio control plane and the Nginmesh injector")
-    cluster.apply(load_fixture(CONTROL_PLANE))
+def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None,
+                 profile: Profile = PROFILES[DEFAULT_PROFILE]) -> None:
+    """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress. The
+    data plane is the profile's twin: its agents and mixer read what the profile says of the release."""
+    progress(f"installing the Istio control plane and the Nginmesh injector ({profile.name})")
+    cluster.apply(control_plane(profile))
     cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     progress("deploying Bookinfo")
     cluster.apply(load_fixture(BOOKINFO))
@@ -51,7 +54,7 @@ def mesh_on_local(settings: Settings, progress: Progress = lambda line: None) ->
     leaves no cluster — and torn down afterwards unless ``keep_cluster``."""
     with lifecycle.building(settings, mesh=True, progress=progress) as started:
         if started:
-            install_mesh(LocalCluster(settings), settings.timeouts, progress)
+            install_mesh(LocalCluster(settings), settings.timeouts, progress, settings.mesh_profile)
     try:
         yield LocalCluster(settings)
     finally:

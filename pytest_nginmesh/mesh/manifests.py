@@ -3,15 +3,27 @@ package as ``pytest_nginmesh.fixtures`` and always read as package data (so they
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 from ..errors import ManifestError
 from ..kube import Obj, parse_manifests
+from ..profiles import DEFAULT_PROFILE, ISTIO_RENDERING, SIDECAR_REDIRECT, Profile, RouteRendering
 
 FIXTURES: Traversable = files("pytest_nginmesh.fixtures")
 CONTROL_PLANE = "istio/istio-0.2.12.yaml"
 CONTROL_PLANE_PODS = 4  # pilot, mixer, ingress, initializer
+# What the local programs read to behave as the profile's release: the agent (sidecars and the ingress) reads
+# AGENT_CONFIG_MAP from Pilot; the mixer reads its Prometheus handler from MIXER_CONFIG_MAP, mounted at
+# its --configStoreURL as Istio's Mixer reads its config store.
+AGENT_CONFIG_MAP = "nginmesh-agent"
+AGENT_CONFIG_KEY = "config.json"
+AGENT_CONFIG_PATH = "/v1/agent-config"  # where the local Pilot serves it to the agents
+MIXER_CONFIG_MAP = "istio-mixer-config"
+MIXER_CONFIG_KEY = "prometheus.json"
 BOOKINFO = "bookinfo/bookinfo.yaml"
 BOOKINFO_NAMESPACE = "default"
 CONTROL_PLANE_NAMESPACE = "istio-system"
@@ -30,3 +42,59 @@ def fixture_text(relative: str) -> str:
 
 def load_fixture(relative: str) -> list[Obj]:
     return parse_manifests(fixture_text(relative), f"fixtures/{relative}")
+
+
+def control_plane(profile: Profile) -> list[Obj]:
+    """The control plane fixture with ConfigMaps rendered from the profile, so its agents and mixer are the
+    release's twin; they come right after the namespace, before any pod that reads them."""
+    objects = load_fixture(CONTROL_PLANE)
+    rendered = [agent_config_map(profile), mixer_config_map(profile)]
+    first_pod_owner = next(i for i, o in enumerate(objects) if o.get("kind") != "Namespace")
+    return objects[:first_pod_owner] + rendered + objects[first_pod_owner:]
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """What the local agent reads to behave as one release's agent does."""
+
+    release: str
+    refresh_period: float  # seconds between polls of Pilot
+    route_rendering: RouteRendering
+    ingress_redirect: int = SIDECAR_REDIRECT  # the release's ingress is Envoy (301); sidecars always say 302
+
+    def redirect_status(self, mode: str) -> int:
+        return self.ingress_redirect if mode == "ingress" else SIDECAR_REDIRECT
+
+    @classmethod
+    def reference(cls, refresh_period: float) -> AgentConfig:
+        return cls(DEFAULT_PROFILE, refresh_period, ISTIO_RENDERING)
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> AgentConfig:
+        try:
+            config = json.loads(text)
+            refresh = float(config["refreshPeriod"])
+            return cls(str(config["release"]), refresh, RouteRendering.from_config(config["routeRendering"]),
+                       int(config["ingressRedirect"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ManifestError(f"{where}: not an agent config ({e!r}); render it with "
+                                "pytest_nginmesh.mesh.manifests.agent_config_map") from e
+
+
+def agent_config_map(profile: Profile) -> Obj:
+    config = {"release": profile.name, "refreshPeriod": profile.agent_refresh_period,
+              "routeRendering": profile.route_rendering.to_config(), "ingressRedirect": profile.redirect_status}
+    return _config_map(AGENT_CONFIG_MAP, AGENT_CONFIG_KEY, config)
+
+
+def mixer_config_map(profile: Profile) -> Obj:
+    names = profile.metrics
+    config = {"metrics": {"requestCount": names.request_count, "requestDuration": names.request_duration,
+                          "requestSize": names.request_size, "responseSize": names.response_size},
+              "durationBuckets": list(names.duration_buckets), "sizeBuckets": list(names.size_buckets)}
+    return _config_map(MIXER_CONFIG_MAP, MIXER_CONFIG_KEY, config)
+
+
+def _config_map(name: str, key: str, config: Mapping[str, object]) -> Obj:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": CONTROL_PLANE_NAMESPACE},
+            "data": {key: json.dumps(config, indent=2, sort_keys=True)}}

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..profiles import ISTIO_RENDERING, SIDECAR_REDIRECT, RouteRendering
 from .nginx_routes import (
     CONNECT_TIMEOUT,
     UNAVAILABLE,
@@ -41,6 +42,8 @@ class Proxy:
     service_cluster: str = "istio-proxy"
     defects: frozenset[str] = frozenset()
     report_to: str | None = None
+    route_rendering: RouteRendering = ISTIO_RENDERING  # the release's (the agent reads it at start)
+    redirect_status: int = SIDECAR_REDIRECT
 
 
 def upstream_name(namespace: str, service: str, port: int) -> str:
@@ -65,7 +68,7 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
     d = proxy.directory
     identity = Identity(proxy.service_cluster, own_labels(snapshot, proxy), proxy.defects,
                         own_service(snapshot, proxy), proxy.report_to)
-    routes = RouteRenderer(identity)
+    routes = RouteRenderer(identity, proxy.route_rendering, proxy.redirect_status)
     targets = list(_targets(snapshot))
     rules = parse_rules(snapshot.get("routeRules", []))
     for target in targets:
@@ -97,7 +100,8 @@ def render(snapshot: Snapshot, proxy: Proxy) -> str:
         "  proxy_http_version 1.1;",
         *("  " + line for line in proxy_headers(identity)),
         f"  proxy_connect_timeout {CONNECT_TIMEOUT};",
-        f"  proxy_read_timeout {DEFAULT_TIMEOUT:g}s;",
+        # Istio's default request timeout; an agent that renders no timeout leaves NGINX's own (60 s).
+        *([f"  proxy_read_timeout {DEFAULT_TIMEOUT:g}s;"] if proxy.route_rendering.request_timeout else []),
         "  proxy_next_upstream off;",
         "  map $http_x_request_id $nginmesh_request_id { \"\" $request_id; default $http_x_request_id; }",
         "  map $http_x_nginmesh_source_service $nginmesh_source_service "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import ManifestError
+from ..profiles import ISTIO_RENDERING, SIDECAR_REDIRECT, RouteRendering
 from .routerules import DEFAULT_TIMEOUT, HeaderMatch, RouteRule, parse_route_rule
 
 DELAY_PORT = 15009
@@ -12,6 +13,8 @@ UNAVAILABLE_PORT = 15008
 UNAVAILABLE = "nginmesh_unavailable"
 CONNECT_TIMEOUT = "10s"
 RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
+# What the Nginmesh agent retries on (nginmesh/nginmesh istio/agent/nginx/converter.go, createProxyNextUpstream).
+NGINMESH_RETRY_ON = "error http_500 http_502 http_503 http_504"
 SEEDED_DEFECTS = frozenset({"skew-weights", "ignore-headers", "invert-precedence", "drop-timeout", "no-reports",
                             "wrong-version"})
 
@@ -127,10 +130,14 @@ def parse_rules(objects: list[dict[str, object]]) -> list[RouteRule]:
 
 
 class RouteRenderer:
-    """Collects the http-level blocks (maps, split_clients, upstreams) and the server-level locations."""
+    """Collects the http-level blocks (maps, split_clients, upstreams) and the server-level locations; what a
+    rule becomes follows ``rendering``, the release's (Istio's semantics in full for the local mesh)."""
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, rendering: RouteRendering = ISTIO_RENDERING,
+                 redirect_status: int = SIDECAR_REDIRECT) -> None:
         self.identity = identity
+        self.rendering = rendering
+        self.redirect_status = redirect_status
         self.http: list[str] = []
         self.locations: list[str] = []
 
@@ -191,10 +198,12 @@ class RouteRenderer:
                      f"      if ($nginmesh_abort_{name}) {{ return {rule.abort.status}; }}"]
         if rule.redirect_uri is not None or rule.redirect_authority is not None:
             authority = rule.redirect_authority or "$http_host"
-            body.append(f"      return 302 {quote('http://' + authority + (rule.redirect_uri or '$request_uri'))};")
+            location = quote("http://" + authority + (rule.redirect_uri or "$request_uri"))
+            body.append(f"      return {self.redirect_status} {location};")
             self.locations += [f"    location = {base}/{rule_id} {{", *body, "    }"]
             return
-        if rule.delay is not None and rule.delay.delay is not None and rule.delay.percent > 0:
+        if (self.rendering.fault_delay and rule.delay is not None and rule.delay.delay is not None
+                and rule.delay.percent > 0):
             self.http += [f'  split_clients "${{request_id}}delay" $nginmesh_delay_{name} {{',
                           f"    {percent(rule.delay.percent)} {round(rule.delay.delay * 1000)};", "    * 0;", "  }"]
             body.append(f"      auth_request /.nginmesh/delay/{name};")
@@ -203,16 +212,7 @@ class RouteRenderer:
                                "      proxy_read_timeout 3600s;",
                                f"      proxy_pass http://127.0.0.1:{DELAY_PORT}/delay/$nginmesh_delay_{name};",
                                "    }"]
-        timeout = None if "drop-timeout" in self.identity.defects else rule.timeout
-        per_try = rule.retry_per_try_timeout or timeout or DEFAULT_TIMEOUT
-        body.append(f"      proxy_read_timeout {nginx_time(per_try)};")
-        body.append(f"      proxy_send_timeout {nginx_time(per_try)};")
-        copies = 1
-        if rule.retry_attempts:
-            copies = rule.retry_attempts + 1
-            body += [f"      proxy_next_upstream {RETRY_ON};", f"      proxy_next_upstream_tries {copies};"]
-            if timeout is not None:
-                body.append(f"      proxy_next_upstream_timeout {nginx_time(timeout)};")
+        copies = self._retries(rule, body)
         if rule.rewrite_authority:
             body += ["      " + line for line in proxy_headers(self.identity, quote(rule.rewrite_authority))]
         uri = "$request_uri"
@@ -225,6 +225,29 @@ class RouteRenderer:
                      f"{{ set {uri} {quote(rule.rewrite_uri + '$1')}; }}"]
         body.append(f"      proxy_pass http://{self._split(target, rule, name, copies)}{uri};")
         self.locations += [f"    location = {base}/{rule_id} {{", *body, "    }"]
+
+    def _retries(self, rule: RouteRule, body: list[str]) -> int:
+        """The rule's timeouts and retries in ``body``; returns how often each endpoint is listed upstream."""
+        if self.rendering.retries == "next-upstream":
+            # nginmesh template.go: the three directives, the per-try timeout in ms (0: unbounded), no read timeout.
+            if rule.retry_attempts:
+                per_try_ms = round((rule.retry_per_try_timeout or 0) * 1000)
+                body += [f"      proxy_next_upstream {NGINMESH_RETRY_ON};",
+                         f"      proxy_next_upstream_timeout {per_try_ms}ms;",
+                         f"      proxy_next_upstream_tries {rule.retry_attempts};"]
+            return 1
+        rendered = self.rendering.request_timeout and "drop-timeout" not in self.identity.defects
+        timeout = rule.timeout if rendered else None
+        per_try = rule.retry_per_try_timeout or timeout or DEFAULT_TIMEOUT
+        body.append(f"      proxy_read_timeout {nginx_time(per_try)};")
+        body.append(f"      proxy_send_timeout {nginx_time(per_try)};")
+        if not rule.retry_attempts:
+            return 1
+        copies = rule.retry_attempts + 1
+        body += [f"      proxy_next_upstream {RETRY_ON};", f"      proxy_next_upstream_tries {copies};"]
+        if timeout is not None:
+            body.append(f"      proxy_next_upstream_timeout {nginx_time(timeout)};")
+        return copies
 
     def _split(self, target: Target, rule: RouteRule, name: str, copies: int) -> str:
         """The upstream (or split_clients variable naming one) for the rule's weighted routes."""

@@ -12,12 +12,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from ..cluster.local.api import ApiClient
 from ..cluster.local.catalogue import PROXY_READINESS, PROXY_STATUS_PORT
 from ..errors import ClusterError
+from ..mesh.manifests import AGENT_CONFIG_KEY, AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, AgentConfig
 from ..mesh.nginx_config import Proxy, Snapshot, render
 from ..mesh.nginx_routes import DELAY_PORT, SEEDED_DEFECTS
 from ..mesh.routerules import parse_duration
@@ -43,6 +45,28 @@ STATUS_PORT = PROXY_STATUS_PORT
 READY_PATH = PROXY_READINESS["httpGet"]["path"]
 # How often the agent looks at its NGINX master: a dead master ends the agent within this.
 MASTER_POLL = 0.1
+PILOT_WAIT = 60.0  # for the release's config at start: Pilot may start after the ingress
+
+
+def release_config(pilot: str, flag_refresh: float) -> AgentConfig:
+    """The release this agent is a twin of, from the ConfigMap the installer rendered from the profile (Pilot
+    serves it); without one (a cluster set up by hand, or no Pilot yet), Istio's semantics polling at
+    --discoveryRefreshDelay."""
+    deadline = time.monotonic() + PILOT_WAIT
+    while True:
+        try:
+            configmap = get_json(pilot + AGENT_CONFIG_PATH, timeout=2.0)
+            break
+        except urllib.error.HTTPError:
+            return AgentConfig.reference(flag_refresh)  # Pilot answers, and there is no such ConfigMap
+        except OSError as e:
+            if time.monotonic() > deadline:
+                log(f"pilot {pilot} unreachable for {PILOT_WAIT:g}s ({e}): Istio's semantics")
+                return AgentConfig.reference(flag_refresh)
+            time.sleep(0.2)
+    assert isinstance(configmap, dict)
+    return AgentConfig.parse((configmap.get("data") or {}).get(AGENT_CONFIG_KEY, "{}"),
+                             f"ConfigMap {AGENT_CONFIG_MAP} key {AGENT_CONFIG_KEY}")
 
 
 class DelayHandler(BaseHTTPRequestHandler):
@@ -108,6 +132,9 @@ class Agent:
 
     def __init__(self, args: argparse.Namespace) -> None:
         directory = writable_dir(args.configPath)
+        self.pilot = f"http://{args.discoveryAddress}"
+        release = release_config(self.pilot, max(0.1, parse_duration(args.discoveryRefreshDelay,
+                                                                     "--discoveryRefreshDelay")))
         self.proxy = Proxy(
             mode=args.mode,
             pod_name=os.environ.get("POD_NAME", os.environ.get("HOSTNAME", "")),
@@ -118,10 +145,12 @@ class Agent:
             run_as_root=os.geteuid() == 0,
             service_cluster=args.serviceCluster,
             defects=seeded_defects(),
+            route_rendering=release.route_rendering,
+            redirect_status=release.redirect_status(args.mode),
         )
-        self.pilot = f"http://{args.discoveryAddress}"
         self.statsd_address = args.statsdUdpAddress
-        self.refresh = max(0.1, parse_duration(args.discoveryRefreshDelay, "--discoveryRefreshDelay"))
+        self.refresh = release.refresh_period
+        log(f"a twin of {release.release}: polling Pilot every {self.refresh:g}s")
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
         self.reported: tuple[str, tuple[str, str] | None] | None = None

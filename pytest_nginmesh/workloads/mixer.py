@@ -16,13 +16,13 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
+from ..checks.metrics import ISTIO_0_3, MetricNames
 from ._common import HttpServer, stop_event
 
-DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-SIZE_BUCKETS = (1.0, 10.0, 100.0, 1000.0, 10000.0, 100000.0, 1000000.0, 10000000.0)
 LABELS = ("source_service", "source_version", "destination_service", "destination_version", "response_code")
-PREFIX = "istio_"
+PROMETHEUS_CONFIG = "prometheus.json"  # the Prometheus handler in the config store (mesh/manifests.py renders it)
 
 LabelValues = tuple[str, ...]
 
@@ -46,8 +46,10 @@ class Histogram:
 
 @dataclass
 class Metrics:
-    """Counters and histograms by label values; ``exposition`` renders Prometheus text format 0.0.4."""
+    """Counters and histograms by label values; ``exposition`` renders Prometheus text format 0.0.4 under the
+    handler's metric names and buckets."""
 
+    names: MetricNames = ISTIO_0_3
     requests: dict[LabelValues, int] = field(default_factory=lambda: defaultdict(int))
     durations: dict[LabelValues, Histogram] = field(default_factory=dict)
     request_sizes: dict[LabelValues, Histogram] = field(default_factory=dict)
@@ -59,27 +61,28 @@ class Metrics:
         labels = tuple(str(report.get(name) or "unknown") for name in LABELS)
         with self.lock:
             self.requests[labels] += 1
-            for table, buckets, key in ((self.durations, DURATION_BUCKETS, "response_duration"),
-                                        (self.request_sizes, SIZE_BUCKETS, "request_size"),
-                                        (self.response_sizes, SIZE_BUCKETS, "response_size")):
+            for table, buckets, key in ((self.durations, self.names.duration_buckets, "response_duration"),
+                                        (self.request_sizes, self.names.size_buckets, "request_size"),
+                                        (self.response_sizes, self.names.size_buckets, "response_size")):
                 table.setdefault(labels, Histogram(buckets)).observe(_number(report.get(key)))
 
     def exposition(self) -> str:
         with self.lock:
-            lines = [f"# HELP {PREFIX}request_count Requests reported by the proxies.",
-                     f"# TYPE {PREFIX}request_count counter"]
-            lines += [f"{PREFIX}request_count{_labels(labels)} {count}"
+            names = self.names
+            lines = [f"# HELP {names.request_count} Requests reported by the proxies.",
+                     f"# TYPE {names.request_count} counter"]
+            lines += [f"{names.request_count}{_labels(labels)} {count}"
                       for labels, count in sorted(self.requests.items())]
-            for name, table, what in (("request_duration", self.durations, "Request duration in seconds."),
-                                      ("request_size", self.request_sizes, "Request size in bytes."),
-                                      ("response_size", self.response_sizes, "Response size in bytes.")):
-                lines += [f"# HELP {PREFIX}{name} {what}", f"# TYPE {PREFIX}{name} histogram"]
+            for name, table, what in ((names.request_duration, self.durations, "Request duration in seconds."),
+                                      (names.request_size, self.request_sizes, "Request size in bytes."),
+                                      (names.response_size, self.response_sizes, "Response size in bytes.")):
+                lines += [f"# HELP {name} {what}", f"# TYPE {name} histogram"]
                 for labels, histogram in sorted(table.items()):
                     for bound, count in zip(histogram.buckets, histogram.counts, strict=True):
-                        lines.append(f"{PREFIX}{name}_bucket{_labels(labels, le=_float(bound))} {count}")
-                    lines.append(f"{PREFIX}{name}_bucket{_labels(labels, le='+Inf')} {histogram.count}")
-                    lines.append(f"{PREFIX}{name}_sum{_labels(labels)} {_float(histogram.total)}")
-                    lines.append(f"{PREFIX}{name}_count{_labels(labels)} {histogram.count}")
+                        lines.append(f"{name}_bucket{_labels(labels, le=_float(bound))} {count}")
+                    lines.append(f"{name}_bucket{_labels(labels, le='+Inf')} {histogram.count}")
+                    lines.append(f"{name}_sum{_labels(labels)} {_float(histogram.total)}")
+                    lines.append(f"{name}_count{_labels(labels)} {histogram.count}")
             return "\n".join(lines) + "\n"
 
 
@@ -119,6 +122,22 @@ def parse_report(datagram: bytes) -> dict[str, str] | None:
     return report if isinstance(report, dict) else None
 
 
+def handler_config(config_store_url: str) -> MetricNames:
+    """The Prometheus handler's metric names and buckets from the config store (``fs://DIR``), or Istio 0.3's
+    when the store holds none."""
+    if not config_store_url.startswith("fs://"):
+        return ISTIO_0_3
+    path = Path(config_store_url.removeprefix("fs://")) / PROMETHEUS_CONFIG
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ISTIO_0_3
+    metrics = config["metrics"]
+    return MetricNames(metrics["requestCount"], metrics["requestDuration"], metrics["requestSize"],
+                       metrics["responseSize"], duration_buckets=tuple(map(float, config["durationBuckets"])),
+                       size_buckets=tuple(map(float, config["sizeBuckets"])))
+
+
 def receive(sock: socket.socket, metrics: Metrics) -> None:
     while True:
         datagram = sock.recv(65535)
@@ -152,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mixer", description="Local Mixer with a Prometheus adapter.")
     parser.add_argument("--reportPort", type=int, default=9125)
     parser.add_argument("--prometheusPort", type=int, default=42422)
+    parser.add_argument("--configStoreURL", default="")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    metrics = Metrics()
+    metrics = Metrics(names=handler_config(args.configStoreURL))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("0.0.0.0", args.reportPort))
     threading.Thread(target=receive, args=(sock, metrics), name="reports", daemon=True).start()

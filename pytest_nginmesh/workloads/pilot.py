@@ -14,6 +14,7 @@ from typing import Any
 
 from ..cluster.local.api import ApiClient, send_json
 from ..errors import ClusterError
+from ..mesh.manifests import AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE
 from ._common import HttpServer, api_socket, stop_event
 
 
@@ -29,6 +30,13 @@ class Discovery(BaseHTTPRequestHandler):
                 status, body = 200, self.api.get("/api/mesh")
             except ClusterError as e:
                 status, body = 503, {"message": str(e)}
+        elif self.path == AGENT_CONFIG_PATH:
+            # The twin's agent config: the agent takes what it knows of the mesh from Pilot, as the real one does.
+            try:
+                status, body = 200, self.api.get("/api/object", kind="ConfigMap", namespace=CONTROL_PLANE_NAMESPACE,
+                                                 name=AGENT_CONFIG_MAP)
+            except ClusterError as e:
+                status, body = 404, {"message": str(e)}
         elif self.path == "/healthz":
             status, body = 200, {"status": "ok"}
         else:

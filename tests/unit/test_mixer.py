@@ -22,9 +22,22 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nginmesh.checks.metrics import MetricsParseError, SampleKey, Scrape, parse_scrape, split_by, total
+from pytest_nginmesh.checks.metrics import (
+    DURATION_BUCKETS,
+    ISTIO_0_2,
+    SIZE_BUCKETS,
+    MetricsParseError,
+    SampleKey,
+    Scrape,
+    check_buckets,
+    parse_scrape,
+    split_by,
+    total,
+)
+from pytest_nginmesh.mesh.manifests import MIXER_CONFIG_KEY, mixer_config_map
 from pytest_nginmesh.mesh.nginx_routes import report_format
-from pytest_nginmesh.workloads.mixer import DURATION_BUCKETS, LABELS, SIZE_BUCKETS, Metrics, parse_report
+from pytest_nginmesh.profiles import get_profile
+from pytest_nginmesh.workloads.mixer import LABELS, Metrics, handler_config, parse_report
 
 REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = "127.0.0.1"
@@ -190,6 +203,35 @@ def test_size_histograms() -> None:
         for bound in SIZE_BUCKETS:
             assert total(scrape, name + "_bucket", le=repr(bound)) == sum(v <= bound for v in values), (name, bound)
         assert total(scrape, name + "_bucket", le="+Inf") == 2
+
+
+def test_size_histograms_have_istios_nine_bounds() -> None:
+    metrics = Metrics()
+    metrics.record(nginx_report(REVIEWS, "v1", request_length="312", bytes_sent="52000"))
+    scrape = read_back(metrics)
+    for name in ("istio_request_size", "istio_response_size"):
+        assert check_buckets(scrape, name, SIZE_BUCKETS) == []
+    assert len(SIZE_BUCKETS) == 9
+
+
+def test_the_handler_config_a_profile_renders_names_the_metrics(tmp_path: Path) -> None:
+    """Istio 0.2.12's names have no istio_ prefix; the mixer reads them from its config store volume."""
+    configmap = mixer_config_map(get_profile("nginmesh-0.2.12"))
+    (tmp_path / MIXER_CONFIG_KEY).write_text(configmap["data"][MIXER_CONFIG_KEY])
+    names = handler_config(f"fs://{tmp_path}")
+    assert names == ISTIO_0_2
+    metrics = Metrics(names=names)
+    metrics.record(nginx_report(REVIEWS, "v1"))
+    scrape = read_back(metrics)
+    assert total(scrape, "request_count") == 1
+    assert total(scrape, "istio_request_count") == 0
+    assert check_buckets(scrape, "request_size", ISTIO_0_2.size_buckets) == []
+    assert check_buckets(scrape, "request_duration", ISTIO_0_2.duration_buckets) == []
+
+
+def test_without_a_handler_config_the_mixer_serves_istio_0_3_names(tmp_path: Path) -> None:
+    assert handler_config(f"fs://{tmp_path}").request_count == "istio_request_count"
+    assert handler_config("").request_count == "istio_request_count"
 
 
 @pytest.mark.parametrize("value", ["-", "", "abc", "inf", "nan", "1e999"])

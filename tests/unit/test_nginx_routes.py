@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from pytest_nginmesh.kube import Obj, read_manifest_file
 from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, render
 from pytest_nginmesh.mesh.nginx_routes import DELAY_PORT, UNAVAILABLE
 from pytest_nginmesh.mesh.routerules import API_VERSION
+from pytest_nginmesh.profiles import NGINMESH_RENDERING
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTES = REPO / "fixtures" / "routes"
@@ -93,6 +95,11 @@ def ingress(directory: Path) -> Proxy:
 
 def rendered(*rules: Obj, defects: Iterable[str] = (), service_cluster: str = "productpage") -> str:
     return render(bookinfo(list(rules)), sidecar(defects=defects, service_cluster=service_cluster))
+
+
+def twin_rendered(*rules: Obj) -> str:
+    """As the Nginmesh releases' agent renders (the twin's sidecar)."""
+    return render(bookinfo(list(rules)), replace(sidecar(), route_rendering=NGINMESH_RENDERING))
 
 
 def to(destination: str, **fields: Any) -> dict[str, Any]:
@@ -502,6 +509,41 @@ def test_sub_second_timeouts_render_in_nginx_time_syntax(field: str) -> None:
         assert re.fullmatch(r"(\d+(ms|s|m|h|d|w|M|y)?)+", value), value
 
 
+# -- as the Nginmesh releases render (the twins) ------------------------------------------------------
+
+
+def test_the_release_agent_retries_with_next_upstream_tries_over_one_server_line_per_endpoint() -> None:
+    retries = {"simpleRetry": {"attempts": 2, "perTryTimeout": "2s"}}
+    conf = twin_rendered(route_rule("retry", to("reviews", route=routes(("v1", 100)), httpReqRetries=retries)))
+    assert servers(conf, f"{REVIEWS}_r0_0") == server_lines(REVIEWS_V1)
+    body = rule_location(conf, "r0")
+    assert "proxy_next_upstream error http_500 http_502 http_503 http_504;" in body
+    assert "proxy_next_upstream_timeout 2000ms;" in body
+    assert "proxy_next_upstream_tries 2;" in body
+    assert not any(line.startswith(("proxy_read_timeout", "proxy_send_timeout")) for line in body)
+
+
+def test_the_release_agent_drops_the_request_timeout() -> None:
+    conf = twin_rendered(route_rule("slow", to("reviews", httpReqTimeout={"simpleTimeout": {"timeout": "3s"}})))
+    assert not any("proxy_read_timeout" in line for line in conf.splitlines())  # NGINX's own 60 s
+    assert not any("3s" in line for line in rule_location(conf, "r0"))
+
+
+def test_the_release_agent_drops_the_fault_delay_and_keeps_the_abort() -> None:
+    faults = {"abort": {"percent": 10, "httpStatus": 503}, "delay": {"percent": 100, "fixedDelay": "7s"}}
+    conf = twin_rendered(route_rule("faults", to("reviews", httpFault=faults)))
+    assert "auth_request" not in conf
+    assert "${request_id}delay" not in conf
+    assert f"if ($nginmesh_abort_{REVIEWS}_r0) {{ return 503; }}" in rule_location(conf, "r0")
+
+
+def test_the_releases_ingress_redirects_as_envoy_does_and_a_sidecar_with_302() -> None:
+    redirect = route_rule("moved", to("reviews", redirect={"uri": "/v2"}))
+    twin_ingress = render(bookinfo([redirect]), replace(sidecar(), mode="ingress", redirect_status=301))
+    assert any(line.strip().startswith("return 301 ") for line in rule_location(twin_ingress, "r0"))
+    assert any(line.strip().startswith("return 302 ") for line in rule_location(twin_rendered(redirect), "r0"))
+
+
 # -- faults ----------------------------------------------------------------------------------------
 
 
@@ -805,6 +847,15 @@ def test_nginx_accepts_all_samples_and_every_feature(
     result = nginx_t(make_proxy(proxy_dir), full_snapshot(istio_samples() + every_feature()))
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+@needs_nginx
+def test_nginx_accepts_every_feature_as_the_release_agent_renders_it(
+    proxy_dir: Path, nginx_t: Callable[[Proxy, Snapshot], subprocess.CompletedProcess[str]],
+) -> None:
+    twin = replace(sidecar(proxy_dir), route_rendering=NGINMESH_RENDERING)
+    result = nginx_t(twin, full_snapshot(istio_samples() + every_feature()))
+    assert result.returncode == 0, result.stderr
 
 
 @needs_nginx
