@@ -13,6 +13,7 @@ BLACK_STARS = 'color="black"'
 RED_STARS = 'color="red"'
 REVIEWS_UNAVAILABLE = "product reviews are currently unavailable"
 RATINGS_UNAVAILABLE = "Ratings service is currently unavailable"
+REVIEWS_VERSIONS = ("v1", "v2", "v3")  # the reviews Deployments of samples/bookinfo/kube/bookinfo.yaml
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import requests
 
+from ..bookinfo import REVIEWS_VERSIONS, reviews_version
 from ..cluster.base import Cluster, wait_for
 from ..cluster.local import lifecycle
 from ..cluster.local.adapter import LocalCluster
@@ -33,18 +34,27 @@ def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lamb
 
 
 def wait_for_productpage(cluster: Cluster, timeouts: Timeouts) -> None:
+    """Wait until /productpage answers 200 through the ingress and every reviews version has rendered it.
+
+    Bookinfo declares no readiness probes (istio/istio samples/bookinfo/kube/bookinfo.yaml, 0.2.12 to 0.7.1),
+    so a Ready pod may not listen yet, and NGINX passes a refused request on to the next endpoint: until
+    every version has answered, traffic is not yet split the way the suites judge it."""
     url = cluster.ingress_url() + "/productpage"
+    seen: set[str] = set()
 
     def probe() -> tuple[bool | None, str]:
         try:
             response = requests.get(url, timeout=timeouts.http_request)
         except requests.RequestException as e:
             return None, str(e)
-        if response.status_code == 200 and "Simple Bookstore App" in response.text:
+        if response.status_code != 200 or "Simple Bookstore App" not in response.text:
+            return None, f"HTTP {response.status_code} {response.text[:80]!r}"
+        seen.add(reviews_version(response.text))
+        if seen >= set(REVIEWS_VERSIONS):
             return True, ""
-        return None, f"HTTP {response.status_code} {response.text[:80]!r}"
+        return None, f"reviews versions seen so far: {sorted(seen)}"
 
-    wait_for(f"GET {url} to answer 200", probe, timeouts.pod_ready)
+    wait_for(f"GET {url} to answer 200 from every reviews version", probe, timeouts.pod_ready)
 
 
 @contextmanager
