@@ -5,6 +5,7 @@ is a loopback HTTP server: nothing here can run real pods."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -102,8 +103,12 @@ BASE = [
 
 
 class Productpage(BaseHTTPRequestHandler):
+    """Stand-in for productpage behind the ingress: each reviews version renders it in turn, as Bookinfo's do."""
+
+    STARS = itertools.cycle([b"", b'<font color="black">', b'<font color="red">'])
+
     def do_GET(self) -> None:
-        body = b"<title>Simple Bookstore App</title>"
+        body = b"<title>Simple Bookstore App</title>" + next(self.STARS)
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
