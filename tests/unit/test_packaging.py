@@ -40,7 +40,9 @@ def test_every_package_is_listed() -> None:
     packages = set(PYPROJECT["tool"]["setuptools"]["packages"])
     found = {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "pytest_nginmesh").rglob("__init__.py")}
     mapped = {name: REPO / folder for name, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items()}
-    assert found | set(mapped) == packages
+    data_dirs = {f"{name}.{'.'.join(d.relative_to(folder).parts)}" for name, folder in mapped.items()
+                 for d in folder.rglob("*") if d.is_dir() and d.name != "__pycache__"}
+    assert found | set(mapped) | data_dirs == packages
     assert all((folder / "__init__.py").exists() for folder in mapped.values())
 
 
