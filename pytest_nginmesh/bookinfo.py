@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # requests costs ~80 ms to import; profiles (read by the plugin at start) import this module
     import requests
@@ -45,9 +45,15 @@ def reviews_version(html: str) -> str:
     return "v1"
 
 
-def reviews_sampler(session: requests.Session, url: str, cookie: str = "",
-                    timeout: float = 10.0) -> Callable[[], str]:
-    """A function that loads the productpage once and says which reviews version rendered it."""
+class HttpGetter(Protocol):
+    """What sends the GETs: a ``requests.Session``, or one session per thread for concurrent sampling."""
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response: ...
+
+
+def reviews_sampler(session: HttpGetter, url: str, cookie: str = "", timeout: float = 10.0) -> Callable[[], str]:
+    """A function that loads the productpage once and says which reviews version rendered it (safe to call
+    from several threads when ``session`` is)."""
     headers = {"Cookie": cookie} if cookie else {}
 
     def sample() -> str:

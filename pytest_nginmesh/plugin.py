@@ -76,6 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="Features not to test (skipped, and counted as skipped).")
     group.addoption("--nginmesh-timeout", dest="nginmesh_timeout", metavar="NAME=SECONDS", action="append",
                     default=[], help="Override one timeout, e.g. pod_ready=120 (repeatable).")
+    group.addoption("--nginmesh-concurrency", dest="nginmesh_concurrency", metavar="N", default=None,
+                    help="Requests in flight while sampling routes; judged in send order, so the error rates "
+                         "stay those of one at a time (default: 8).")
     group.addoption("--nginmesh-report-dir", dest="nginmesh_report_dir", metavar="DIR", default=None,
                     help="Where the conformance report and diagnostics go (default: reports/).")
     group.addoption("--nginmesh-implementation", dest="nginmesh_implementation", metavar="KEY=VALUE",
@@ -115,6 +118,7 @@ KUBERNETES_OPTIONS = (
                              "iptables-save; default: the init image)."),
 )
 SETTING_OPTIONS = ("cluster", "cluster_name", "keep_cluster", "profile", "supported_features", "exempt_features",
+                   "concurrency",
                    *(name.replace("-", "_") for name, _, _ in KUBERNETES_OPTIONS))
 INI_KEYS = {
     "profile": "Mesh profile to judge against.",
@@ -123,6 +127,7 @@ INI_KEYS = {
     "cluster": "Cluster to test (local, kind, kubeadm, existing).",
     "cluster_name": "Name of the cluster to create or reuse.",
     "keep_cluster": "Leave the cluster running after the session.",
+    "concurrency": "Requests in flight while sampling routes.",
     **{name.replace("-", "_"): help_ for name, _, help_ in KUBERNETES_OPTIONS},
 }
 

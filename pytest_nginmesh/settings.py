@@ -16,6 +16,10 @@ from .profiles import DEFAULT_PROFILE, Profile, get_profile
 CLUSTER_KINDS = ("local", "kind", "kubeadm", "existing")
 KUBERNETES_DEFAULT_PROFILE = "nginmesh-0.2.12"
 ENV_PREFIX = "PYTEST_NGINMESH_"
+# Requests the route suites keep in flight while sampling (checks.routing.check_weights judges them in the
+# order they were sent, so the error rates are those of one-at-a-time sampling).
+DEFAULT_CONCURRENCY = 8
+MAX_CONCURRENCY = 64
 CLUSTER_NAME_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,30}[a-z0-9])?$")
 
 
@@ -48,6 +52,7 @@ class Settings:
     service_cidr: str = "10.214.0.0/16"
     link_cidr: str = "10.212.0.0/30"
     timeouts: Timeouts = field(default_factory=Timeouts)
+    concurrency: int = DEFAULT_CONCURRENCY
     # Kubernetes clusters (kind, kubeadm, existing)
     kind_bin: Path | None = None
     k8s_version: str | None = None
@@ -79,6 +84,8 @@ class Settings:
                 networks[name] = ipaddress.IPv4Network(value)
             except ValueError as e:
                 raise UsageError(f"bad {name} {value!r}: give an IPv4 network such as 10.213.0.0/16") from e
+        if not 1 <= self.concurrency <= MAX_CONCURRENCY:
+            raise UsageError(f"bad concurrency {self.concurrency!r}: give 1 to {MAX_CONCURRENCY} requests in flight")
         if networks["link_cidr"].prefixlen > 30:
             raise UsageError(f"link_cidr {self.link_cidr} is too small: give a /30 or larger")
         names = list(networks)
@@ -156,6 +163,11 @@ def convert(name: str, raw: str, where: str | None = None) -> object:
         return frozenset(item.strip() for item in raw.split(",") if item.strip())
     if name in PATH_SETTINGS:
         return Path(raw).expanduser()
+    if name == "concurrency":
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"bad value {raw!r} for {where}: give a whole number of requests, e.g. 8") from None
     return raw
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 from .cluster.base import Cluster, wait_for
 from .errors import ClusterError
+
+if TYPE_CHECKING:
+    import requests
 
 # Runs under Python 2 or 3, whichever the application image has (Bookinfo's productpage has one).
 REQUEST_SCRIPT = """
@@ -79,3 +85,36 @@ def marker_absent(cluster: Cluster, namespace: str, pod: str, container: str, ma
 
 def marker_count(cluster: Cluster, namespace: str, pod: str, container: str, marker: str) -> int:
     return sum(1 for line in cluster.logs(namespace, pod, container).splitlines() if marker in line)
+
+
+class SessionPerThread:
+    """HTTP sessions for requests sent from several threads at once (route sampling): each thread gets a
+    ``requests.Session`` of its own, as requests promises no thread safety for one; ``close`` closes them all."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+        self._lock = threading.Lock()
+
+    def get(self, url: str, **kwargs: Any) -> requests.Response:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            import requests
+
+            session = self._local.session = requests.Session()
+            with self._lock:
+                self._sessions.append(session)
+        return session.get(url, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            for session in self._sessions:
+                session.close()
+            self._sessions.clear()
+
+    def __enter__(self) -> SessionPerThread:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()

@@ -8,10 +8,9 @@ stated false-failure rate and power (pytest_nginmesh.checks.routing), never by a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
-import requests
 
 from pytest_nginmesh.bookinfo import REVIEWS_UNAVAILABLE, reviews_sampler, reviews_version
 from pytest_nginmesh.checks.routing import check_weights
@@ -21,7 +20,7 @@ from pytest_nginmesh.mesh.applied import AppliedObjects
 from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, load_fixture
 from pytest_nginmesh.profiles import Profile
 from pytest_nginmesh.settings import Settings
-from pytest_nginmesh.traffic import marker_count, new_marker, request_with_python
+from pytest_nginmesh.traffic import SessionPerThread, marker_count, new_marker, request_with_python
 
 JASON = "user=jason"
 ALL_V1 = "routes/route-rule-all-v1.yaml"
@@ -35,9 +34,12 @@ def rule(name: str, destination: str, **spec: object) -> Obj:
 
 
 @pytest.fixture
-def session() -> Iterator[requests.Session]:
-    with requests.Session() as s:
-        yield s
+def session() -> Iterator[SessionPerThread]:
+    """HTTP sessions for the test's requests, one per sampling thread."""
+    with SessionPerThread() as sessions:
+        yield sessions
+
+
 
 
 @pytest.fixture
@@ -45,66 +47,77 @@ def productpage(mesh_cluster: Cluster) -> str:
     return mesh_cluster.ingress_url() + "/productpage"
 
 
-def assert_weights(session: requests.Session, url: str, expected: dict[str, float], cookie: str = "") -> None:
-    verdict = check_weights(reviews_sampler(session, url, cookie), expected)
-    assert verdict.passed, str(verdict)
+WeightJudge = Callable[..., None]
+
+
+@pytest.fixture
+def judge_weights(session: SessionPerThread, productpage: str, nginmesh_settings: Settings) -> WeightJudge:
+    """Sample the productpage (``--nginmesh-concurrency`` requests in flight) and assert that the reviews
+    versions answer with the promised weights: ``judge_weights({"v1": 50, "v3": 50}, cookie="")``."""
+
+    def judge(expected: dict[str, float], cookie: str = "") -> None:
+        verdict = check_weights(reviews_sampler(session, productpage, cookie), expected,
+                                concurrency=nginmesh_settings.concurrency)
+        assert verdict.passed, str(verdict)
+
+    return judge
 
 
 @pytest.mark.conformance(name="routing-default-even-spread", features=["routing-default"])
-def test_without_rules_every_version_answers_about_evenly(session: requests.Session, productpage: str) -> None:
-    assert_weights(session, productpage, {"v1": 1, "v2": 1, "v3": 1})
+def test_without_rules_every_version_answers_about_evenly(judge_weights: WeightJudge) -> None:
+    judge_weights({"v1": 1, "v2": 1, "v3": 1})
 
 
 @pytest.mark.conformance(name="routing-version-all-v1", features=["routing-version"])
-def test_all_v1(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+def test_all_v1(mesh_rules: AppliedObjects, judge_weights: WeightJudge) -> None:
     mesh_rules.apply(ALL_V1)
-    assert_weights(session, productpage, {"v1": 100})
+    judge_weights({"v1": 100})
 
 
 @pytest.mark.conformance(name="routing-version-reviews-v3", features=["routing-version"])
-def test_reviews_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+def test_reviews_v3(mesh_rules: AppliedObjects, judge_weights: WeightJudge) -> None:
     mesh_rules.apply("routes/route-rule-reviews-v3.yaml")
-    assert_weights(session, productpage, {"v3": 100})
+    judge_weights({"v3": 100})
 
 
 @pytest.mark.conformance(name="routing-weighted-50-v1-50-v3", features=["routing-weighted"])
-def test_reviews_50_v1_50_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+def test_reviews_50_v1_50_v3(mesh_rules: AppliedObjects, judge_weights: WeightJudge) -> None:
     mesh_rules.apply("routes/route-rule-reviews-50-v3.yaml")
-    assert_weights(session, productpage, {"v1": 50, "v3": 50})
+    judge_weights({"v1": 50, "v3": 50})
 
 
 @pytest.mark.conformance(name="routing-weighted-75-v1-25-v2", features=["routing-weighted"])
-def test_reviews_75_v1_25_v2(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+def test_reviews_75_v1_25_v2(mesh_rules: AppliedObjects, judge_weights: WeightJudge) -> None:
     mesh_rules.apply("routes/route-rule-reviews-75-v1-25-v2.yaml")
-    assert_weights(session, productpage, {"v1": 75, "v2": 25})
+    judge_weights({"v1": 75, "v2": 25})
 
 
 @pytest.mark.conformance(name="routing-weighted-50-v2-50-v3", features=["routing-weighted"])
-def test_reviews_50_v2_50_v3(mesh_rules: AppliedObjects, session: requests.Session, productpage: str) -> None:
+def test_reviews_50_v2_50_v3(mesh_rules: AppliedObjects, judge_weights: WeightJudge) -> None:
     mesh_rules.apply("routes/route-rule-reviews-v2-v3.yaml")
-    assert_weights(session, productpage, {"v2": 50, "v3": 50})
+    judge_weights({"v2": 50, "v3": 50})
 
 
 @pytest.mark.conformance(name="routing-header-match-cookie", features=["routing-header-match"])
-def test_cookie_user_jason_goes_to_v2_and_nobody_else(mesh_rules: AppliedObjects, session: requests.Session,
-                                                     productpage: str) -> None:
+def test_cookie_user_jason_goes_to_v2_and_nobody_else(mesh_rules: AppliedObjects,
+                                                     judge_weights: WeightJudge) -> None:
     mesh_rules.apply(ALL_V1, TEST_V2)
-    assert_weights(session, productpage, {"v2": 100}, cookie=JASON)
-    assert_weights(session, productpage, {"v2": 100}, cookie="theme=dark; user=jason")
-    assert_weights(session, productpage, {"v1": 100})
-    assert_weights(session, productpage, {"v1": 100}, cookie="user=jasonx")
+    judge_weights({"v2": 100}, cookie=JASON)
+    judge_weights({"v2": 100}, cookie="theme=dark; user=jason")
+    judge_weights({"v1": 100})
+    judge_weights({"v1": 100}, cookie="user=jasonx")
 
 
 @pytest.mark.conformance(name="routing-precedence-higher-wins", features=["routing-precedence"])
-def test_the_rule_with_the_higher_precedence_wins(mesh_rules: AppliedObjects, session: requests.Session,
-                                                 productpage: str) -> None:
+def test_the_rule_with_the_higher_precedence_wins(mesh_rules: AppliedObjects,
+                                                 judge_weights: WeightJudge) -> None:
     mesh_rules.apply(rule("reviews-strong", "reviews", precedence=5, route=[{"labels": {"version": "v1"}}]),
                      rule("reviews-weak", "reviews", precedence=1, route=[{"labels": {"version": "v3"}}]))
-    assert_weights(session, productpage, {"v1": 100})
+    judge_weights({"v1": 100})
 
 
 @pytest.mark.conformance(name="routing-redirect-uri", features=["routing-redirect"])
-def test_redirect(mesh_rules: AppliedObjects, session: requests.Session, mesh_cluster: Cluster,
+def test_redirect(mesh_rules: AppliedObjects, session: SessionPerThread, mesh_cluster: Cluster,
                   mesh_profile: Profile) -> None:
     mesh_rules.apply(rule("productpage-redirect", "productpage", precedence=5,
                           match={"request": {"headers": {"uri": {"exact": "/api/v1/products"}}}},
@@ -117,7 +130,7 @@ def test_redirect(mesh_rules: AppliedObjects, session: requests.Session, mesh_cl
 
 
 @pytest.mark.conformance(name="routing-rewrite-uri", features=["routing-rewrite"])
-def test_rewrite(mesh_rules: AppliedObjects, session: requests.Session, mesh_cluster: Cluster) -> None:
+def test_rewrite(mesh_rules: AppliedObjects, session: SessionPerThread, mesh_cluster: Cluster) -> None:
     ingress = mesh_cluster.ingress_url()
     assert session.get(ingress + "/api/v1/products", timeout=10).headers["Content-Type"].startswith(
         "application/json")
@@ -185,7 +198,7 @@ def test_request_timeout(mesh_rules: AppliedObjects, mesh_cluster: Cluster, http
 
 @pytest.mark.conformance(name="fault-abort-for-one-user", features=["fault-abort"])
 def test_fault_abort_for_jason_shows_on_the_page(mesh_rules: AppliedObjects, mesh_cluster: Cluster,
-                                                 mesh_profile: Profile, session: requests.Session,
+                                                 mesh_profile: Profile, session: SessionPerThread,
                                                  productpage: str) -> None:
     bookinfo = mesh_profile.bookinfo
     mesh_rules.apply(ALL_V1, rule("reviews-v2", "reviews", precedence=2, route=[{"labels": {"version": "v2"}}]),
@@ -203,8 +216,8 @@ def test_fault_abort_for_jason_shows_on_the_page(mesh_rules: AppliedObjects, mes
 
 
 @pytest.mark.conformance(name="fault-abort-percent", features=["fault-abort"])
-def test_fault_abort_percent(mesh_rules: AppliedObjects, mesh_profile: Profile, session: requests.Session,
-                             productpage: str) -> None:
+def test_fault_abort_percent(mesh_rules: AppliedObjects, mesh_profile: Profile, session: SessionPerThread,
+                             productpage: str, nginmesh_settings: Settings) -> None:
     mesh_rules.apply("routes/route-rule-reviews-v3.yaml",
                      rule("ratings-abort-half", "ratings", precedence=3, route=[{"labels": {"version": "v1"}}],
                           httpFault={"abort": {"percent": 50, "httpStatus": 503}}))
@@ -213,12 +226,12 @@ def test_fault_abort_percent(mesh_rules: AppliedObjects, mesh_profile: Profile, 
         page = session.get(productpage, timeout=10)
         return "aborted" if mesh_profile.bookinfo.ratings_failed(page.text) else reviews_version(page.text)
 
-    verdict = check_weights(sample, {"aborted": 50, "v3": 50})
+    verdict = check_weights(sample, {"aborted": 50, "v3": 50}, concurrency=nginmesh_settings.concurrency)
     assert verdict.passed, str(verdict)
 
 
 @pytest.mark.conformance(name="fault-delay-hits-productpage-timeouts", features=["fault-delay"])
-def test_fault_delay_for_jason_hits_the_productpage_timeouts(mesh_rules: AppliedObjects, session: requests.Session,
+def test_fault_delay_for_jason_hits_the_productpage_timeouts(mesh_rules: AppliedObjects, session: SessionPerThread,
                                                              productpage: str) -> None:
     mesh_rules.apply(ALL_V1, TEST_V2, "routes/route-rule-ratings-test-delay.yaml")
     started = time.monotonic()

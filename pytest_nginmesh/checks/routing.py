@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from .. import observe
@@ -295,12 +296,46 @@ def check_weights(
     power: float = DEFAULT_POWER,
     delta: float = DEFAULT_DELTA,
     max_samples: int = DEFAULT_MAX_SAMPLES,
+    concurrency: int = 1,
 ) -> Verdict:
-    """Call ``sample()`` (one request, the version that answered) until the check decides or hits the cap."""
+    """Call ``sample()`` (one request, the version that answered) until the check decides or hits the cap.
+
+    With ``concurrency`` above 1, that many calls run at once (``sample`` must then be safe to call from
+    several threads). Answers are judged in the order their requests were sent, each once it has completed,
+    never in the order they complete: the test sees exactly the sequence a one-at-a-time run would draw, so
+    its false-failure rate and power stay what they are, even when one version answers slower than another
+    (judging by completion would under-count it at the moment the test stops). Answers still in flight at
+    the verdict are dropped; a ``sample`` that raises ends the check when its turn comes, as it would alone.
+    """
+    if concurrency < 1:
+        raise ValueError(f"concurrency={concurrency!r}: allow at least 1 request in flight, e.g. 8")
     test = WeightTest(expected, alpha=alpha, power=power, delta=delta, max_samples=max_samples)
-    verdict = None
     with observe.step(f"measure and judge: versions against weights {dict(expected)}"):
-        while verdict is None:
-            verdict = test.observe(sample())
+        if concurrency == 1:
+            verdict = None
+            while verdict is None:
+                verdict = test.observe(sample())
+        else:
+            verdict = _judge_in_send_order(test, sample, concurrency, max_samples)
     observe.verdict(verdict)
     return verdict
+
+
+def _judge_in_send_order(test: WeightTest, sample: Callable[[], str], concurrency: int, cap: int) -> Verdict:
+    """Keep ``concurrency`` calls of ``sample`` in flight (never more than ``cap`` in all) and feed ``test``
+    their answers in send order until it decides; it decides at the latest at its own cap of ``cap``."""
+    in_flight: dict[int, Future[str]] = {}
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nginmesh-sample") as pool:
+        sent = judged = 0
+        try:
+            while True:
+                while len(in_flight) < concurrency and sent < cap:
+                    in_flight[sent] = pool.submit(sample)
+                    sent += 1
+                verdict = test.observe(in_flight.pop(judged).result())
+                judged += 1
+                if verdict is not None:
+                    return verdict
+        finally:
+            for future in in_flight.values():
+                future.cancel()

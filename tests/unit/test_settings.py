@@ -133,3 +133,18 @@ def test_bad_cluster_name_from_the_environment_fails_when_applied() -> None:
     overrides = settings_from_env({"PYTEST_NGINMESH_CLUSTER_NAME": "Not_Valid"})
     with pytest.raises(UsageError, match="bad cluster name 'Not_Valid'"):
         Settings().with_overrides(overrides)
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ("eight", "bad value 'eight' for PYTEST_NGINMESH_CONCURRENCY: give a whole number of requests, e.g. 8"),
+    ("0", "bad concurrency 0: give 1 to 64 requests in flight"),
+    ("65", "bad concurrency 65: give 1 to 64 requests in flight"),
+])
+def test_bad_concurrency_says_what_is_allowed(raw: str, message: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(message)):
+        Settings().with_overrides(settings_from_env({"PYTEST_NGINMESH_CONCURRENCY": raw}))
+
+
+def test_concurrency_from_the_environment() -> None:
+    assert Settings().with_overrides(settings_from_env({"PYTEST_NGINMESH_CONCURRENCY": "16"})).concurrency == 16
+    assert Settings().concurrency == 8
