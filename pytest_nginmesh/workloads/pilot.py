@@ -1,7 +1,8 @@
-"""The ``pilot`` image: serves the mesh snapshot (services, endpoints, route rules, ingresses) to agents.
+"""The ``pilot`` image: serves the mesh snapshot (services, endpoints, route rules, ingresses) to agents, and
+publishes which version each live proxy runs in the ConfigMap ``nginmesh-proxy-status``.
 
 Agents ack the version they apply to the cluster's API server themselves, from their own pod, so that
-an ack can be checked to come from the proxy it concerns; Pilot takes none.
+an ack can be checked to come from the proxy it concerns.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from typing import Any
 from ..cluster.local.api import ApiClient, send_json
 from ..errors import ClusterError
 from ..mesh.manifests import AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE
+from ..mesh.proxy_status import ProxyAck, status_config_map, status_data
 from ._common import HttpServer, api_socket, stop_event
+
+# How often Pilot looks for a new mesh version or ack to publish: well under the 0.1 s within which the
+# ConfigMap must follow them.
+PUBLISH_PERIOD = 0.02
 
 
 class Discovery(BaseHTTPRequestHandler):
@@ -47,6 +53,25 @@ class Discovery(BaseHTTPRequestHandler):
         send_json(self, status, body)
 
 
+def publish_proxy_status(api: ApiClient, stop: threading.Event) -> None:
+    """Keep the ConfigMap nginmesh-proxy-status equal to the mesh version served now and the live proxies'
+    acks; written only when its data changes."""
+    published: dict[str, str] | None = None
+    while not stop.is_set():
+        try:
+            version = str(api.get("/api/mesh")["version"])
+            acks = [ProxyAck(a["namespace"], a["pod"], a["version"], a.get("rejectedVersion", ""),
+                             a.get("rejection", "")) for a in api.get("/api/proxy-status")]
+            data = status_data(version, acks)
+            if data != published:
+                api.post("/api/apply", {"objects": [status_config_map(data)]})
+                published = data
+        except ClusterError as e:
+            print(f"pilot: cannot publish the proxy status: {e}", flush=True)
+            stop.wait(1.0)
+        stop.wait(PUBLISH_PERIOD)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pilot", description="Local Pilot discovery service.")
     parser.add_argument("command", nargs="?", default="discovery")
@@ -56,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     server = HttpServer(("0.0.0.0", args.port), Discovery)
     stop = stop_event()
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=publish_proxy_status, args=(Discovery.api, stop), name="proxy-status",
+                     daemon=True).start()
     print(f"pilot: serving discovery on :{args.port}", flush=True)
     stop.wait()
     server.shutdown()

@@ -4,12 +4,17 @@ for every proxy's acknowledgement removes that window. The same holds on each re
 
 from __future__ import annotations
 
+import json
+
 import requests
 
 from pytest_nginmesh.bookinfo import reviews_sampler
 from pytest_nginmesh.checks.routing import check_weights
+from pytest_nginmesh.cluster.base import wait_for
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.local.catalogue import is_proxy
 from pytest_nginmesh.mesh.manifests import load_fixture
+from pytest_nginmesh.mesh.proxy_status import MESH_VERSION_KEY, PROXY_STATUS_CONFIG_MAP
 from pytest_nginmesh.settings import Settings
 
 IMMEDIATE_SAMPLES = 5
@@ -40,3 +45,33 @@ def assert_the_wait_closes_the_stale_window(cluster: LocalCluster, timeout: floa
 def test_measuring_right_after_apply_sees_old_routes_and_the_wait_prevents_it(local_mesh: LocalCluster,
                                                                               e2e_settings: Settings) -> None:
     assert_the_wait_closes_the_stale_window(local_mesh, e2e_settings.timeouts.convergence)
+
+
+def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(local_mesh: LocalCluster,
+                                                                              e2e_settings: Settings) -> None:
+    """After a RouteRule apply, the ConfigMap nginmesh-proxy-status names the new mesh version and shows every
+    running proxy at it: the status any client of the Kubernetes API can wait on."""
+    rules = load_fixture("routes/route-rule-all-v1.yaml")
+    local_mesh.wait_converged(e2e_settings.timeouts.convergence)
+    before = local_mesh.api.get("/api/mesh")["version"]
+    local_mesh.apply(rules)
+    try:
+        target = local_mesh.api.get("/api/mesh")["version"]
+        assert target != before
+        proxies = {f"{p['metadata']['namespace']}.{p['metadata']['name']}" for p in local_mesh.list_pods()
+                   if any(is_proxy(c) for c in p["spec"]["containers"]) and p["status"].get("phase") == "Running"}
+        assert proxies
+
+        def published() -> tuple[dict[str, str] | None, str]:
+            data = (local_mesh.get("ConfigMap", PROXY_STATUS_CONFIG_MAP, "istio-system") or {}).get("data") or {}
+            behind = sorted(p for p in proxies if json.loads(data.get(p, "{}")).get("version") != target)
+            if data.get(MESH_VERSION_KEY) != target or behind:
+                return None, f"mesh-version {data.get(MESH_VERSION_KEY)}, want {target}; behind: {behind}"
+            return data, ""
+
+        data = wait_for("the ConfigMap to show every proxy at the new version", published,
+                        e2e_settings.timeouts.convergence, interval=0.05)
+        assert all("rejectedVersion" not in json.loads(data[p]) for p in proxies)
+    finally:
+        local_mesh.delete(rules)
+        local_mesh.wait_converged(e2e_settings.timeouts.convergence)
