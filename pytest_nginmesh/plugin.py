@@ -380,6 +380,22 @@ def label_value(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
 
 
+@contextlib.contextmanager
+def namespace_of_its_own(cluster: Cluster, settings: Settings, owner: str) -> Iterator[str]:
+    """A fresh namespace (``owner`` in its ``test`` label), deleted afterwards, waiting until its pods are gone."""
+    name = f"nginmesh-{secrets.token_hex(4)}"
+    # Webhook releases inject only into namespaces labelled istio-injection=enabled; Initializers everywhere.
+    namespace = {"apiVersion": "v1", "kind": "Namespace",
+                 "metadata": {"name": name, "labels": {"created-by": "pytest-nginmesh", "istio-injection": "enabled",
+                                                       "test": label_value(owner)}}}
+    cluster.apply([namespace])
+    try:
+        yield name
+    finally:
+        cluster.delete([namespace])
+        cluster.wait_pods_gone(name, settings.timeouts.pod_ready)
+
+
 @pytest.fixture
 def isolated_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, request: pytest.FixtureRequest,
                        ) -> Iterator[str]:
@@ -390,17 +406,17 @@ def isolated_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, reque
         def test_something(mesh_cluster, isolated_namespace):
             mesh_cluster.apply([...objects with metadata.namespace = isolated_namespace...])
     """
-    name = f"nginmesh-{secrets.token_hex(4)}"
-    # Webhook releases inject only into namespaces labelled istio-injection=enabled; Initializers everywhere.
-    namespace = {"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": name, "labels": {"created-by": "pytest-nginmesh", "istio-injection": "enabled",
-                                                       "test": label_value(request.node.name)}}}
-    mesh_cluster.apply([namespace])
-    try:
+    with namespace_of_its_own(mesh_cluster, nginmesh_settings, request.node.name) as name:
         yield name
-    finally:
-        mesh_cluster.delete([namespace])
-        mesh_cluster.wait_pods_gone(name, nginmesh_settings.timeouts.pod_ready)
+
+
+@pytest.fixture(scope="module")
+def module_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, request: pytest.FixtureRequest,
+                     ) -> Iterator[str]:
+    """A namespace shared by the tests of one module (for setup they only read, such as a client pod),
+    deleted after the module, waiting until its pods are gone."""
+    with namespace_of_its_own(mesh_cluster, nginmesh_settings, request.module.__name__) as name:
+        yield name
 
 
 @pytest.fixture

@@ -24,6 +24,21 @@ def scrape(cluster: Cluster, names: MetricNames, timeout: float) -> Scrape:
     return parse_scrape(response.text)
 
 
+def quiet_baseline(cluster: Cluster, names: MetricNames, source: Mapping[str, str], timeout: float,
+                   interval: float = 0.2) -> Scrape:
+    """A scrape taken once ``source``'s series stand still (two scrapes ``interval`` apart agree), so that
+    late reports of requests sent earlier by the same source never count as this measurement's (bounded:
+    at the deadline, the last scrape)."""
+    deadline = time.monotonic() + timeout
+    previous = scrape(cluster, names, timeout)
+    while True:
+        time.sleep(interval)
+        current = scrape(cluster, names, timeout)
+        if from_source(current, source) == from_source(previous, source) or time.monotonic() >= deadline:
+            return current
+        previous = current
+
+
 def settled_changes(cluster: Cluster, names: MetricNames, baseline: Scrape, done: Callable[[Scrape], bool],
                     timeout: float, interval: float = 0.2, source: Mapping[str, str] | None = None) -> Scrape:
     """Poll until the changes since ``baseline`` satisfy ``done`` and stay the same for one more scrape;
