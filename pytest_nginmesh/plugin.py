@@ -33,6 +33,7 @@ from .settings import (
     parse_timeout_overrides,
     settings_from_env,
 )
+from .workers import is_worker, mesh_state, shared_cluster
 
 if TYPE_CHECKING:
     from .checks.sidecar import SidecarExpectations
@@ -251,15 +252,23 @@ def refuse_pytest_kind(config: pytest.Config, items: list[pytest.Item]) -> None:
                                     "--nginmesh-cluster=kind's: use the mesh_cluster fixture")
 
 
-def register_report(config: pytest.Config, tests: dict[str, ConformanceTest], items: list[pytest.Item]) -> None:
-    from .report.session import ConformanceSession
-
+def report_options(config: pytest.Config) -> ReportOptions:
+    """Where the report goes (checked writable now, before any cluster starts) and what it says of the
+    implementation."""
     directory = report_directory(config.getoption("nginmesh_report_dir"), config.getini("nginmesh_report_dir"),
                                  Path(config.invocation_params.dir))
     try:
         ensure_writable(directory)
     except NginmeshError as e:
         raise pytest.UsageError(str(e)) from e
+    return ReportOptions(directory, config.stash[implementation_key])
+
+
+def register_report(config: pytest.Config, tests: dict[str, ConformanceTest], items: list[pytest.Item]) -> None:
+    """The per-test bookkeeping, and (unless this is an xdist worker, whose controller writes it) the report."""
+    from .report.session import ConformanceSession, ReportWriter
+
+    options = report_options(config)
     allure = bool(config.getoption("allure_report_dir", None))
     if allure:
         from .report import allure_glue
@@ -267,10 +276,24 @@ def register_report(config: pytest.Config, tests: dict[str, ConformanceTest], it
         for item in items:
             if conformance_key in item.stash:
                 allure_glue.label(item, item.stash[conformance_key])
-    options = ReportOptions(directory, config.stash[implementation_key])
-    config.pluginmanager.register(
-        ConformanceSession(config, options, tests, lambda: config.stash.get(session_settings_key, settings_of(config)),
-                           allure), "nginmesh-conformance")
+
+    def settings() -> Settings:
+        return config.stash.get(session_settings_key, settings_of(config))
+
+    config.pluginmanager.register(ConformanceSession(config, options, tests, settings, allure), "nginmesh-conformance")
+    if not is_worker(config):
+        config.pluginmanager.register(ReportWriter(options, settings), "nginmesh-report")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """On the pytest-xdist controller (which collects nothing), the writer of the one report of all workers."""
+    config = session.config
+    if config.pluginmanager.has_plugin("dsession") and not config.option.collectonly:
+        from .report.session import ReportWriter
+
+        config.pluginmanager.register(ReportWriter(report_options(config), lambda: settings_of(config)),
+                                      "nginmesh-report")
 
 
 GATE = "nginmesh_conformance_gate"
@@ -350,7 +373,8 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
     one is rebuilt); a cluster this session started is torn down at the end, and an interrupted or
     failed install removes it at once (also after Ctrl-C or SIGTERM), unless
     ``--nginmesh-keep-cluster`` is given. On an existing Kubernetes cluster, only what the
-    session installed (``--nginmesh-install``) is removed. Example::
+    session installed (``--nginmesh-install``) is removed. Under pytest-xdist the workers share one
+    cluster, torn down once after the last of them (``pytest_nginmesh.workers``). Example::
 
         def test_productpage(mesh_cluster):
             url = mesh_cluster.ingress_url() + "/productpage"
@@ -359,21 +383,35 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
     from .mesh.install import mesh_on_local
     from .mesh.on_kubernetes import mesh_on_kubernetes
 
-    settings = nginmesh_settings
-    mesh: AbstractContextManager[Cluster]
-    if settings.cluster == "local":
-        mesh = mesh_on_local(settings, progress_line(pytestconfig))
-    else:
-        validated = pytestconfig.stash.get(settings_key, None) == settings and provider_key in pytestconfig.stash
+    progress = progress_line(pytestconfig)
+
+    def enter(settings: Settings) -> AbstractContextManager[Cluster]:
+        if settings.cluster == "local":
+            return mesh_on_local(settings, progress)
+        stash = pytestconfig.stash
+        validated = stash.get(settings_key, None) == nginmesh_settings and provider_key in stash
         provider = (pytestconfig.stash[provider_key] if validated
-                    else make_provider(settings, settings.mesh_profile, progress_line(pytestconfig)))
-        mesh = mesh_on_kubernetes(settings, provider, progress_line(pytestconfig))
+                    else make_provider(nginmesh_settings, nginmesh_settings.mesh_profile, progress))
+        return mesh_on_kubernetes(settings, provider, progress)
+
     previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
     try:
-        with mesh as cluster:
+        with shared_cluster(pytestconfig, nginmesh_settings, enter) as cluster:
             yield cluster
     finally:
         signal.signal(signal.SIGTERM, previous_sigterm)
+
+
+@pytest.fixture(autouse=True)
+def nginmesh_mesh_state(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Under pytest-xdist, a test that uses the mesh holds the cluster's mesh-state lock: exclusively when it
+    changes route rules (``mesh_rules``), shared otherwise, so no worker's rules meet another's traffic."""
+    if "mesh_cluster" not in request.fixturenames or not is_worker(request.config):
+        yield
+        return
+    settings = request.getfixturevalue("nginmesh_settings")
+    with mesh_state(request.config, settings, exclusive="mesh_rules" in request.fixturenames):
+        yield
 
 
 def label_value(text: str) -> str:

@@ -51,6 +51,13 @@ class TestResult:
                 "reason": self.reason, "durationSeconds": round(self.duration, 3), "findings": self.findings,
                 "verdicts": self.verdicts, "diagnostics": self.diagnostics}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TestResult:
+        """The result ``as_dict`` made (as it travels from an xdist worker to the controller)."""
+        return cls(str(data["name"]), str(data["nodeid"]), tuple(data["features"]), str(data["outcome"]),
+                   str(data["reason"]), float(data["durationSeconds"]), list(data["findings"]),
+                   list(data["verdicts"]), data["diagnostics"])
+
 
 def verdict_dict(verdict: Any) -> dict[str, Any]:
     """A ``checks.routing.Verdict`` (or any dataclass verdict) with camelCase keys."""

@@ -1,6 +1,8 @@
 """The run's conformance bookkeeping: per test, what it found and judged (through ``observe``), its outcome,
-diagnostics when it fails (before any cleanup), JUnit properties, allure steps and attachments; at the end,
-the conformance report. Registered by the plugin only when conformance tests are collected."""
+diagnostics when it fails (before any cleanup), JUnit properties, allure steps and attachments; and the
+conformance report, written at the end from the test reports (so that under pytest-xdist the controller
+writes one report of every worker's tests). Registered by the plugin when conformance tests are collected
+(the writer on the xdist controller, which collects nothing, always)."""
 
 from __future__ import annotations
 
@@ -72,7 +74,8 @@ def one_line(report: pytest.TestReport) -> str:
 
 
 class ConformanceSession:
-    """Plugin object: records each conformance test and writes the report at the end of the session."""
+    """Plugin object: records each conformance test; its result travels on the test's teardown report
+    (``nginmesh_result``, kept by pytest-xdist's report serialization) to the ReportWriter."""
 
     def __init__(self, config: pytest.Config, options: ReportOptions, tests: dict[str, ConformanceTest],
                  settings: Callable[[], Settings], allure: bool) -> None:
@@ -83,9 +86,6 @@ class ConformanceSession:
         self.allure = allure
         self.results: dict[str, document.TestResult] = {}
         self.bundles = 0
-        self.started = time.monotonic()
-        self.started_at = _now()
-        self.written: tuple[Path, Path] | None = None
 
     # -- per test ---------------------------------------------------------------------------------------------
     @pytest.hookimpl(wrapper=True)
@@ -123,6 +123,7 @@ class ConformanceSession:
             if result.diagnostics:
                 item.user_properties.append(("conformance.diagnostics", result.diagnostics))
             report.user_properties = list(item.user_properties)
+            report.nginmesh_result = result.as_dict()  # type: ignore[attr-defined]
         return report
 
     def _diagnose(self, item: pytest.Item, report: pytest.TestReport, result: document.TestResult) -> None:
@@ -155,12 +156,29 @@ class ConformanceSession:
             for path in bundle.files:
                 allure_glue.attach_file(path, str(path.relative_to(bundle.directory)))
 
-    # -- the end ----------------------------------------------------------------------------------------------
+
+
+class ReportWriter:
+    """Plugin object: gathers the conformance results of the test reports (this process's, or every xdist
+    worker's on the controller) and writes the conformance report at the end of the session."""
+
+    def __init__(self, options: ReportOptions, settings: Callable[[], Settings]) -> None:
+        self.options = options
+        self.settings = settings
+        self.results: dict[str, document.TestResult] = {}
+        self.started = time.monotonic()
+        self.started_at = _now()
+        self.written: tuple[Path, Path] | None = None
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        result = getattr(report, "nginmesh_result", None)
+        if isinstance(result, dict):
+            self.results[report.nodeid] = document.TestResult.from_dict(result)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.results:
             return
-        settings = self.settings()
-        report = document.build(settings, self.options.implementation, list(self.results.values()),
+        report = document.build(self.settings(), self.options.implementation, list(self.results.values()),
                                 self.started_at, _now(), time.monotonic() - self.started)
         self.written = document.write(report, self.options.directory)
 
