@@ -80,6 +80,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nginmesh-concurrency", dest="nginmesh_concurrency", metavar="N", default=None,
                     help="Requests in flight while sampling routes; judged in send order, so the error rates "
                          "stay those of one at a time (default: 8).")
+    group.addoption("--nginmesh-overhead-budget", dest="nginmesh_overhead_budget", metavar="pQ=LATENCY,…",
+                    default=None, help="Latency the sidecars may add, e.g. p50=10ms,p99=100ms (default: the "
+                                       "profile's).")
     group.addoption("--nginmesh-report-dir", dest="nginmesh_report_dir", metavar="DIR", default=None,
                     help="Where the conformance report and diagnostics go (default: reports/).")
     group.addoption("--nginmesh-implementation", dest="nginmesh_implementation", metavar="KEY=VALUE",
@@ -115,11 +118,13 @@ KUBERNETES_OPTIONS = (
     ("release-dir", "DIR", "Directory holding the release tarballs, for air-gapped runs (no downloads)."),
     ("proxy-image", "IMAGE", "Proxy image to inject instead of the release's (release qualification)."),
     ("init-image", "IMAGE", "Init image to inject instead of the release's (release qualification)."),
+    ("baseline-proxy-image", "IMAGE", "Proxy image to compare the candidate's latency against in the "
+                                      "proxy-overhead test (instead of no sidecar): release qualification."),
     ("debug-image", "IMAGE", "Image of the node helper pods that read pods' iptables (needs sh, nsenter, "
                              "iptables-save; default: the init image)."),
 )
 SETTING_OPTIONS = ("cluster", "cluster_name", "keep_cluster", "profile", "supported_features", "exempt_features",
-                   "concurrency",
+                   "concurrency", "overhead_budget",
                    *(name.replace("-", "_") for name, _, _ in KUBERNETES_OPTIONS))
 INI_KEYS = {
     "profile": "Mesh profile to judge against.",
@@ -129,6 +134,7 @@ INI_KEYS = {
     "cluster_name": "Name of the cluster to create or reuse.",
     "keep_cluster": "Leave the cluster running after the session.",
     "concurrency": "Requests in flight while sampling routes.",
+    "overhead_budget": "Latency the sidecars may add, e.g. p50=10ms,p99=100ms.",
     **{name.replace("-", "_"): help_ for name, _, help_ in KUBERNETES_OPTIONS},
 }
 

@@ -53,6 +53,7 @@ class Settings:
     link_cidr: str = "10.212.0.0/30"
     timeouts: Timeouts = field(default_factory=Timeouts)
     concurrency: int = DEFAULT_CONCURRENCY
+    overhead_budget: str = ""  # "p50=10ms,p99=100ms"; empty: the profile's
     # Kubernetes clusters (kind, kubeadm, existing)
     kind_bin: Path | None = None
     k8s_version: str | None = None
@@ -66,6 +67,7 @@ class Settings:
     proxy_image: str | None = None
     init_image: str | None = None
     debug_image: str | None = None
+    baseline_proxy_image: str | None = None
 
     def __post_init__(self) -> None:
         if self.cluster not in CLUSTER_KINDS:
@@ -84,6 +86,7 @@ class Settings:
                 networks[name] = ipaddress.IPv4Network(value)
             except ValueError as e:
                 raise UsageError(f"bad {name} {value!r}: give an IPv4 network such as 10.213.0.0/16") from e
+        parse_overhead_budget(self.overhead_budget)
         if not 1 <= self.concurrency <= MAX_CONCURRENCY:
             raise UsageError(f"bad concurrency {self.concurrency!r}: give 1 to {MAX_CONCURRENCY} requests in flight")
         if networks["link_cidr"].prefixlen > 30:
@@ -104,6 +107,11 @@ class Settings:
     def mesh_profile(self) -> Profile:
         """The profile given, else "local" on the local cluster and KUBERNETES_DEFAULT_PROFILE elsewhere."""
         return get_profile(self.profile or (DEFAULT_PROFILE if self.cluster == "local" else KUBERNETES_DEFAULT_PROFILE))
+
+    @property
+    def budget(self) -> dict[float, float]:
+        """The proxy-overhead budget: quantile -> seconds (the option's, else the profile's)."""
+        return parse_overhead_budget(self.overhead_budget) or dict(self.mesh_profile.overhead_budget)
 
     @property
     def state_dir(self) -> Path:
@@ -169,6 +177,21 @@ def convert(name: str, raw: str, where: str | None = None) -> object:
         except ValueError:
             raise UsageError(f"bad value {raw!r} for {where}: give a whole number of requests, e.g. 8") from None
     return raw
+
+
+BUDGET_ITEM = re.compile(r"^p(\d{1,2}(?:\.\d+)?)=(\d+(?:\.\d+)?)(ms|s)$")
+
+
+def parse_overhead_budget(text: str) -> dict[float, float]:
+    """``p50=10ms,p99=100ms`` as {0.5: 0.01, 0.99: 0.1}; empty text, an empty budget."""
+    budget: dict[float, float] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        match = BUDGET_ITEM.match(item)
+        if match is None or not 0 < float(match[1]) < 100:
+            raise UsageError(f"bad overhead budget item {item!r}: give QUANTILE=LATENCY items such as "
+                             "p50=10ms,p99=100ms")
+        budget[round(float(match[1]) / 100, 6)] = float(match[2]) / (1000 if match[3] == "ms" else 1)
+    return budget
 
 
 def parse_seconds(name: str, raw: str) -> float:

@@ -13,7 +13,9 @@ from .errors import ClusterError
 if TYPE_CHECKING:
     import requests
 
-# Runs under Python 2 or 3, whichever the application image has (Bookinfo's productpage has one).
+# Runs under Python 2 or 3, whichever the application image has (Bookinfo's productpage has one). With an
+# interval, requests go out on a fixed schedule and each one's latency counts from when it was due, so that a
+# stall delays the requests that should have gone out meanwhile too (no coordinated omission, as wrk2 measures).
 REQUEST_SCRIPT = """
 import sys, time
 try:
@@ -24,8 +26,15 @@ except ImportError:
 headers = {"x-request-id": sys.argv[2]}
 if sys.argv[3]:
     headers["Cookie"] = sys.argv[3]
-for _ in range(int(sys.argv[4])):
+interval = float(sys.argv[5])
+first = time.time()
+for i in range(int(sys.argv[4])):
     started = time.time()
+    if interval:
+        due = first + i * interval
+        if due > started:
+            time.sleep(due - started)
+        started = due
     try:
         response = urlopen(Request(sys.argv[1], headers=headers), timeout=30)
         response.read()
@@ -47,11 +56,13 @@ def request_with_python(cluster: Cluster, namespace: str, pod: str, container: s
 
 
 def requests_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str,
-                         count: int, cookie: str = "") -> list[tuple[int, float]]:
-    """GET ``url`` ``count`` times from a container; each request's status and seconds, as the client saw."""
-    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3" "$4"',
-               REQUEST_SCRIPT, url, marker, cookie, str(count)]
-    result = cluster.exec(namespace, pod, command, container=container, timeout=30 + 35 * count).check()
+                         count: int, cookie: str = "", interval: float = 0.0) -> list[tuple[int, float]]:
+    """GET ``url`` ``count`` times from a container; each request's status and seconds, as the client saw. With
+    ``interval``, one request is due every ``interval`` seconds and its latency counts from when it was due."""
+    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3" "$4" "$5"',
+               REQUEST_SCRIPT, url, marker, cookie, str(count), repr(interval)]
+    result = cluster.exec(namespace, pod, command, container=container,
+                          timeout=30 + (35 + interval) * count).check()
     return [(int(status), float(seconds)) for status, seconds in
             (line.split() for line in result.stdout.strip().splitlines())]
 

@@ -60,10 +60,20 @@ class TestResult:
 
 
 def verdict_dict(verdict: Any) -> dict[str, Any]:
-    """A ``checks.routing.Verdict`` (or any dataclass verdict) with camelCase keys."""
-    is_instance = dataclasses.is_dataclass(verdict) and not isinstance(verdict, type)
-    values = dataclasses.asdict(verdict) if is_instance else dict(vars(verdict))
-    return {_camel(key): value for key, value in values.items()}
+    """A ``checks.routing.Verdict`` or ``checks.overhead.OverheadVerdict`` (any dataclass verdict, nested ones
+    too) as plain data, its field names in camelCase (data keys, such as version names, as they are)."""
+    data = _plain(verdict)
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {_camel(f.name): _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _camel(name: str) -> str:
@@ -176,7 +186,7 @@ def markdown(report: dict[str, Any]) -> str:
     if verdicts:
         lines += ["## Statistical verdicts", "", "| test | passed | samples | counts | expected | reason |",
                   "|---|---|---|---|---|---|"]
-        lines += [f"| {name} | {v['passed']} | {v['samples']} | {v['counts']} | {v['expected']} | "
+        lines += [f"| {name} | {v['passed']} | {v['samples']} | {v.get('counts', '—')} | {v.get('expected', '—')} | "
                   f"{str(v['reason']).replace('|', '/')} |" for name, v in verdicts]
     lines += ["", "## Tests", "", "| test | outcome | seconds | features |", "|---|---|---|---|"]
     lines += [f"| {t['name']} | {t['outcome']} | {t['durationSeconds']:.2f} | {', '.join(t['features'])} |"

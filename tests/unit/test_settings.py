@@ -148,3 +148,14 @@ def test_bad_concurrency_says_what_is_allowed(raw: str, message: str) -> None:
 def test_concurrency_from_the_environment() -> None:
     assert Settings().with_overrides(settings_from_env({"PYTEST_NGINMESH_CONCURRENCY": "16"})).concurrency == 16
     assert Settings().concurrency == 8
+
+
+def test_overhead_budget_from_the_option_text_or_the_profile() -> None:
+    assert Settings(overhead_budget="p50=2ms, p99.9=1s").budget == {0.5: 0.002, 0.999: 1.0}
+    assert Settings().budget == dict(Settings().mesh_profile.overhead_budget)
+
+
+@pytest.mark.parametrize("text", ["p50=fast", "p100=1ms", "50=1ms", "p50=1h"])
+def test_a_bad_overhead_budget_names_the_form(text: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(f"bad overhead budget item {text!r}: give QUANTILE=LATENCY items")):
+        Settings(overhead_budget=text)
