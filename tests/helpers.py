@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import ipaddress
+import json
 import os
 import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
+from pytest_nginmesh.cluster.local import system
 from pytest_nginmesh.settings import Settings
 
 NEEDS_ROOT = pytest.mark.skipif(
@@ -16,19 +23,68 @@ NEEDS_ROOT = pytest.mark.skipif(
 )
 
 
-# Several checkouts may run their tests on one host at once: each picks a slot (0-15) of its own.
+# Test clusters take their address ranges from this pool, a /18 block each (pod /20, service /20, link /30),
+# skipping any block a host route overlaps (another cluster's, whoever runs it) or another live test process
+# has reserved; the default cluster (10.212-10.214) and the benchmarks' (10.220-10.228) lie outside it.
+RANGE_POOL = ipaddress.IPv4Network("10.128.0.0/10")
+BLOCK_PREFIX = 18
+RESERVATIONS = Path(tempfile.gettempdir()) / "pytest-nginmesh-test-ranges.json"
+# Several checkouts may run their tests on one host at once: each may pick a slot (0-15) of its own, which
+# keeps their cluster names apart.
 TEST_SLOT = int(os.environ.get("NGINMESH_TEST_SLOT", "0"))
+_chosen: dict[tuple[str, int], Settings] = {}
+
+
+def routed_networks() -> list[ipaddress.IPv4Network]:
+    networks = []
+    for route in system.host_routes():
+        dst = route.get("dst", "")
+        if dst in ("", "default") or route.get("type") in ("local", "broadcast"):
+            continue
+        with contextlib.suppress(ValueError):
+            networks.append(ipaddress.IPv4Network(dst if "/" in dst else f"{dst}/32", strict=False))
+    return networks
+
+
+def reserve_free_block() -> ipaddress.IPv4Network:
+    """A block of the pool that no host route touches and no other live test process holds, reserved for this
+    process (a reservation ends with its process)."""
+    with open(RESERVATIONS.with_suffix(".lock"), "a+") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            held = json.loads(RESERVATIONS.read_text()) if RESERVATIONS.exists() else {}
+        except ValueError:
+            held = {}
+        held = {block: pid for block, pid in held.items() if pid_alive(pid)}
+        routed = routed_networks()
+        for block in RANGE_POOL.subnets(new_prefix=BLOCK_PREFIX):
+            if str(block) not in held and not any(block.overlaps(network) for network in routed):
+                held[str(block)] = os.getpid()
+                RESERVATIONS.write_text(json.dumps(held))
+                return block
+    raise RuntimeError(f"no free /{BLOCK_PREFIX} left in {RANGE_POOL} for a test cluster")
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def cluster_settings(name: str, index: int) -> Settings:
-    """A cluster of its own name and address ranges, so test clusters never clash with each other, the
-    default cluster (10.212-214) or the benchmarks' clusters (10.220-228)."""
-    return Settings(
-        cluster_name=f"{name}{TEST_SLOT}" if TEST_SLOT else name,
-        pod_cidr=f"10.{230 + index}.{16 * TEST_SLOT}.0/20",
-        service_cidr=f"10.{240 + index}.{16 * TEST_SLOT}.0/20",
-        link_cidr=f"10.{250 + index}.{16 * TEST_SLOT}.0/30",
-    )
+    """A cluster of its own name and of address ranges free on this host (the same ones for the same name and
+    index within a process), so test clusters never clash with each other or with anyone else's."""
+    key = (name, index)
+    if key not in _chosen:
+        block = reserve_free_block()
+        pod, service, link, _ = block.subnets(new_prefix=20)
+        _chosen[key] = Settings(cluster_name=f"{name}{TEST_SLOT}" if TEST_SLOT else name, pod_cidr=str(pod),
+                                service_cidr=str(service), link_cidr=str(next(link.subnets(new_prefix=30))))
+    return _chosen[key]
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
