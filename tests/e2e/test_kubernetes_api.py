@@ -106,3 +106,36 @@ def test_the_official_client_lists_reads_watches_execs_and_logs(kubeconfig: Path
     assert isinstance(core.read_namespaced_pod_log(name, "default", container="istio-proxy", tail_lines=5), str)
     apps = client.AppsV1Api(api_client)
     assert {d.metadata.name for d in apps.list_namespaced_deployment("default").items} >= {"details-v1"}
+
+
+IN_CLUSTER_CALL = """
+import json, ssl, sys, urllib.request, urllib.error
+account = "/var/run/secrets/kubernetes.io/serviceaccount"
+namespace = open(account + "/namespace").read()
+context = ssl.create_default_context(cafile=account + "/ca.crt")
+request = urllib.request.Request("https://kubernetes.default.svc/api/v1/namespaces/" + namespace + "/pods")
+if sys.argv[1] == "token":
+    request.add_header("Authorization", "Bearer " + open(account + "/token").read())
+try:
+    with urllib.request.urlopen(request, context=context, timeout=10) as response:
+        print(response.status, len(json.load(response)["items"]))
+except urllib.error.HTTPError as e:
+    print(e.code, json.load(e)["reason"])
+"""
+
+
+def test_a_pod_reaches_the_api_at_the_kubernetes_service_with_its_service_account_token(
+        local_mesh: LocalCluster) -> None:
+    """As on any Kubernetes: the `kubernetes` Service's ClusterIP leads to the API server, which the pod's mounted
+    token opens and nothing else does; the CA mounted beside it verifies the server."""
+    service = local_mesh.get("Service", "kubernetes", "default")
+    assert service is not None and service["spec"]["ports"][0]["port"] == 443
+    pod = next(p["metadata"]["name"] for p in local_mesh.list_pods("istio-system")
+               if p["metadata"].get("labels", {}).get("istio") == "pilot")  # no sidecar: it calls the API directly
+    hosts = local_mesh.exec("istio-system", pod, ["getent", "hosts", "kubernetes.default.svc"]).check().stdout
+    assert hosts.split()[0] == service["spec"]["clusterIP"]
+    with_token = local_mesh.exec("istio-system", pod, ["python3", "-c", IN_CLUSTER_CALL, "token"]).check()
+    status, count = with_token.stdout.split()
+    assert status == "200" and int(count) >= 1, with_token.stdout
+    without = local_mesh.exec("istio-system", pod, ["python3", "-c", IN_CLUSTER_CALL, "none"]).check()
+    assert without.stdout.split() == ["401", "Unauthorized"]

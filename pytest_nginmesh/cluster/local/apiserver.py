@@ -30,12 +30,13 @@ from ...mesh.routerules import parse_route_rule
 from ...settings import Timeouts
 from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_problem
 from .api import send_json
-from .controllers import Controllers, mark_deleted, pending_initializers
+from .controllers import Controllers, mark_deleted
 from .kubelet import Kubelet, exec_in_container
 from .network import Addresses, NodeNetwork, pod_netns
 from .paths import inside
 from .rest.pki import Credentials
 from .rest.server import HttpsServer, RestApi, serve
+from .serviceaccounts import api_service, mount_token
 from .store import Store, now
 from .system import write_private
 
@@ -58,8 +59,9 @@ class RequestTooLarge(NginmeshError):
 class Admission:
     """What the API server checks and mutates before an object is stored."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, ca_pem: str) -> None:
         self.store = store
+        self.ca_pem = ca_pem
 
     def validate(self, objects: list[Obj]) -> None:
         """Refuse the whole request, naming every invalid object, unless each passes Kubernetes' validation of its
@@ -82,6 +84,9 @@ class Admission:
 
     def mutate(self, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
+        initializers = obj.get("metadata", {}).get("initializers")
+        if initializers is not None and not initializers.get("pending") and not initializers.get("result"):
+            del obj["metadata"]["initializers"]  # the last initializer is done: the object is initialized
         if obj["kind"] in INJECTED_KINDS:
             if old is None:
                 covering = self._initializers_for(obj["kind"])
@@ -91,6 +96,8 @@ class Admission:
                 obj = self._reinject(obj)
         if obj["kind"] == "Service" and old is not None:
             self._keep_allocations(obj, old)
+        if obj["kind"] == "Pod" and old is None:
+            obj = mount_token(obj, self.store, self.ca_pem)
         return obj
 
     def _initializers_for(self, kind: str) -> list[str]:
@@ -132,10 +139,14 @@ class ApiServer:
         self.info = info
         self.store = Store(state_dir / "objects.json")
         addresses = Addresses(**info["addresses"])
+        self.credentials = Credentials(state_dir / "pki")
+        if not self.credentials.server_cert.exists():
+            self.credentials.create(info["name"], ["127.0.0.1", addresses.host_ip, api_service_ip(addresses)])
+        ca_pem = self.credentials.ca_cert.read_text()
         self.network = NodeNetwork(info["name"], addresses, info["grace"])
         self.kubelet = Kubelet(info["name"], self.store, self.network, state_dir, info["grace"])
-        self.controllers = Controllers(self.store, self.kubelet, self.network)
-        self.admission = Admission(self.store)
+        self.controllers = Controllers(self.store, self.kubelet, self.network, ca_pem)
+        self.admission = Admission(self.store, ca_pem)
         self.stopping = threading.Event()
         self._apply_lock = threading.Lock()
         self.proxy_versions: dict[tuple[str, str], Obj] = {}
@@ -209,33 +220,16 @@ class ApiServer:
             mark_deleted(self.store, key)
             return True
         if key.kind == "Namespace":
-            for obj in self.store.objects(namespace=key.name):
-                self._delete(key_of(obj))
+            with self.store.changed:  # no controller fills the namespace again while it goes
+                for obj in self.store.objects(namespace=key.name):
+                    self._delete(key_of(obj))
+                self.store.delete(key)
+            return True
         if key.kind == "Service":
             self.controllers.release(existing)
             self.store.delete(ObjectKey("Endpoints", key.namespace, key.name))
         self.store.delete(key)
         return True
-
-    def initialize(self, obj: Obj, initializer: str) -> Obj:
-        """An initializer hands back its mutated object and leaves the pending list."""
-        self.admission.validate([obj])
-        key = key_of(obj)
-        if self.store.get(key) is None:
-            raise ClusterError(f"{key} no longer exists")
-        obj = copy.deepcopy(obj)
-        pending = [p for p in pending_initializers(obj) if p.get("name") != initializer]
-        if pending:
-            obj["metadata"]["initializers"] = {"pending": pending}
-        else:
-            obj["metadata"].pop("initializers", None)
-        stored, _ = self.store.put(obj)
-        self.store.record_event(stored, "Initialized", f"initializer {initializer} done")
-        return stored
-
-    def uninitialized(self, initializer: str) -> list[Obj]:
-        return [o for o in self.store.objects()
-                if pending_initializers(o) and pending_initializers(o)[0].get("name") == initializer]
 
     def mesh_snapshot(self) -> Obj:
         """What Pilot serves: services with their endpoints' pods and labels, route rules and ingresses."""
@@ -312,6 +306,12 @@ class ApiServer:
         with self.store.changed:
             self.store.changed.notify_all()
         self.kubelet.shutdown()
+
+
+def api_service_ip(addresses: Addresses) -> str:
+    """The ``kubernetes`` Service's ClusterIP: the service range's first address, which kube-apiserver reserves
+    for it and puts in its serving certificate (pkg/master/services.go, ServiceIPRange)."""
+    return str(next(ipaddress.IPv4Network(addresses.service_cidr).hosts()))
 
 
 def in_network_namespace(pid: int, netns: str) -> bool:
@@ -436,15 +436,10 @@ class Handler(BaseHTTPRequestHandler):
                     body = api.proxy_status()
                 case "POST", "/api/proxy-status":
                     body = api.record_proxy_status(self._body(), peer_pid)
-                case "GET", "/api/uninitialized":
-                    body = api.uninitialized(query["initializer"])
                 case "POST", "/api/apply":
                     body = api.apply(self._objects())
                 case "POST", "/api/delete":
                     body = api.delete(self._objects())
-                case "POST", "/api/initialize":
-                    payload = self._body()
-                    body = api.initialize(payload["object"], payload["initializer"])
                 case _:
                     return self._reply(404, {"message": f"no such API path {method} {url.path}"})
         except RequestTooLarge as e:
@@ -478,9 +473,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def serve_kubernetes_api(api: ApiServer, state_dir: Path, info: Obj) -> list[HttpsServer]:
     """The Kubernetes REST API over HTTPS on loopback and the node-link address, and its kubeconfig."""
     addresses = Addresses(**info["addresses"])
-    credentials = Credentials(state_dir / "pki")
-    if not credentials.server_cert.exists():
-        credentials.create(info["name"], ["127.0.0.1", addresses.host_ip])
+    credentials = api.credentials
     rest = RestApi(api, credentials, api.stopping)
 
     def start(target: Callable[[], None]) -> None:
@@ -490,6 +483,7 @@ def serve_kubernetes_api(api: ApiServer, state_dir: Path, info: Obj) -> list[Htt
     listeners = serve(rest, credentials, ["127.0.0.1", addresses.host_ip], 0, start, allowed)
     port = listeners[0].server_address[1]
     write_private(state_dir / KUBECONFIG, credentials.kubeconfig(info["name"], f"https://127.0.0.1:{port}").encode())
+    api.apply(api_service(api_service_ip(addresses), addresses.host_ip, port))  # pods reach it at kubernetes.default
     log.info("Kubernetes API at https://127.0.0.1:%d and https://%s:%d", port, addresses.host_ip, port)
     return listeners
 

@@ -12,6 +12,7 @@ import threading
 from ...kube import Obj, ObjectKey, key_of, labels_of, selector_matches
 from .kubelet import Kubelet
 from .network import Allocator, NodeNetwork, ServicePort
+from .serviceaccounts import ensure_service_account, mount_token
 from .store import Store, now
 
 NODE_PORTS = range(30000, 32768)
@@ -78,8 +79,9 @@ def is_ready(pod: Obj) -> bool:
 class Controllers:
     """One reconcile pass brings the running state closer to the stored objects."""
 
-    def __init__(self, store: Store, kubelet: Kubelet, network: NodeNetwork) -> None:
+    def __init__(self, store: Store, kubelet: Kubelet, network: NodeNetwork, ca_pem: str) -> None:
         self.store = store
+        self.ca_pem = ca_pem
         self.kubelet = kubelet
         self.network = network
         self.service_ips = Allocator(network.addresses.service_cidr)
@@ -92,9 +94,14 @@ class Controllers:
         kubelet.on_pod_removed = self.forget_pod_network
 
     def reconcile(self) -> None:
+        self._service_accounts()
         self._deployments()
         self.kubelet.sync()
         self._services()
+
+    def _service_accounts(self) -> None:
+        for namespace in self.store.objects("Namespace"):
+            ensure_service_account(self.store, namespace["metadata"]["name"], self.ca_pem)
 
     # -- deployments --------------------------------------------------------------------------------
     def _deployments(self) -> None:
@@ -121,7 +128,7 @@ class Controllers:
                 mark_deleted(self.store, key_of(pod))
         wanted = int(deployment["spec"].get("replicas", 1))
         for _ in range(wanted - len(current)):
-            pod, _action = self.store.put(pod_from_template(deployment, hash_))
+            pod, _action = self.store.put(mount_token(pod_from_template(deployment, hash_), self.store, self.ca_pem))
             current.append(pod)
             self.store.record_event(deployment, "ScalingReplicaSet", f"Created pod {pod['metadata']['name']}")
         for pod in current[wanted:]:
@@ -209,8 +216,9 @@ class Controllers:
                      "metadata": {"name": service["metadata"]["name"], "namespace": namespace,
                                   "labels": labels_of(service)},
                      "subsets": subsets}
-        if selector:
-            self.store.put(endpoints)
+        if not selector:  # their owner writes them, as the API server does the kubernetes Service's
+            return self.store.get(ObjectKey("Endpoints", namespace, service["metadata"]["name"])) or endpoints
+        self.store.put(endpoints)
         return endpoints
 
     @staticmethod

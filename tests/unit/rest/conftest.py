@@ -11,7 +11,6 @@ import pytest
 from embedded_api import EmbeddedApi
 
 from pytest_nginmesh.cluster.local.apiserver import ApiServer
-from pytest_nginmesh.cluster.local.rest.pki import Credentials
 from pytest_nginmesh.cluster.local.rest.server import RestApi, serve
 
 
@@ -21,7 +20,7 @@ def embedded_api(tmp_path: Path) -> Iterator[EmbeddedApi]:
     info = {"name": "unit", "addresses": {"pod_cidr": "10.1.0.0/16", "service_cidr": "10.2.0.0/16",
                                           "link_cidr": "10.3.0.0/30"}, "grace": 1}
     server = ApiServer(tmp_path, info)
-    credentials = Credentials(tmp_path / "pki").create("unit", ["127.0.0.1"])
+    credentials = server.credentials  # made for 127.0.0.1 and the link address
     stopping = threading.Event()
     rest = RestApi(server, credentials, stopping)
     threads: list[threading.Thread] = []
