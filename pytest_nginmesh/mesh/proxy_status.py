@@ -5,14 +5,18 @@ istio-system names the mesh config version Pilot serves and the version each liv
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..cluster.local.catalogue import is_proxy
+from ..errors import ForbiddenError
 from ..kube import Obj
 from .manifests import CONTROL_PLANE_NAMESPACE
 
 PROXY_STATUS_CONFIG_MAP = "nginmesh-proxy-status"
 MESH_VERSION_KEY = "mesh-version"
+ACK_PATH = "/v1/ack"  # where the local Pilot takes the agents' acks
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,58 @@ def status_data(mesh_version: str, acks: Iterable[ProxyAck]) -> dict[str, str]:
     return data
 
 
-def status_config_map(data: dict[str, str]) -> Obj:
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": PROXY_STATUS_CONFIG_MAP, "namespace": CONTROL_PLANE_NAMESPACE},
-            "data": data}
+def status_config_map(data: dict[str, str], observed: int | None = None) -> Obj:
+    """The ConfigMap; ``observed`` (annotation OBSERVED_ANNOTATION) is the highest resourceVersion Pilot had seen
+    when it wrote it, so a client that wrote at resourceVersion R reads a mesh-version that includes its write
+    once the annotation is >= R."""
+    meta: Obj = {"name": PROXY_STATUS_CONFIG_MAP, "namespace": CONTROL_PLANE_NAMESPACE}
+    if observed is not None:
+        meta["annotations"] = {OBSERVED_ANNOTATION: str(observed)}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
+
+
+OBSERVED_ANNOTATION = "nginmesh.io/observed-resource-version"
+
+
+def proxy_identity(pod: Obj) -> tuple[str, int] | None:
+    """(containerID, restartCount) of the pod's running proxy container; None when none runs."""
+    proxies = {c["name"] for c in (pod.get("spec") or {}).get("containers") or [] if is_proxy(c)}
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        if status.get("name") in proxies and "running" in (status.get("state") or {}) and status.get("containerID"):
+            return str(status["containerID"]), int(status.get("restartCount", 0))
+    return None
+
+
+class AckBook:
+    """The acks Pilot holds. An ack is taken only from the pod it names (its source address is that pod's IP, as
+    an ADS stream comes from the proxy itself) and only while a proxy container runs there; it counts only as
+    long as that same container (containerID and restartCount) runs, so the ack of a proxy that crashed never
+    vouches for the one restarted in its place. The agent acks again at every poll, so an ack taken just before
+    Pilot saw its container restart is replaced within one refresh period."""
+
+    def __init__(self) -> None:
+        self._acks: dict[tuple[str, str], tuple[ProxyAck, tuple[str, int]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, ack: ProxyAck, pod: Obj | None, peer_ip: str) -> bool:
+        """Take the ack; False when it changes nothing. ForbiddenError names why it is refused."""
+        where = f"{ack.namespace}/{ack.pod}"
+        if pod is None or (pod.get("status") or {}).get("podIP") != peer_ip:
+            raise ForbiddenError(f"config ack for pod {where} refused: it must come from that pod's own proxy "
+                                 f"(it came from {peer_ip})")
+        identity = proxy_identity(pod)
+        if identity is None:
+            raise ForbiddenError(f"config ack for pod {where} refused: no proxy container runs there")
+        with self._lock:
+            before = self._acks.get((ack.namespace, ack.pod))
+            self._acks[(ack.namespace, ack.pod)] = (ack, identity)
+        return before != (ack, identity)
+
+    def live(self, pods: Mapping[tuple[str, str], Obj]) -> list[ProxyAck]:
+        """The acks of proxies that still run (by namespace and pod); the others are dropped."""
+        with self._lock:
+            for key, (_, identity) in list(self._acks.items()):
+                pod = pods.get(key)
+                if pod is None or proxy_identity(pod) != identity:
+                    del self._acks[key]
+            return [ack for ack, _ in sorted(self._acks.values(), key=lambda e: (e[0].namespace, e[0].pod))]

@@ -1,5 +1,4 @@
-"""What the local programs share: writable directories, the API socket, HTTP without proxies, signals, the
-HTTP server class."""
+"""What the local programs share: writable directories, HTTP without proxies, signals, the HTTP server class."""
 
 from __future__ import annotations
 
@@ -24,10 +23,6 @@ def writable_dir(path: str) -> Path:
     fallback = Path(tempfile.gettempdir(), *wanted.parts[1:]) if wanted.is_absolute() else Path.cwd() / wanted
     fallback.mkdir(parents=True, exist_ok=True)
     return fallback
-
-
-def api_socket() -> Path:
-    return Path(os.environ["NGINMESH_API_SOCKET"])
 
 
 def stop_event() -> threading.Event:

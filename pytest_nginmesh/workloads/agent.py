@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import os
 import signal
 import socket
@@ -13,17 +14,17 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.request
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from ..cluster.local.api import ApiClient
 from ..cluster.local.catalogue import PROXY_READINESS, PROXY_STATUS_PORT
-from ..errors import ClusterError
 from ..mesh.manifests import AGENT_CONFIG_KEY, AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, AgentConfig
 from ..mesh.nginx_config import Proxy, Snapshot, render
 from ..mesh.nginx_routes import DELAY_PORT, SEEDED_DEFECTS
+from ..mesh.proxy_status import ACK_PATH
 from ..mesh.routerules import parse_duration
-from ._common import HttpServer, api_socket, get_json, stop_event, writable_dir
+from ._common import NO_PROXY_OPENER, HttpServer, get_json, stop_event, writable_dir
 
 
 def seeded_defects() -> frozenset[str]:
@@ -153,10 +154,8 @@ class Agent:
         log(f"a twin of {release.release}: polling Pilot every {self.refresh:g}s")
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
-        self.reported: tuple[str, tuple[str, str] | None] | None = None
         self.rejected: tuple[str, str] | None = None
         self.report_problem = ""
-        self.api = ApiClient(api_socket(), timeout=2.0)
         self.stop = stop_event()
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.proxy.directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
@@ -268,7 +267,7 @@ class Agent:
                 wanted = str(snapshot.get("version", ""))
                 if wanted != self.version and (self.rejected is None or self.rejected[0] != wanted):
                     self.apply(snapshot)
-                if self.reported != (self.version, self.rejected):
+                if self.version or self.rejected:
                     self.report()
             stop.wait(self.refresh)
         for server in servers:
@@ -277,21 +276,27 @@ class Agent:
         return 0
 
     def report(self) -> None:
-        """Tell the cluster which config version this proxy runs, as an ADS ack would. The ack goes straight
-        to the API server's socket from this pod's network namespace: that is how the server knows it comes
-        from the proxy it concerns (it refuses acks from anywhere else)."""
+        """Tell Pilot which config version this proxy runs, as an ADS ack would, at every poll: Pilot takes it
+        only from this pod's own address, and holds it only while this proxy container runs, so a restarted
+        proxy's ack is the new container's own."""
         body: dict[str, str] = {"pod": self.proxy.pod_name, "namespace": self.proxy.namespace, "version": self.version}
         if self.rejected is not None:
             body["rejectedVersion"], body["rejection"] = self.rejected
+        request = urllib.request.Request(self.pilot + ACK_PATH, data=json.dumps(body).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
         try:
-            self.api.post("/api/proxy-status", body)
-        except ClusterError as e:
-            if str(e) != self.report_problem:
-                log(f"could not report version {self.version}: {e}")
-            self.report_problem = str(e)
+            with NO_PROXY_OPENER.open(request, timeout=max(2.0, self.refresh)) as response:
+                response.read()
+        except urllib.error.HTTPError as e:
+            problem = f"HTTP {e.code}: {e.read().decode(errors='replace')[:300]}"
+        except OSError as e:
+            problem = str(e)
         else:
-            self.reported = (self.version, self.rejected)
             self.report_problem = ""
+            return
+        if problem != self.report_problem:
+            log(f"could not report version {self.version}: {problem}")
+        self.report_problem = problem
 
     def shutdown(self) -> None:
         if self.nginx is None or self.nginx.poll() is not None:

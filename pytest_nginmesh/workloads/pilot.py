@@ -1,75 +1,162 @@
-"""The ``pilot`` image: serves the mesh snapshot (services, endpoints, route rules, ingresses) to agents, and
-publishes which version each live proxy runs in the ConfigMap ``nginmesh-proxy-status``.
-
-Agents ack the version they apply to the cluster's API server themselves, from their own pod, so that
-an ack can be checked to come from the proxy it concerns.
-"""
+"""The ``pilot`` image: Pilot as a client of the Kubernetes API. At start it registers the Istio config CRDs; it
+lists and watches services, endpoints, pods, route rules and ingresses, builds the mesh snapshot it serves to the
+agents, takes their config acks (each only from the pod it names) and publishes which version each live proxy
+runs in the ConfigMap ``nginmesh-proxy-status``."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ..cluster.local.api import ApiClient, send_json
-from ..errors import ClusterError
+from ..errors import ClusterError, ForbiddenError, NginmeshError, NotFoundError
+from ..kube import Obj
+from ..mesh.istio_crds import istio_crds
 from ..mesh.manifests import AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE
-from ..mesh.proxy_status import ProxyAck, status_config_map, status_data
-from ._common import HttpServer, api_socket, stop_event
+from ..mesh.proxy_status import ACK_PATH, PROXY_STATUS_CONFIG_MAP, AckBook, ProxyAck, status_config_map, status_data
+from ..mesh.snapshot import WATCHED, MeshCache
+from ._common import HttpServer, stop_event
+from ._kubeclient import ConflictError, KubeClient
 
-# How often Pilot looks for a new mesh version or ack to publish: well under the 0.1 s within which the
-# ConfigMap must follow them.
-PUBLISH_PERIOD = 0.02
+MESH_PATH = "/v1/mesh"
+WATCH_SECONDS = 300
+RETRY_PERIOD = 0.5
+MAX_ACK_BYTES = 64 * 1024
+CRD_PATH = "/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions"
+STATUS_PATH = f"/api/v1/namespaces/{CONTROL_PLANE_NAMESPACE}/configmaps/{PROXY_STATUS_CONFIG_MAP}"
 
 
-class Discovery(BaseHTTPRequestHandler):
-    api: ApiClient
+class Pilot:
+    """The caches, the acks and the publisher; the HTTP handler and the watch threads call into it."""
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
+    def __init__(self, api: KubeClient, stop: threading.Event) -> None:
+        self.api = api
+        self.stop = stop
+        self.cache = MeshCache()
+        self.acks = AckBook()
+        self.dirty = threading.Event()
+        self.current: Obj | None = None  # the snapshot served now, once every kind is listed
 
-    def do_GET(self) -> None:
-        if self.path == "/v1/mesh":
+    def register_crds(self) -> None:
+        """Create the Istio config CRDs, as Pilot 0.2.12 does at start; existing ones are left as they are."""
+        for crd in istio_crds():
+            with contextlib.suppress(ConflictError):
+                self.api.request("POST", CRD_PATH, crd)
+
+    def watch(self, kind: str) -> None:
+        """Keep one kind's cache: list, then watch from the list's resourceVersion; again when the watch ends."""
+        path = WATCHED[kind]
+        while not self.stop.is_set():
             try:
-                status, body = 200, self.api.get("/api/mesh")
-            except ClusterError as e:
-                status, body = 503, {"message": str(e)}
-        elif self.path == AGENT_CONFIG_PATH:
-            # The twin's agent config: the agent takes what it knows of the mesh from Pilot, as the real one does.
+                listing = self.api.request("GET", path)
+                self.cache.replace(kind, listing.get("items") or [], listing["metadata"]["resourceVersion"])
+                self.dirty.set()
+                for event_type, obj in self.api.watch(path, listing["metadata"]["resourceVersion"], WATCH_SECONDS):
+                    self.cache.apply(kind, event_type, obj)
+                    self.dirty.set()
+                    if self.stop.is_set():
+                        return
+            except NginmeshError as e:
+                print(f"pilot: {kind}: {e}", flush=True)
+                self.stop.wait(RETRY_PERIOD)
+
+    def take_ack(self, body: Obj, peer_ip: str) -> None:
+        ack = ProxyAck(str(body["namespace"]), str(body["pod"]), str(body["version"]),
+                       str(body.get("rejectedVersion") or ""), str(body.get("rejection") or ""))
+        if self.acks.record(ack, self.cache.pod(ack.namespace, ack.pod), peer_ip):
+            self.dirty.set()
+
+    def publish(self) -> None:
+        """Whenever a watch or an ack changed something: rebuild the snapshot and write the ConfigMap when its
+        data or the resourceVersion Pilot has seen changed."""
+        published: tuple[dict[str, str], int] | None = None
+        while not self.stop.is_set():
+            if not self.dirty.wait(1.0):
+                continue
+            if not self.cache.ready:  # a snapshot before every kind is listed would leave services or rules out
+                self.stop.wait(0.01)
+                continue
+            self.dirty.clear()
+            observed = self.cache.observed  # read before the snapshot: the annotation never claims too much
+            snapshot = self.current = self.cache.snapshot()
+            with self.cache.lock:
+                pods = dict(self.cache.objects["Pod"])
+            data = status_data(str(snapshot["version"]), self.acks.live(pods))
+            if (data, observed) == published:
+                continue
             try:
-                status, body = 200, self.api.get("/api/object", kind="ConfigMap", namespace=CONTROL_PLANE_NAMESPACE,
-                                                 name=AGENT_CONFIG_MAP)
+                self._write_status(status_config_map(data, observed))
             except ClusterError as e:
-                status, body = 404, {"message": str(e)}
-        elif self.path == "/healthz":
-            status, body = 200, {"status": "ok"}
-        else:
-            status, body = 404, {"message": f"no such path {self.path}"}
-        self._reply(status, body)
+                print(f"pilot: cannot publish the proxy status: {e}", flush=True)
+                self.dirty.set()
+                self.stop.wait(RETRY_PERIOD)
+                continue
+            published = (data, observed)
 
-    def _reply(self, status: int, body: object) -> None:
-        send_json(self, status, body)
-
-
-def publish_proxy_status(api: ApiClient, stop: threading.Event) -> None:
-    """Keep the ConfigMap nginmesh-proxy-status equal to the mesh version served now and the live proxies'
-    acks; written only when its data changes."""
-    published: dict[str, str] | None = None
-    while not stop.is_set():
+    def _write_status(self, configmap: Obj) -> None:
         try:
-            version = str(api.get("/api/mesh")["version"])
-            acks = [ProxyAck(a["namespace"], a["pod"], a["version"], a.get("rejectedVersion", ""),
-                             a.get("rejection", "")) for a in api.get("/api/proxy-status")]
-            data = status_data(version, acks)
-            if data != published:
-                api.post("/api/apply", {"objects": [status_config_map(data)]})
-                published = data
-        except ClusterError as e:
-            print(f"pilot: cannot publish the proxy status: {e}", flush=True)
-            stop.wait(1.0)
-        stop.wait(PUBLISH_PERIOD)
+            self.api.request("PUT", STATUS_PATH, configmap)
+        except NotFoundError:
+            self.api.request("POST", STATUS_PATH.rsplit("/", 1)[0], configmap)
+
+    def agent_config(self) -> Obj:
+        return dict(self.api.request("GET", f"/api/v1/namespaces/{CONTROL_PLANE_NAMESPACE}/configmaps/"
+                                            f"{AGENT_CONFIG_MAP}"))
+
+
+def discovery_handler(pilot: Pilot) -> type[BaseHTTPRequestHandler]:
+    class Discovery(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if self.path == MESH_PATH:
+                current = pilot.current
+                self._reply(*((200, current) if current is not None else
+                              (503, {"message": "pilot has not listed the mesh yet"})))
+            elif self.path == AGENT_CONFIG_PATH:
+                # The twin's agent config: the agent takes what it knows of the mesh from Pilot, as the real one does.
+                try:
+                    self._reply(200, pilot.agent_config())
+                except NotFoundError as e:
+                    self._reply(404, {"message": str(e)})
+                except ClusterError as e:
+                    self._reply(503, {"message": str(e)})
+            elif self.path == "/healthz":
+                self._reply(200, {"status": "ok"})
+            else:
+                self._reply(404, {"message": f"no such path {self.path}"})
+
+        def do_POST(self) -> None:
+            if self.path != ACK_PATH:
+                self._reply(404, {"message": f"no such path {self.path}"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+                if not 0 < length <= MAX_ACK_BYTES:
+                    raise ValueError(f"an ack is a JSON object of at most {MAX_ACK_BYTES} bytes")
+                body = json.loads(self.rfile.read(length))
+                pilot.take_ack(body, self.client_address[0])
+            except ForbiddenError as e:
+                self._reply(403, {"message": str(e), "reason": "Forbidden"})
+            except (ValueError, KeyError, TypeError) as e:
+                self._reply(400, {"message": f"bad ack: {e}", "reason": "BadRequest"})
+            else:
+                self._reply(200, {"status": "accepted"})
+
+        def _reply(self, status: int, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Discovery
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,12 +164,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", nargs="?", default="discovery")
     parser.add_argument("--port", type=int, default=15003)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    Discovery.api = ApiClient(api_socket())
-    server = HttpServer(("0.0.0.0", args.port), Discovery)
     stop = stop_event()
+    try:
+        pilot = Pilot(KubeClient.in_cluster(), stop)
+        pilot.register_crds()
+    except ClusterError as e:
+        print(f"pilot: {e}", flush=True)
+        return 1
+    for kind in WATCHED:
+        threading.Thread(target=pilot.watch, args=(kind,), name=f"watch-{kind}", daemon=True).start()
+    threading.Thread(target=pilot.publish, name="publish", daemon=True).start()
+    server = HttpServer(("0.0.0.0", args.port), discovery_handler(pilot))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    threading.Thread(target=publish_proxy_status, args=(Discovery.api, stop), name="proxy-status",
-                     daemon=True).start()
     print(f"pilot: serving discovery on :{args.port}", flush=True)
     stop.wait()
     server.shutdown()

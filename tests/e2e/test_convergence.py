@@ -13,8 +13,9 @@ from pytest_nginmesh.checks.routing import check_weights
 from pytest_nginmesh.cluster.base import wait_for
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
 from pytest_nginmesh.cluster.local.catalogue import is_proxy
+from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.manifests import load_fixture
-from pytest_nginmesh.mesh.proxy_status import MESH_VERSION_KEY, PROXY_STATUS_CONFIG_MAP
+from pytest_nginmesh.mesh.proxy_status import MESH_VERSION_KEY, OBSERVED_ANNOTATION, PROXY_STATUS_CONFIG_MAP
 from pytest_nginmesh.settings import Settings
 
 IMMEDIATE_SAMPLES = 5
@@ -49,29 +50,39 @@ def test_measuring_right_after_apply_sees_old_routes_and_the_wait_prevents_it(lo
 
 def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(local_mesh: LocalCluster,
                                                                               e2e_settings: Settings) -> None:
-    """After a RouteRule apply, the ConfigMap nginmesh-proxy-status names the new mesh version and shows every
-    running proxy at it: the status any client of the Kubernetes API can wait on."""
+    """After a RouteRule apply, the ConfigMap nginmesh-proxy-status, once its observed resourceVersion covers the
+    rule, names a new mesh version and shows every running proxy at it: what any API client can wait on."""
     rules = load_fixture("routes/route-rule-all-v1.yaml")
     local_mesh.wait_converged(e2e_settings.timeouts.convergence)
-    before = local_mesh.api.get("/api/mesh")["version"]
+    before = status_config_map(local_mesh)["data"][MESH_VERSION_KEY]
     local_mesh.apply(rules)
     try:
-        target = local_mesh.api.get("/api/mesh")["version"]
-        assert target != before
+        written = max(int(local_mesh.get(r["kind"], r["metadata"]["name"], r["metadata"].get("namespace", "default"))
+                          ["metadata"]["resourceVersion"]) for r in rules)
         proxies = {f"{p['metadata']['namespace']}.{p['metadata']['name']}" for p in local_mesh.list_pods()
                    if any(is_proxy(c) for c in p["spec"]["containers"]) and p["status"].get("phase") == "Running"}
         assert proxies
 
         def published() -> tuple[dict[str, str] | None, str]:
-            data = (local_mesh.get("ConfigMap", PROXY_STATUS_CONFIG_MAP, "istio-system") or {}).get("data") or {}
+            configmap = status_config_map(local_mesh)
+            observed = int(configmap["metadata"]["annotations"][OBSERVED_ANNOTATION])
+            data = configmap["data"]
+            target = data[MESH_VERSION_KEY]
             behind = sorted(p for p in proxies if json.loads(data.get(p, "{}")).get("version") != target)
-            if data.get(MESH_VERSION_KEY) != target or behind:
-                return None, f"mesh-version {data.get(MESH_VERSION_KEY)}, want {target}; behind: {behind}"
+            if observed < written or behind:
+                return None, f"observed {observed} (the rules: {written}), mesh-version {target}; behind: {behind}"
             return data, ""
 
         data = wait_for("the ConfigMap to show every proxy at the new version", published,
-                        e2e_settings.timeouts.convergence, interval=0.05)
+                        e2e_settings.timeouts.convergence, interval=0.02)
+        assert data[MESH_VERSION_KEY] != before
         assert all("rejectedVersion" not in json.loads(data[p]) for p in proxies)
     finally:
         local_mesh.delete(rules)
         local_mesh.wait_converged(e2e_settings.timeouts.convergence)
+
+
+def status_config_map(cluster: LocalCluster) -> Obj:
+    configmap = cluster.get("ConfigMap", PROXY_STATUS_CONFIG_MAP, "istio-system")
+    assert configmap is not None, "Pilot has not published nginmesh-proxy-status"
+    return configmap

@@ -14,6 +14,7 @@ from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
 from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.mesh.manifests import load_fixture
 from pytest_nginmesh.settings import Settings
 
 NEEDS_KUBECTL = pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
@@ -139,3 +140,22 @@ def test_a_pod_reaches_the_api_at_the_kubernetes_service_with_its_service_accoun
     assert status == "200" and int(count) >= 1, with_token.stdout
     without = local_mesh.exec("istio-system", pod, ["python3", "-c", IN_CLUSTER_CALL, "none"]).check()
     assert without.stdout.split() == ["401", "Unauthorized"]
+
+
+@NEEDS_KUBECTL
+def test_get_routerules_through_the_crds_pilot_registered(kubectl: Kubectl, local_mesh: LocalCluster,
+                                                          e2e_settings: Settings) -> None:
+    crds = kubectl("get", "crds", "-o", "name")
+    assert crds.returncode == 0, crds.stderr
+    assert {"customresourcedefinition.apiextensions.k8s.io/" + n for n in (
+        "routerules.config.istio.io", "ingressrules.config.istio.io", "egressrules.config.istio.io",
+        "destinationpolicies.config.istio.io")} <= set(crds.stdout.split())
+    rules = load_fixture("routes/route-rule-all-v1.yaml")
+    local_mesh.apply(rules)
+    try:
+        listed = kubectl("get", "routerules", "-A", "-o", "name")
+        assert listed.returncode == 0, listed.stderr
+        assert {f"routerule.config.istio.io/{r['metadata']['name']}" for r in rules} <= set(listed.stdout.split())
+    finally:
+        local_mesh.delete(rules)
+        local_mesh.wait_converged(e2e_settings.timeouts.convergence)

@@ -32,7 +32,7 @@ needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is
 
 def service(name: str, namespace: str, port: int, instances: list[tuple[str, str, int]],
             port_name: str = "http", protocol: str = "TCP") -> Obj:
-    """A service as ApiServer.mesh_snapshot lists it; instances are (ip, pod, target port)."""
+    """A service as pytest_nginmesh.mesh.snapshot.build_snapshot lists it; instances are (ip, pod, target port)."""
     return {
         "name": name, "namespace": namespace, "clusterIP": "10.214.0.99",
         "ports": [{"name": port_name, "port": port, "protocol": protocol}],

@@ -52,7 +52,7 @@ def instance(ip: str, pod: str, labels: dict[str, str], target_port: int = 9080)
 
 
 def service(name: str, instances: list[Obj], namespace: str = "default", port: int = 9080) -> Obj:
-    """A service as ApiServer.mesh_snapshot lists it."""
+    """A service as pytest_nginmesh.mesh.snapshot.build_snapshot lists it."""
     return {"name": name, "namespace": namespace, "clusterIP": "10.214.0.99",
             "ports": [{"name": "http", "port": port, "protocol": "TCP"}], "instances": instances}
 

@@ -5,15 +5,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import hashlib
 import ipaddress
 import json
 import logging
-import os
 import signal
-import socket
 import socketserver
-import struct
 import sys
 import threading
 import urllib.parse
@@ -32,7 +28,7 @@ from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_probl
 from .api import send_json
 from .controllers import Controllers, mark_deleted
 from .kubelet import Kubelet, exec_in_container
-from .network import Addresses, NodeNetwork, pod_netns
+from .network import Addresses, NodeNetwork
 from .paths import inside
 from .rest.pki import Credentials
 from .rest.server import HttpsServer, RestApi, serve
@@ -44,7 +40,11 @@ log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
 KUBECONFIG = "kubeconfig"
-NETNS_DIR = Path("/run/netns")  # where `ip netns add` pins named network namespaces (ip-netns(8))
+# The ConfigMap Pilot publishes the proxy status in, and what Pilot watches (pytest_nginmesh.mesh.proxy_status,
+# mesh.snapshot): read here only for the local adapter's convergence wait, until it uses the Kubernetes adapter.
+PROXY_STATUS = ObjectKey("ConfigMap", "istio-system", "nginmesh-proxy-status")
+OBSERVED = "nginmesh.io/observed-resource-version"
+PILOT_WATCHES = frozenset({"Service", "Endpoints", "Pod", "RouteRule", "Ingress"})
 # kube-apiserver's default limit of a request body (MaxRequestBodyBytes, 3 MiB, in kubernetes/kubernetes
 # staging/src/k8s.io/apiserver/pkg/server/config.go); the rest of a bigger body is read and dropped, up to
 # MAX_DISCARDED_BODY_BYTES, so that the client still reads the 413 instead of a broken pipe.
@@ -149,8 +149,6 @@ class ApiServer:
         self.admission = Admission(self.store, ca_pem)
         self.stopping = threading.Event()
         self._apply_lock = threading.Lock()
-        self.proxy_versions: dict[tuple[str, str], Obj] = {}
-        self.proxy_reporters: dict[tuple[str, str], tuple[int, str]] = {}
         for name in BUILTIN_NAMESPACES:
             self.store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
                             "status": {"phase": "Active"}})
@@ -231,59 +229,28 @@ class ApiServer:
         self.store.delete(key)
         return True
 
-    def mesh_snapshot(self) -> Obj:
-        """What Pilot serves: services with their endpoints' pods and labels, route rules and ingresses."""
-        pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in self.store.objects("Pod")}
-        services = []
-        for service in self.store.objects("Service"):
-            meta, spec = service["metadata"], service.get("spec") or {}
-            endpoints = self.store.get(ObjectKey("Endpoints", meta["namespace"], meta["name"])) or {}
-            instances = []
-            for subset in endpoints.get("subsets") or []:
-                for address in subset.get("addresses") or []:
-                    ref = address.get("targetRef") or {}
-                    pod = pods.get((ref.get("namespace"), ref.get("name")), {})
-                    instances.append({"ip": address["ip"], "pod": ref.get("name"),
-                                      "labels": (pod.get("metadata") or {}).get("labels") or {},
-                                      "ports": {p.get("name", ""): p["port"] for p in subset["ports"]}})
-            services.append({"name": meta["name"], "namespace": meta["namespace"],
-                             "clusterIP": spec.get("clusterIP"),
-                             "ports": [{"name": p.get("name", ""), "port": p["port"],
-                                        "protocol": p.get("protocol", "TCP")} for p in spec.get("ports") or []],
-                             "instances": sorted(instances, key=lambda i: (i["ip"], i["pod"]))})
-        snapshot: Obj = {
-            "services": services,
-            "routeRules": [_config_only(o) for o in self.store.objects("RouteRule")],
-            "ingresses": [_config_only(o) for o in self.store.objects("Ingress")],
-        }
-        text = json.dumps(snapshot, sort_keys=True)
-        snapshot["version"] = hashlib.sha256(text.encode()).hexdigest()[:12]
-        return snapshot
-
-    def record_proxy_status(self, report: Obj, peer_pid: int) -> Obj:
-        """Record a proxy's config ack, only when it comes from a process in the network namespace of the
-        pod it reports for (the proxy itself, as an ADS stream would be). The ack names the proxy container
-        it came from: it holds only while that process lives, as an ADS stream would, so the ack of a proxy
-        that crashed never counts for the proxy restarted in its place."""
-        namespace, name = str(report["namespace"]), str(report["pod"])
-        if self.store.get(ObjectKey("Pod", namespace, name)) is None or not in_network_namespace(
-                peer_pid, pod_netns(self.info["name"], namespace, name)):
-            raise ForbiddenError(f"config ack for pod {namespace}/{name} refused: it must come from that pod's "
-                                 "own proxy")
-        entry = {"pod": name, "namespace": namespace, "version": str(report["version"]), "reportedAt": now()}
-        if report.get("rejectedVersion"):
-            entry["rejectedVersion"] = str(report["rejectedVersion"])
-            entry["rejection"] = str(report.get("rejection", ""))
-        self.proxy_versions[(namespace, name)] = entry
-        self.proxy_reporters[(namespace, name)] = process_identity(peer_pid)
-        return entry
+    # -- until the suites and the CLI use the Kubernetes adapter: the proxy status Pilot publishes, in the shape the
+    # local adapter reads. Pilot owns it; the daemon only reads the ConfigMap like any API client.
+    def mesh_version(self) -> Obj:
+        """The mesh version Pilot serves, once Pilot has seen every change of what it watches so far (the
+        ConfigMap's observed resourceVersion); until then a version no proxy has, so a convergence wait right
+        after a write waits for Pilot instead of trusting the version from before the write."""
+        configmap = self.store.get(PROXY_STATUS) or {}
+        observed = str(((configmap.get("metadata") or {}).get("annotations") or {}).get(OBSERVED, ""))
+        if not observed.isdigit() or int(observed) < self.store.last_revision_of(PILOT_WATCHES):
+            return {"version": "(pilot has not seen the latest change yet)"}
+        return {"version": (configmap.get("data") or {}).get("mesh-version", "")}
 
     def proxy_status(self) -> list[Obj]:
-        """The config version each live proxy last reported, like ``istioctl proxy-status``: only acks of
-        live pods whose reporting process still runs."""
-        live = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in self.store.objects("Pod")}
-        return [entry for key, entry in sorted(self.proxy_versions.items())
-                if key in live and process_identity(self.proxy_reporters[key][0]) == self.proxy_reporters[key]]
+        """The version each live proxy acked, as Pilot published it."""
+        data = (self.store.get(PROXY_STATUS) or {}).get("data") or {}
+        acks = []
+        for key, value in sorted(data.items()):
+            if key == "mesh-version":
+                continue
+            namespace, _, pod = key.partition(".")
+            acks.append({"namespace": namespace, "pod": pod, **json.loads(value)})
+        return acks
 
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> None:
@@ -312,40 +279,6 @@ def api_service_ip(addresses: Addresses) -> str:
     """The ``kubernetes`` Service's ClusterIP: the service range's first address, which kube-apiserver reserves
     for it and puts in its serving certificate (pkg/master/services.go, ServiceIPRange)."""
     return str(next(ipaddress.IPv4Network(addresses.service_cidr).hosts()))
-
-
-def in_network_namespace(pid: int, netns: str) -> bool:
-    """Whether process ``pid`` lives in the named network namespace (same namespace inode)."""
-    try:
-        process = os.stat(f"/proc/{pid}/ns/net")
-        named = os.stat(inside(NETNS_DIR, netns))
-    except (OSError, ClusterError):
-        return False
-    return (process.st_dev, process.st_ino) == (named.st_dev, named.st_ino)
-
-
-def process_identity(pid: int) -> tuple[int, str]:
-    """A process as pid and start time (proc(5), /proc/PID/stat field 22), so a reused pid is another process;
-    the start time is "" once the process is gone or a zombie (state Z, field 3)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return pid, ""
-    return pid, "" if fields[0] == "Z" else fields[19]
-
-
-def peer_credentials(connection: socket.socket) -> tuple[int, int, int]:
-    """pid, uid and gid of the process that connected to a unix socket (SO_PEERCRED, unix(7))."""
-    size = struct.calcsize("3i")
-    pid, uid, gid = struct.unpack("3i", connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, size))
-    return pid, uid, gid
-
-
-def _config_only(obj: Obj) -> Obj:
-    """An object without the fields that change when its configuration does not."""
-    meta = obj["metadata"]
-    kept = {k: meta[k] for k in ("name", "namespace", "labels", "annotations") if k in meta}
-    return {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": kept, "spec": obj.get("spec", {})}
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -411,11 +344,6 @@ class Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
         api = self.server.api
-        peer_pid, peer_uid, _ = peer_credentials(self.connection)
-        is_ack = (method, url.path) == ("POST", "/api/proxy-status")
-        if peer_uid != 0 and not is_ack:
-            # The socket is open to every user so that proxies (uid 1337) can ack; all else stays root's.
-            return self._forbidden(f"{method} {url.path} is for root only; proxies may only POST /api/proxy-status")
         try:
             match method, url.path:
                 case "GET", "/healthz":
@@ -431,11 +359,9 @@ class Handler(BaseHTTPRequestHandler):
                 case "GET", "/api/events":
                     body = api.store.events(query.get("namespace"))
                 case "GET", "/api/mesh":
-                    body = api.mesh_snapshot()
+                    body = api.mesh_version()
                 case "GET", "/api/proxy-status":
                     body = api.proxy_status()
-                case "POST", "/api/proxy-status":
-                    body = api.record_proxy_status(self._body(), peer_pid)
                 case "POST", "/api/apply":
                     body = api.apply(self._objects())
                 case "POST", "/api/delete":
@@ -466,8 +392,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
     def server_bind(self) -> None:
         super().server_bind()
-        # Proxies run as uid 1337 and ack from their pods; the Handler lets non-root peers do only that.
-        self.path.chmod(0o666)
+        self.path.chmod(0o600)  # root's only: pods reach the cluster through the Kubernetes API
 
 
 def serve_kubernetes_api(api: ApiServer, state_dir: Path, info: Obj) -> list[HttpsServer]:
