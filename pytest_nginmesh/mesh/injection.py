@@ -30,6 +30,8 @@ __all__ = ["INITIALIZER_NAME", "INIT_CONTAINER", "INJECTED_KINDS", "INJECT_ANNOT
 # The embedded cluster injects as its profile says (the Istio 0.2.12 Initializer's policy).
 LOCAL = PROFILES[DEFAULT_PROFILE]
 
+INJECT_CONFIG_MAP = "istio-inject"  # in the control plane namespace, read by the Initializer
+
 
 @dataclass(frozen=True)
 class MeshConfig:

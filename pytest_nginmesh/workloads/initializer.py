@@ -12,7 +12,7 @@ import threading
 
 from ..errors import ClusterError, NginmeshError, NotFoundError
 from ..kube import Obj
-from ..mesh.injection import INITIALIZER_NAME, InjectConfig, MeshConfig, inject, wants_injection
+from ..mesh.injection import INITIALIZER_NAME, INJECT_CONFIG_MAP, InjectConfig, MeshConfig, inject, wants_injection
 from ._common import stop_event
 from ._kubeclient import ConflictError, KubeClient
 
@@ -53,7 +53,7 @@ class Initializer:
 
     def configs(self) -> tuple[InjectConfig, MeshConfig]:
         config = InjectConfig.from_configmap(self.api.request(
-            "GET", f"/api/v1/namespaces/{self.namespace}/configmaps/istio-inject"))
+            "GET", f"/api/v1/namespaces/{self.namespace}/configmaps/{INJECT_CONFIG_MAP}"))
         try:
             mesh_map = self.api.request("GET", f"/api/v1/namespaces/{self.namespace}/configmaps/"
                                                f"{config.mesh_config_map_name}")

@@ -19,10 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import ClusterError, ForbiddenError, ManifestError, NginmeshError, NotFoundError
-from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, annotations_of, key_of
-from ...mesh.injection import INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
-from ...mesh.routerules import KIND as ROUTE_RULE_KIND
-from ...mesh.routerules import parse_route_rule
+from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, key_of
 from ...settings import Timeouts
 from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_problem
 from .api import send_json
@@ -30,6 +27,7 @@ from .controllers import Controllers, mark_deleted
 from .kubelet import Kubelet, exec_in_container
 from .network import Addresses, NodeNetwork
 from .paths import inside
+from .plugins import AdmissionPlugin, installed_plugins
 from .rest.pki import Credentials
 from .rest.server import HttpsServer, RestApi, serve
 from .serviceaccounts import api_service, mount_token
@@ -40,8 +38,8 @@ log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
 KUBECONFIG = "kubeconfig"
-# The ConfigMap Pilot publishes the proxy status in, and what Pilot watches (pytest_nginmesh.mesh.proxy_status,
-# mesh.snapshot): read here only for the local adapter's convergence wait, until it uses the Kubernetes adapter.
+# The ConfigMap Pilot publishes the proxy status in (its contract, README "Convergence"), and the kinds Pilot
+# watches: read here only for the local adapter's convergence wait, until it uses the Kubernetes adapter.
 PROXY_STATUS = ObjectKey("ConfigMap", "istio-system", "nginmesh-proxy-status")
 OBSERVED = "nginmesh.io/observed-resource-version"
 PILOT_WATCHES = frozenset({"Service", "Endpoints", "Pod", "RouteRule", "Ingress"})
@@ -59,13 +57,14 @@ class RequestTooLarge(NginmeshError):
 class Admission:
     """What the API server checks and mutates before an object is stored."""
 
-    def __init__(self, store: Store, ca_pem: str) -> None:
+    def __init__(self, store: Store, ca_pem: str, plugins: list[AdmissionPlugin]) -> None:
         self.store = store
         self.ca_pem = ca_pem
+        self.plugins = plugins
 
     def validate(self, objects: list[Obj]) -> None:
         """Refuse the whole request, naming every invalid object, unless each passes Kubernetes' validation of its
-        names, keys and sizes (pytest_nginmesh.validation), its namespace exists and its RouteRule is sound."""
+        names, keys and sizes (pytest_nginmesh.validation), its namespace exists and the plug-ins accept it."""
         for obj in objects:
             problem = shape_problem(obj)
             if problem:  # objects reach here from the REST API's own decoders too
@@ -79,21 +78,20 @@ class Admission:
             key = key_of(obj)
             if key.namespace and key.namespace not in namespaces:
                 raise ManifestError(f'{key}: namespace "{key.namespace}" not found; create it first')
-            if obj["kind"] == ROUTE_RULE_KIND:
-                parse_route_rule(obj)  # what Pilot 0.2.12 accepts; `nginmesh check rules` warns beyond it
+            for plugin in self.plugins:
+                plugin.validate(obj)
 
     def mutate(self, obj: Obj, old: Obj | None) -> Obj:
         obj = copy.deepcopy(obj)
         initializers = obj.get("metadata", {}).get("initializers")
         if initializers is not None and not initializers.get("pending") and not initializers.get("result"):
             del obj["metadata"]["initializers"]  # the last initializer is done: the object is initialized
-        if obj["kind"] in INJECTED_KINDS:
-            if old is None:
-                covering = self._initializers_for(obj["kind"])
-                if covering:
-                    obj["metadata"]["initializers"] = {"pending": [{"name": n} for n in covering]}
-            elif STATUS_ANNOTATION in annotations_of(old.get("spec", {}).get("template", {})):
-                obj = self._reinject(obj)
+        if old is None:
+            covering = self._initializers_for(obj["kind"])
+            if covering:
+                obj["metadata"]["initializers"] = {"pending": [{"name": n} for n in covering]}
+        for plugin in self.plugins:
+            obj = plugin.mutate(obj, old, self.store.get)
         if obj["kind"] == "Service" and old is not None:
             self._keep_allocations(obj, old)
         if obj["kind"] == "Pod" and old is None:
@@ -109,16 +107,6 @@ class Admission:
                     if plural in (rule.get("resources") or []) or "*" in (rule.get("resources") or []):
                         names.append(initializer["name"])
         return names
-
-    def _reinject(self, obj: Obj) -> Obj:
-        """Re-applying an injected workload keeps its sidecar, as a strategic merge would."""
-        configmap = self.store.get(ObjectKey("ConfigMap", "istio-system", "istio-inject"))
-        if configmap is None or STATUS_ANNOTATION in annotations_of(obj["spec"]["template"]):
-            return obj
-        config = InjectConfig.from_configmap(configmap)
-        mesh = MeshConfig.from_configmap(self.store.get(ObjectKey("ConfigMap", "istio-system",
-                                                                  config.mesh_config_map_name)))
-        return inject(obj, config, mesh)
 
     @staticmethod
     def _keep_allocations(obj: Obj, old: Obj) -> None:
@@ -146,7 +134,7 @@ class ApiServer:
         self.network = NodeNetwork(info["name"], addresses, info["grace"])
         self.kubelet = Kubelet(info["name"], self.store, self.network, state_dir, info["grace"])
         self.controllers = Controllers(self.store, self.kubelet, self.network, ca_pem)
-        self.admission = Admission(self.store, ca_pem)
+        self.admission = Admission(self.store, ca_pem, installed_plugins())
         self.stopping = threading.Event()
         self._apply_lock = threading.Lock()
         for name in BUILTIN_NAMESPACES:
