@@ -69,7 +69,8 @@ LOCAL_REDIRECT = SIDECAR_REDIRECT = 302
 # The agent polls Pilot every 5 s whatever --discoveryRefreshDelay says (nginmesh/nginmesh
 # istio/agent/cmd/agent/main.go: pilot.NewWatcher(client, 5*time.Second); the same in 0.3.0 and v0.7.1).
 AGENT_REFRESH_PERIOD = 5.0
-# The local agent (pytest_nginmesh/workloads/agent.py) is told of every change and acknowledges its version.
+# The local agent (pytest_nginmesh/workloads/agent.py) is told of every change at once (a long poll) and
+# acknowledges its version; without a change, Pilot answers its poll after this long.
 LOCAL_REFRESH_PERIOD = 1.0
 # Two NGINX hops (the client's sidecar out, the server's in) cost about a millisecond at the median on a
 # 2-core machine (benchmarks/conformance.py); the budget leaves room for a busy CI machine.
@@ -131,6 +132,9 @@ class Profile:
     # The latency a request may gain through the mesh (client and server sidecars), as (quantile, seconds);
     # --nginmesh-overhead-budget overrides it.
     overhead_budget: tuple[tuple[float, float], ...] = DEFAULT_OVERHEAD_BUDGET
+    # Whether Pilot answers an agent's poll as soon as the mesh changes (holding it up to the refresh period
+    # otherwise): the local twin's stand-in for a push; the releases' agents poll on a timer.
+    agent_long_poll: bool = False
 
 
 PROFILES = {
@@ -157,7 +161,7 @@ PROFILES = {
         # 15003, with --controlPlaneAuthPolicy), Istio's semantics in full.
         Profile("local", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
                 "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS, ALL, ISTIO_0_3, BOOKINFO_LOCAL,
-                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD, ISTIO_RENDERING),
+                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD, ISTIO_RENDERING, agent_long_poll=True),
     )
 }
 DEFAULT_PROFILE = "local"

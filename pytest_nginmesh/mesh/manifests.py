@@ -61,6 +61,7 @@ class AgentConfig:
     refresh_period: float  # seconds between polls of Pilot
     route_rendering: RouteRendering
     ingress_redirect: int = SIDECAR_REDIRECT  # the release's ingress is Envoy (301); sidecars always say 302
+    long_poll: bool = False  # Pilot answers at once when the mesh changes, else after refresh_period
 
     def redirect_status(self, mode: str) -> int:
         return self.ingress_redirect if mode == "ingress" else SIDECAR_REDIRECT
@@ -75,7 +76,7 @@ class AgentConfig:
             config = json.loads(text)
             refresh = float(config["refreshPeriod"])
             return cls(str(config["release"]), refresh, RouteRendering.from_config(config["routeRendering"]),
-                       int(config["ingressRedirect"]))
+                       int(config["ingressRedirect"]), bool(config.get("longPoll", False)))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ManifestError(f"{where}: not an agent config ({e!r}); render it with "
                                 "pytest_nginmesh.mesh.manifests.agent_config_map") from e
@@ -83,7 +84,8 @@ class AgentConfig:
 
 def agent_config_map(profile: Profile) -> Obj:
     config = {"release": profile.name, "refreshPeriod": profile.agent_refresh_period,
-              "routeRendering": profile.route_rendering.to_config(), "ingressRedirect": profile.redirect_status}
+              "routeRendering": profile.route_rendering.to_config(), "ingressRedirect": profile.redirect_status,
+              "longPoll": profile.agent_long_poll}
     return _config_map(AGENT_CONFIG_MAP, AGENT_CONFIG_KEY, config)
 
 

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -151,7 +152,9 @@ class Agent:
         )
         self.statsd_address = args.statsdUdpAddress
         self.refresh = release.refresh_period
-        log(f"a twin of {release.release}: polling Pilot every {self.refresh:g}s")
+        self.long_poll = release.long_poll
+        how = "told of each change, else" if self.long_poll else "polling Pilot"
+        log(f"a twin of {release.release}: {how} every {self.refresh:g}s")
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
         self.rejected: tuple[str, str] | None = None
@@ -256,7 +259,7 @@ class Agent:
         failing = False
         while not stop.is_set():
             try:
-                snapshot = get_json(self.pilot + "/v1/mesh", timeout=max(2.0, self.refresh))
+                snapshot = get_json(self.mesh_url(), timeout=self.refresh + 2.0)
                 failing = False
             except OSError as e:
                 if not failing:
@@ -269,11 +272,22 @@ class Agent:
                     self.apply(snapshot)
                 if self.version or self.rejected:
                     self.report()
+                settled = wanted == self.version or (self.rejected is not None and self.rejected[0] == wanted)
+                if self.long_poll and settled:
+                    continue  # Pilot holds the next poll until a change or for the refresh period
             stop.wait(self.refresh)
         for server in servers:
             server.shutdown()
         self.shutdown()
         return 0
+
+    def mesh_url(self) -> str:
+        """Pilot's mesh snapshot; with long polls, answered once it differs from the version this proxy runs
+        (or refused) or after the refresh period."""
+        if not self.long_poll:
+            return self.pilot + "/v1/mesh"
+        known = self.rejected[0] if self.rejected is not None else self.version
+        return f"{self.pilot}/v1/mesh?{urllib.parse.urlencode({'known': known, 'wait': self.refresh})}"
 
     def report(self) -> None:
         """Tell Pilot which config version this proxy runs, as an ADS ack would, at every poll: Pilot takes it

@@ -10,6 +10,7 @@ import contextlib
 import json
 import sys
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -23,6 +24,7 @@ from ._common import HttpServer, stop_event
 from ._kubeclient import ConflictError, KubeClient
 
 MESH_PATH = "/v1/mesh"
+MAX_LONG_POLL = 30.0
 WATCH_SECONDS = 300
 RETRY_PERIOD = 0.5
 MAX_ACK_BYTES = 64 * 1024
@@ -40,6 +42,7 @@ class Pilot:
         self.acks = AckBook()
         self.dirty = threading.Event()
         self.current: Obj | None = None  # the snapshot served now, once every kind is listed
+        self.changed = threading.Condition()
 
     def register_crds(self) -> None:
         """Create the Istio config CRDs, as Pilot 0.2.12 does at start; existing ones are left as they are."""
@@ -82,7 +85,8 @@ class Pilot:
                 continue
             self.dirty.clear()
             observed = self.cache.observed  # read before the snapshot: the annotation never claims too much
-            snapshot = self.current = self.cache.snapshot()
+            snapshot = self.cache.snapshot()
+            self.serve(snapshot)
             with self.cache.lock:
                 pods = dict(self.cache.objects["Pod"])
             data = status_data(str(snapshot["version"]), self.acks.live(pods))
@@ -96,6 +100,20 @@ class Pilot:
                 self.stop.wait(RETRY_PERIOD)
                 continue
             published = (data, observed)
+
+    def serve(self, snapshot: Obj) -> None:
+        """Serve ``snapshot`` from now on, answering the polls held for a change."""
+        with self.changed:
+            self.current = snapshot
+            self.changed.notify_all()
+
+    def snapshot_after(self, known: str, wait: float) -> Obj | None:
+        """The snapshot served now, once its version is not ``known`` or ``wait`` seconds have passed (a long
+        poll: an agent that has ``known`` hears of a change at once)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.current is not None and self.current.get("version") != known,
+                                  timeout=min(wait, MAX_LONG_POLL))
+            return self.current
 
     def _write_status(self, configmap: Obj) -> None:
         try:
@@ -114,8 +132,15 @@ def discovery_handler(pilot: Pilot) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            if self.path == MESH_PATH:
-                current = pilot.current
+            url = urllib.parse.urlsplit(self.path)
+            if url.path == MESH_PATH:
+                # ?known=VERSION&wait=SECONDS: answer once the mesh is not at VERSION, or after SECONDS.
+                query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
+                try:
+                    wait = float(query.get("wait", 0))
+                except ValueError:
+                    wait = 0.0
+                current = pilot.snapshot_after(query["known"], wait) if "known" in query and wait > 0 else pilot.current
                 self._reply(*((200, current) if current is not None else
                               (503, {"message": "pilot has not listed the mesh yet"})))
             elif self.path == AGENT_CONFIG_PATH:
