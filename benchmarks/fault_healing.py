@@ -28,7 +28,7 @@ from _cluster import mesh_cluster
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from proxies import Proxy, find_proxy, kill_master, orphans
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.errors import NginmeshError
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
 
@@ -55,12 +55,12 @@ class Client(threading.Thread):
             time.sleep(PAUSE)
 
 
-def the_pod(cluster: LocalCluster, app: str) -> str:
+def the_pod(cluster: KubernetesCluster, app: str) -> str:
     pods = [p for p in cluster.pods("default", {"app": app}) if not p["metadata"].get("deletionTimestamp")]
     return str(pods[0]["metadata"]["name"])
 
 
-def proxy_ready(cluster: LocalCluster, pod: str) -> bool:
+def proxy_ready(cluster: KubernetesCluster, pod: str) -> bool:
     statuses = ((cluster.get("Pod", pod, "default") or {}).get("status") or {}).get("containerStatuses") or []
     return any(s["name"] == PROXY_CONTAINER and s.get("ready") for s in statuses)
 
@@ -72,7 +72,7 @@ def serving(url: str) -> bool:
         return False
 
 
-def trial(cluster: LocalCluster, app: str, url: str, give_up: float) -> dict[str, object]:
+def trial(cluster: KubernetesCluster, app: str, url: str, give_up: float) -> dict[str, object]:
     cluster.wait_pods_ready("default", 120, {"app": app})
     cluster.wait_converged(120)
     pod = the_pod(cluster, app)

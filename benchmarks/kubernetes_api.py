@@ -21,8 +21,8 @@ from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
 from pytest_nginmesh.cluster.local import lifecycle
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
 from pytest_nginmesh.cluster.local.apiserver import KUBECONFIG
+from pytest_nginmesh.cluster.local.node import local_cluster
 from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.settings import Settings
 
@@ -90,7 +90,7 @@ def main() -> None:
     started = lifecycle.up(SETTINGS) if not args.reuse else False
     try:
         if started:
-            install_mesh(LocalCluster(SETTINGS), SETTINGS.timeouts)
+            install_mesh(local_cluster(SETTINGS), SETTINGS.timeouts)
         api_client = config.new_client_from_config(str(SETTINGS.state_dir / KUBECONFIG))
         core = client.CoreV1Api(api_client)
         pod = core.list_namespaced_pod("default", label_selector="app=details").items[0].metadata.name

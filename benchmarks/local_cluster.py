@@ -17,7 +17,7 @@ import requests
 
 from pytest_nginmesh.cluster.base import Cluster
 from pytest_nginmesh.cluster.local import lifecycle
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.local.node import local_cluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import INJECT_ANNOTATION
 from pytest_nginmesh.mesh.install import install_mesh, wait_for_productpage
@@ -69,7 +69,7 @@ def main() -> None:
     started = time.perf_counter()
     lifecycle.up(settings)
     try:
-        cluster = LocalCluster(settings)
+        cluster = local_cluster(settings)
         result["up_seconds"] = round(time.perf_counter() - started, 2)
         install_mesh(cluster, settings.timeouts)
         result["first_productpage_seconds"] = round(time.perf_counter() - started, 2)

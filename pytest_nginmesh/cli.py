@@ -22,9 +22,9 @@ from .checks.report import subject_result
 from .checks.rules import analyze
 from .checks.sidecar import SidecarExpectations, check_pod, namespace_object, owning_workload, subject_of
 from .cluster.base import pod_is_ready, wait_for
+from .cluster.k8s import KubernetesCluster
 from .cluster.local import lifecycle
-from .cluster.local.adapter import LocalCluster
-from .cluster.local.apiserver import KUBECONFIG
+from .cluster.local.node import LocalNode, local_cluster
 from .cluster.render import kind_config, kubeadm_config, to_yaml
 from .cluster.versions import KubeVersion, check_profile_supports, node_image
 from .errors import ClusterError, NginmeshError, NotFoundError, PreflightError, UsageError
@@ -35,6 +35,9 @@ from .profiles import PROFILES, Profile, get_profile
 from .settings import Settings, settings_from_env
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# API answers that refuse a manifest (Bad Request, Not Found: a missing namespace, Request Entity Too Large,
+# Unsupported Media Type, Invalid): bad input, exit 2.
+REFUSED_CODES = frozenset({400, 404, 413, 415, 422})
 # What `check pod` reads besides pods: the objects that decide a release's verdict (and ReplicaSets, which
 # `kubectl get all` lists between Deployments and pods).
 POD_CONTEXT_KINDS = INJECTED_KINDS | {"Namespace", "ReplicaSet"}
@@ -225,9 +228,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     with lifecycle.building(settings, mesh=not args.bare, progress=progress) as started:
         progress(f"cluster {settings.cluster_name} {'started' if started else 'is already running'}")
         if started and not args.bare:
-            install_mesh(LocalCluster(settings), settings.timeouts, progress, settings.mesh_profile)
+            install_mesh(local_cluster(settings), settings.timeouts, progress, settings.mesh_profile)
     if not args.bare:
-        print(f"ingress: {LocalCluster(settings).ingress_url()}")
+        print(f"ingress: {local_cluster(settings).ingress_url()}")
     return EXIT_OK
 
 
@@ -247,10 +250,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"cluster {settings.cluster_name}: not complete (being started, or its start was interrupted: "
               f"'nginmesh local up' rebuilds it)")
         return EXIT_FAILED
-    cluster = LocalCluster(settings)
-    pods = cluster.list_pods()
+    pods = local_cluster(settings).list_pods()
     ready = sum(1 for p in pods if pod_is_ready(p))
-    print(f"cluster {settings.cluster_name}: running; node {cluster.info['node_ip']}; "
+    print(f"cluster {settings.cluster_name}: running; node {LocalNode(settings).node_ip}; "
           f"pods {ready}/{len(pods)} ready; state {settings.state_dir}")
     return EXIT_OK
 
@@ -265,7 +267,7 @@ def kind_of(word: str) -> str:
 
 
 def cmd_get(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(settings_for(args))
+    cluster = local_cluster(settings_for(args))
     kind = kind_of(args.kind)
     namespace = None if args.all_namespaces else args.namespace
     objects = cluster.list_objects(kind, None if kind in ("Namespace", "InitializerConfiguration") else namespace)
@@ -317,7 +319,7 @@ def print_table(rows: list[list[str]]) -> None:
         print("   ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def manifest_command(args: argparse.Namespace) -> tuple[Settings, list[Obj], LocalCluster]:
+def manifest_command(args: argparse.Namespace) -> tuple[Settings, list[Obj], KubernetesCluster]:
     """What apply and delete share: the settings, the file's objects (read before anything changes), the cluster."""
     settings = settings_for(args)
     objects = read_manifest_file(args.filename)
@@ -325,7 +327,7 @@ def manifest_command(args: argparse.Namespace) -> tuple[Settings, list[Obj], Loc
         source = "standard input" if args.filename == "-" else args.filename
         raise UsageError(f"{source} holds no Kubernetes object: give a YAML or JSON manifest with at least one "
                          "object (apiVersion, kind, metadata.name)")
-    return settings, objects, LocalCluster(settings)
+    return settings, objects, local_cluster(settings)
 
 
 def print_results(results: list[Obj]) -> None:
@@ -335,7 +337,14 @@ def print_results(results: list[Obj]) -> None:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     settings, objects, cluster = manifest_command(args)
-    print_results(cluster.apply(objects))
+    try:
+        cluster.admit_all(objects)  # a refused object changes nothing: every new one is checked before any is made
+        results = cluster.apply(objects)
+    except ClusterError as e:
+        if e.status.get("code") in REFUSED_CODES:
+            raise UsageError(str(e)) from None
+        raise
+    print_results(results)
     if not args.no_wait:
         wait_for_workloads(cluster, objects, settings)
         cluster.wait_converged(settings.timeouts.convergence)
@@ -361,7 +370,7 @@ def workload_selector(obj: Obj) -> dict[str, str] | None:
     return dict(labels) or None
 
 
-def wait_for_workloads(cluster: LocalCluster, objects: list[Obj], settings: Settings) -> None:
+def wait_for_workloads(cluster: KubernetesCluster, objects: list[Obj], settings: Settings) -> None:
     for obj in objects:
         selector = workload_selector(obj)
         if selector is not None:
@@ -381,20 +390,24 @@ def cmd_exec(args: argparse.Namespace) -> int:
     command = args.command
     if not command:
         raise UsageError("no command given: nginmesh local exec POD [-c CONTAINER] -- COMMAND [ARG…]")
-    cluster = LocalCluster(settings_for(args))
-    argv, env = cluster.exec_argv(args.namespace, args.pod, command, args.container)
+    settings = settings_for(args)
+    node = LocalNode(settings)
+    pod = local_cluster(settings).get("Pod", args.pod, args.namespace)
+    if pod is None:
+        raise NotFoundError(f'pod "{args.pod}" not found in namespace "{args.namespace}"')
+    argv, env = node.exec_argv(pod, command, args.container)
     sys.stdout.flush()
     os.execvpe(argv[0], argv, env)
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(settings_for(args))
+    cluster = local_cluster(settings_for(args))
     sys.stdout.write(cluster.logs(args.namespace, args.pod, args.container, args.previous))
     return EXIT_OK
 
 
 def cmd_events(args: argparse.Namespace) -> int:
-    cluster = LocalCluster(settings_for(args))
+    cluster = local_cluster(settings_for(args))
     rows = [["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]]
     for event in cluster.events(args.namespace):
         involved = event["involvedObject"]
@@ -408,12 +421,15 @@ def cmd_url(args: argparse.Namespace) -> int:
     service, _, port = args.target.partition(":")
     if not service or not port.isdigit():
         raise UsageError(f"bad target {args.target!r}: give SERVICE:PORT, e.g. productpage:9080")
-    print(LocalCluster(settings_for(args)).service_url(args.namespace, service, int(port)))
+    # The service's cluster address: the host routes the service range to the node (a service proxy's
+    # loopback door would close with this command).
+    svc = local_cluster(settings_for(args)).service_with_port(args.namespace, service, int(port))
+    print(f"http://{svc['spec']['clusterIP']}:{port}")
     return EXIT_OK
 
 
 def cmd_ingress_url(args: argparse.Namespace) -> int:
-    print(LocalCluster(settings_for(args)).ingress_url())
+    print(local_cluster(settings_for(args)).ingress_url())
     return EXIT_OK
 
 
@@ -422,7 +438,7 @@ def cmd_kubeconfig(args: argparse.Namespace) -> int:
     if not lifecycle.is_running(settings):
         raise NotFoundError(f"no local cluster named {settings.cluster_name!r} is running: start one with "
                             f"'nginmesh local up --name {settings.cluster_name}'")
-    sys.stdout.write((settings.state_dir / KUBECONFIG).read_text())
+    sys.stdout.write(LocalNode(settings).kubeconfig.read_text())
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ this adapter is the same for all of them.
 from __future__ import annotations
 
 import hashlib
+import json
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -38,6 +39,19 @@ KIND_API_VERSIONS: dict[str, tuple[str, ...]] = {
     "CustomResourceDefinition": ("apiextensions.k8s.io/v1", "apiextensions.k8s.io/v1beta1"),
 }
 MANAGED_BY = {"app.kubernetes.io/managed-by": "pytest-nginmesh"}
+# What `kubectl apply` records of the manifest it applied, to tell later which fields it stopped setting
+# (kubernetes/kubectl pkg/cmd/apply, corev1.LastAppliedConfigAnnotation).
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+# The lists of a pod template whose elements a strategic merge matches by name (x-kubernetes-patch-merge-key
+# "name" of PodSpec.containers, .initContainers, .volumes and Container.env in kubernetes/kubernetes
+# api/openapi-spec/swagger.json); an element the last manifest had and this one lacks is deleted by name.
+NAME_KEYED_LISTS = frozenset({"containers", "initContainers", "volumes", "env"})
+# API groups served by kube-apiserver itself: only their types take a strategic merge patch; custom resources
+# (RouteRules) take a JSON merge patch (kubernetes/kubernetes apiextensions-apiserver: strategic merge patch is
+# "not supported" for custom resources, 415).
+BUILTIN_GROUPS = frozenset({"", "apps", "extensions", "batch", "policy", "autoscaling"})
 # Helper pods that read pods' iptables live here, one per node, and die on their own after an hour.
 DEBUG_NAMESPACE = "pytest-nginmesh"
 DEBUG_POD_LIFETIME = 3600
@@ -59,10 +73,18 @@ PROXY_CONFIG_DIGEST = ("sh", "-c", "cat /etc/istio/proxy/*.conf /etc/istio/proxy
 # for reading the configs.
 CONVERGENCE_MARGIN = 1.0
 CONVERGENCE_POLL_INTERVAL = 1.0
+# Where a control plane that knows which config version each proxy runs publishes it (the embedded cluster's
+# Pilot): data "mesh-version" is the version served now, "<namespace>.<pod>" a JSON {"version": …,
+# ["rejectedVersion": …, "rejection": …]} per live proxy. Real Nginmesh publishes nothing of the kind.
+PROXY_STATUS_NAMESPACE, PROXY_STATUS_CONFIGMAP = "istio-system", "nginmesh-proxy-status"
+PROXY_STATUS_POLL_INTERVAL = 0.05
 INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
 PROBE_TIMEOUT = 2.0
 # websocket-client waits 3 s for the server's close frame by default; an exec we gave up on must not.
 WEBSOCKET_CLOSE_TIMEOUT = 0.5
+
+# A node capability some providers offer: a pod's iptables-save, read on its node without a helper pod.
+NodeIptables = Callable[[Obj], str]
 
 
 class KubernetesCluster(Cluster):
@@ -70,8 +92,9 @@ class KubernetesCluster(Cluster):
 
     def __init__(self, api: KubeApi, name: str, timeouts: Timeouts, debug_image: str,
                  probe: Callable[[str, int], bool] | None = None,
-                 refresh_period: float = AGENT_REFRESH_PERIOD) -> None:
+                 refresh_period: float = AGENT_REFRESH_PERIOD, node_iptables: NodeIptables | None = None) -> None:
         self.api = api
+        self.node_iptables = node_iptables
         self.refresh_period = refresh_period
         self.is_reachable = probe or reachable
         self.name = name
@@ -118,10 +141,11 @@ class KubernetesCluster(Cluster):
         raise NotFoundError(f"the API server serves no {kind} in {', '.join(KIND_API_VERSIONS.get(kind, ('?',)))}")
 
     def apply(self, objects: list[Obj]) -> list[Obj]:
-        """Create each object, or replace it when it exists (keeping what the server owns, e.g. clusterIP)."""
+        """Create each object, or patch it as ``kubectl apply`` does: what the last applied manifest set and this
+        one does not is removed, and what the server or an injector added (a clusterIP, a sidecar) stays."""
         results = []
         for original in objects:
-            obj = self._served(original)
+            obj = with_last_applied(self._served(original))
             resource = self._resource_for(obj)
             namespace = (obj.get("metadata") or {}).get("namespace") or "default"
             name = obj["metadata"]["name"]
@@ -132,12 +156,37 @@ class KubernetesCluster(Cluster):
                 if e.status.get("reason") != "AlreadyExists":
                     raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
                 current = as_obj(self.api.request("GET", resource.path(namespace, name)))
-                self.api.request("PUT", resource.path(namespace, name), body=replacement(obj, current))
+                strategic = is_builtin_group(obj["apiVersion"])
+                patch = three_way_patch(last_applied(current), obj, strategic)
+                try:
+                    self.api.request("PATCH", resource.path(namespace, name), body=patch,
+                                     content_type=STRATEGIC_MERGE_PATCH if strategic else MERGE_PATCH)
+                except ClusterError as e:
+                    raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
                 action = "configured"
             if obj["kind"] == "CustomResourceDefinition":
                 self.api.forget_resources()
             results.append({"object": str(key_of(obj)), "action": action})
         return results
+
+    def admit_all(self, objects: list[Obj]) -> None:
+        """Refuse (ClusterError) before anything is made when the server would refuse one of the objects not
+        stored yet: a server-side dry run of each (Kubernetes 1.13 and later serve ``dryRun``). Objects whose
+        namespace or resource the same objects create are left to the apply itself."""
+        namespaces = {o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"}
+        for original in objects:
+            obj = with_last_applied(self._served(original))
+            namespace = (obj.get("metadata") or {}).get("namespace") or "default"
+            if not self.api.serves(obj["apiVersion"], obj["kind"]):
+                continue
+            resource = self.api.resource(obj["apiVersion"], obj["kind"])
+            if resource.namespaced and namespace in namespaces and self.get("Namespace", namespace, "") is None:
+                continue
+            try:
+                self.api.request("POST", resource.path(namespace), body=obj, query={"dryRun": "All"})
+            except ClusterError as e:
+                if e.status.get("reason") != "AlreadyExists":
+                    raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
 
     def _served(self, obj: Obj) -> Obj:
         """``obj`` in an API version this server serves (old manifests on new servers)."""
@@ -205,7 +254,8 @@ class KubernetesCluster(Cluster):
         return str(found["spec"]["containers"][0]["name"])
 
     def logs(self, namespace: str, pod: str, container: str | None = None, previous: bool = False) -> str:
-        query = {"container": container} if container else {}
+        container = container or self._first_container(namespace, pod)
+        query = {"container": container}
         if previous:
             query["previous"] = "true"
         try:
@@ -213,7 +263,7 @@ class KubernetesCluster(Cluster):
                                         raw=True))
         except ClusterError as e:
             if previous and "not found" in str(e):
-                raise NotFoundError(f"no previous log for container {container or '(first)'} of pod {pod}") from None
+                raise NotFoundError(f"no previous log for container {container} of pod {pod}") from None
             raise
 
     def events(self, namespace: str | None = None) -> list[Obj]:
@@ -263,6 +313,27 @@ class KubernetesCluster(Cluster):
 
     # -- data plane ---------------------------------------------------------------------------------
     def wait_converged(self, timeout: float) -> None:
+        """Through the config versions the proxies publish (PROXY_STATUS_CONFIGMAP) where the control plane
+        publishes them; elsewhere (real Nginmesh) by the configurations themselves staying the same."""
+        if self._published_proxy_status() is not None:
+            self._wait_published(timeout)
+        else:
+            self._wait_stable_configs(timeout)
+
+    def _published_proxy_status(self) -> dict[str, str] | None:
+        configmap = self.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
+        return None if configmap is None else dict(configmap.get("data") or {})
+
+    def _wait_published(self, timeout: float) -> None:
+        def probe() -> tuple[str | None, str]:
+            published = self._published_proxy_status()
+            if published is None:
+                return None, f"configmap {PROXY_STATUS_NAMESPACE}/{PROXY_STATUS_CONFIGMAP} is gone"
+            return published_convergence(published, self.list_pods())
+
+        wait_for("every proxy to apply the current mesh config", probe, timeout, interval=PROXY_STATUS_POLL_INTERVAL)
+
+    def _wait_stable_configs(self, timeout: float) -> None:
         """Until every ready proxy's NGINX configuration has stayed the same for longer than the agents' refresh
         period (plus a margin) since this call: then every agent has polled Pilot after the change and runs it.
         The span is counted from the end of the poll that first saw a configuration to the start of the
@@ -300,6 +371,8 @@ class KubernetesCluster(Cluster):
         target = self.get("Pod", pod, namespace)
         if target is None:
             raise NotFoundError(f'pod "{pod}" not found in namespace "{namespace}"')
+        if self.node_iptables is not None:
+            return self.node_iptables(target)
         container_id = next((s["containerID"].split("://", 1)[-1]
                              for s in (target.get("status") or {}).get("containerStatuses") or []
                              if s.get("containerID") and "running" in (s.get("state") or {})), None)
@@ -336,23 +409,93 @@ class KubernetesCluster(Cluster):
             self._created_debug_namespace = False
 
 
-def replacement(desired: Obj, current: Obj) -> Obj:
-    """``desired`` as a PUT body over ``current``: its resourceVersion, and the fields the server assigned
-    that a manifest leaves out (a Service's clusterIP and nodePorts cannot change)."""
-    body: dict[str, Any] = {**desired, "metadata": {**desired["metadata"],
-                                                    "resourceVersion": current["metadata"]["resourceVersion"]}}
-    if desired["kind"] == "Service":
-        spec = {**desired.get("spec", {})}
-        for field in ("clusterIP", "clusterIPs", "healthCheckNodePort"):
-            if field in current.get("spec", {}) and field not in spec:
-                spec[field] = current["spec"][field]
-        assigned = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                    for p in current.get("spec", {}).get("ports") or []}
-        spec["ports"] = [{**p, "nodePort": assigned[(p.get("port"), p.get("protocol", "TCP"))]}
-                         if "nodePort" not in p and assigned.get((p.get("port"), p.get("protocol", "TCP")))
-                         else p for p in spec.get("ports") or []]
-        body["spec"] = spec
-    return body
+def with_last_applied(obj: Obj) -> Obj:
+    """``obj`` annotated with itself, as ``kubectl apply`` records what it applied."""
+    meta = obj.get("metadata") or {}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
+    manifest = {**obj, "metadata": {**meta, "annotations": annotations} if annotations else
+                {k: v for k, v in meta.items() if k != "annotations"}}
+    recorded = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    return {**obj, "metadata": {**meta, "annotations": {**annotations, LAST_APPLIED: recorded}}}
+
+
+def last_applied(current: Obj) -> Obj:
+    """The manifest last applied to ``current`` (empty when none was recorded, or it is unreadable)."""
+    text = ((current.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    try:
+        recorded = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def three_way_patch(last: Obj, desired: Obj, strategic: bool) -> Obj:
+    """``kubectl apply``'s patch: the desired manifest, plus a deletion (null; a ``$patch: delete`` element in a
+    list keyed by name) of everything the last applied manifest set and this one does not. Fields nobody
+    applied (a clusterIP, an injected sidecar container) are not in the patch and stay as they are."""
+    patch: Obj = {}
+    for key, value in desired.items():
+        before = last.get(key)
+        if isinstance(value, dict) and isinstance(before, dict):
+            patch[key] = three_way_patch(before, value, strategic)
+        elif strategic and key in NAME_KEYED_LISTS and isinstance(value, list) and isinstance(before, list):
+            patch[key] = named_list_patch(before, value)
+        else:
+            patch[key] = value
+    for key in last:
+        if key not in desired:
+            patch[key] = None
+    return patch
+
+
+def named_list_patch(before: list[Any], desired: list[Any]) -> list[Any]:
+    previous = {item.get("name"): item for item in before if isinstance(item, dict)}
+    items = [three_way_patch(previous.get(item.get("name")) or {}, item, True) if isinstance(item, dict) else item
+             for item in desired]
+    wanted = {item.get("name") for item in desired if isinstance(item, dict)}
+    return items + [{"name": name, "$patch": "delete"} for name in previous if name not in wanted]
+
+
+def is_builtin_group(api_version: str) -> bool:
+    group = api_version.rpartition("/")[0]
+    return group in BUILTIN_GROUPS or group.endswith(".k8s.io")
+
+
+def published_convergence(published: dict[str, str], pods: list[Obj]) -> tuple[str | None, str]:
+    """Whether every proxy of a running pod is ready and runs the mesh version Pilot serves, by what the
+    control plane published (PROXY_STATUS_CONFIGMAP): (the version, "") when so, else (None, what is behind).
+    A proxy that is not ready (crashed, restarting, not yet serving) holds convergence back: it may still
+    route the old way, or not at all. A proxy that rejected the current version raises ClusterError."""
+    target = published.get("mesh-version")
+    if not target:
+        return None, "no mesh-version published yet"
+    behind = []
+    for pod in pods:
+        meta, status = pod["metadata"], pod.get("status") or {}
+        if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+            continue
+        proxies = [s for s in status.get("containerStatuses") or [] if s.get("name") == PROXY_CONTAINER]
+        if not proxies and not any(c.get("name") == PROXY_CONTAINER for c in pod["spec"].get("containers") or []):
+            continue
+        entry = proxy_entry(published.get(f"{meta['namespace']}.{meta['name']}"))
+        if entry.get("rejectedVersion") == target:
+            raise ClusterError(f"proxy {meta['namespace']}/{meta['name']} rejected mesh config {target}: "
+                               f"{entry.get('rejection')}")
+        if not any(s.get("ready") for s in proxies):
+            behind.append(f"{PROXY_CONTAINER} of {meta['name']} not ready")
+        elif entry.get("version") != target:
+            behind.append(f"{PROXY_CONTAINER} of {meta['name']} at {entry.get('version') or 'nothing'}")
+    if behind:
+        return None, f"mesh version {target}; {', '.join(behind)}"
+    return target, ""
+
+
+def proxy_entry(text: str | None) -> dict[str, Any]:
+    try:
+        entry = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
 def debug_pod(name: str, node: str, image: str) -> Obj:

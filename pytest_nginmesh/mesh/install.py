@@ -9,13 +9,27 @@ import requests
 
 from ..bookinfo import REVIEWS_VERSIONS, reviews_version
 from ..cluster.base import Cluster, wait_for
+from ..cluster.k8s import KubernetesCluster
 from ..cluster.local import lifecycle
-from ..cluster.local.adapter import LocalCluster
+from ..cluster.local.node import local_cluster
+from ..kube import Obj
 from ..profiles import DEFAULT_PROFILE, PROFILES, Profile
 from ..settings import Settings, Timeouts
 from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_PODS, control_plane, load_fixture
 
 Progress = Callable[[str], None]
+# The Pilot CRDs of Istio's install files (istio/istio install/kubernetes/istio.yaml, "# Pilot CRDs":
+# apiextensions.k8s.io/v1beta1, group config.istio.io, version v1alpha2): the API serves RouteRules once they exist.
+PILOT_CRDS = (("RouteRule", "routerules"), ("DestinationPolicy", "destinationpolicies"),
+              ("EgressRule", "egressrules"))
+
+
+def pilot_crds() -> list[Obj]:
+    return [{"apiVersion": "apiextensions.k8s.io/v1beta1", "kind": "CustomResourceDefinition",
+             "metadata": {"name": f"{plural}.config.istio.io", "labels": {"istio": "core"}},
+             "spec": {"group": "config.istio.io", "version": "v1alpha2", "scope": "Namespaced",
+                      "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"}}}
+            for kind, plural in PILOT_CRDS]
 
 
 def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None,
@@ -23,7 +37,7 @@ def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lamb
     """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress. The
     data plane is the profile's twin: its agents and mixer read what the profile says of the release."""
     progress(f"installing the Istio control plane and the Nginmesh injector ({profile.name})")
-    cluster.apply(control_plane(profile))
+    cluster.apply(pilot_crds() + control_plane(profile))
     cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     progress("deploying Bookinfo")
     cluster.apply(load_fixture(BOOKINFO))
@@ -58,16 +72,25 @@ def wait_for_productpage(cluster: Cluster, timeouts: Timeouts) -> None:
 
 
 @contextmanager
-def mesh_on_local(settings: Settings, progress: Progress = lambda line: None) -> Iterator[LocalCluster]:
-    """The local cluster with the mesh: reused (and left running) when a complete one of that name runs with
-    the same options, otherwise started and installed — all or nothing: an interrupted or failed install
-    leaves no cluster — and torn down afterwards unless ``keep_cluster``."""
+def mesh_on_local(settings: Settings, progress: Progress = lambda line: None) -> Iterator[KubernetesCluster]:
+    """The local cluster with the mesh, through the Kubernetes adapter on its kubeconfig: reused (and left
+    running) when a complete one of that name runs with the same options, otherwise started and installed — all
+    or nothing: an interrupted or failed install leaves no cluster — and torn down afterwards unless
+    ``keep_cluster``."""
     with lifecycle.building(settings, mesh=True, progress=progress) as started:
         if started:
-            install_mesh(LocalCluster(settings), settings.timeouts, progress, settings.mesh_profile)
+            installing = local_cluster(settings)
+            try:
+                install_mesh(installing, settings.timeouts, progress, settings.mesh_profile)
+            finally:
+                installing.close()
+    cluster = local_cluster(settings)
     try:
-        yield LocalCluster(settings)
+        yield cluster
     finally:
-        if started and not settings.keep_cluster:
-            with lifecycle.signals_held():
-                lifecycle.down(settings)
+        try:
+            cluster.close()
+        finally:
+            if started and not settings.keep_cluster:
+                with lifecycle.signals_held():
+                    lifecycle.down(settings)

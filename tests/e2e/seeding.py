@@ -13,10 +13,9 @@ from pathlib import Path
 from helpers import settings_env
 
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import LAST_APPLIED, KubernetesCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
-from pytest_nginmesh.mesh.manifests import BOOKINFO, load_fixture
 from pytest_nginmesh.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,34 +33,42 @@ def run_suites(settings: Settings, *args: str) -> subprocess.CompletedProcess[st
                           env={**os.environ, **settings_env(settings)})
 
 
-def pod_of(cluster: LocalCluster, app: str) -> str:
+def pod_of(cluster: KubernetesCluster, app: str) -> str:
     pods = [p for p in cluster.list_pods("default") if p["metadata"]["labels"].get("app") == app
             and not p["metadata"].get("deletionTimestamp")]
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return str(pods[0]["metadata"]["name"])
 
 
-def nat(cluster: LocalCluster, app: str, *args: str) -> None:
+def nat(cluster: KubernetesCluster, app: str, *args: str) -> None:
     cluster.exec("default", pod_of(cluster, app), ["iptables", "-t", "nat", *args], container=PROXY_CONTAINER).check()
 
 
-def settle(cluster: LocalCluster, settings: Settings) -> None:
+def settle(cluster: KubernetesCluster, settings: Settings) -> None:
     cluster.wait_pods_ready("default", settings.timeouts.pod_ready, minimum=6)
     cluster.wait_converged(settings.timeouts.pod_ready)
 
 
-def fixture_deployment(name: str) -> Obj:
-    return next(o for o in load_fixture(BOOKINFO) if o["kind"] == "Deployment" and o["metadata"]["name"] == name)
+def as_manifest(obj: Obj) -> Obj:
+    """A live object as a manifest to apply again: without what the server keeps (status, resourceVersion, …)."""
+    manifest = copy.deepcopy(obj)
+    manifest.pop("status", None)
+    meta = manifest["metadata"]
+    for field in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
+        meta.pop(field, None)
+    (meta.get("annotations") or {}).pop(LAST_APPLIED, None)
+    return manifest
 
 
 @contextmanager
-def edited_deployment(cluster: LocalCluster, settings: Settings, name: str,
+def edited_deployment(cluster: KubernetesCluster, settings: Settings, name: str,
                       edit: Callable[[Obj], None]) -> Iterator[None]:
-    """Apply an edited copy of a running (injected) Deployment; restore the fixture's afterwards."""
+    """Apply an edited copy of a running (injected) Deployment; apply it as it was afterwards (as with kubectl
+    apply, an update is not injected again: the sidecar is what the manifest and the live object say)."""
     deployment = cluster.get("Deployment", name)
     assert deployment is not None
-    broken = copy.deepcopy(deployment)
-    broken.pop("status", None)
+    original = as_manifest(deployment)
+    broken = copy.deepcopy(original)
     edit(next(c for c in broken["spec"]["template"]["spec"]["containers"] if c["name"] == PROXY_CONTAINER))
     old_pod = pod_of(cluster, deployment["spec"]["template"]["metadata"]["labels"]["app"])
     app = deployment["spec"]["template"]["metadata"]["labels"]["app"]
@@ -76,7 +83,7 @@ def edited_deployment(cluster: LocalCluster, settings: Settings, name: str,
     try:
         yield
     finally:
-        cluster.apply([fixture_deployment(name)])  # the injector puts the right sidecar back
+        cluster.apply([original])
         settle(cluster, settings)
 
 

@@ -17,7 +17,7 @@ import yaml
 from helpers import cluster_settings, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.local.node import local_cluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.settings import Settings
 
@@ -117,8 +117,15 @@ def apply_objects(settings: Settings, *objects: Obj, tmp_path: Path) -> subproce
     return run_cli("apply", "-f", str(manifest), "--no-wait", env=settings_env(settings))
 
 
+STORED_KINDS = ("Namespace", "Pod", "ConfigMap", "Secret", "Deployment", "Service")
+
+
 def stored(settings: Settings) -> list[tuple[str, str, str]]:
-    objects = LocalCluster(settings).api.get("/api/objects")
+    cluster = local_cluster(settings)
+    try:
+        objects = [o for kind in STORED_KINDS for o in cluster.list_objects(kind)]
+    finally:
+        cluster.close()
     return sorted((o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]) for o in objects)
 
 
@@ -212,5 +219,5 @@ def test_the_daemon_refuses_oversize_and_deep_bodies_and_its_memory_stays_bounde
     assert status == 422 and "nests deeper than 100 levels" in answer["message"]
     grown_mib = (daemon_peak_rss_kib(bare_cluster) - before) / 1024
     assert grown_mib < 32, f"the daemon's peak RSS grew by {grown_mib:.0f} MiB"
-    assert LocalCluster(bare_cluster).get("ConfigMap", "huge", "default") is None
+    assert local_cluster(bare_cluster).get("ConfigMap", "huge", "default") is None
     assert lifecycle.is_running(bare_cluster)

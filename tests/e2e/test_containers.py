@@ -19,9 +19,10 @@ import pytest
 from seeding import pod_of
 
 from pytest_nginmesh.cluster.base import pod_is_ready, wait_for
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local.cgroup import Cgroup
 from pytest_nginmesh.cluster.local.network import pod_netns
+from pytest_nginmesh.cluster.local.node import LocalNode
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
 from pytest_nginmesh.settings import Settings
@@ -40,7 +41,7 @@ open("/scratch/injected", "w").write(str(os.getuid()))
 
 
 @pytest.fixture
-def namespace(local_mesh: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+def namespace(local_mesh: KubernetesCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of the test's own, deleted (and waited for) afterwards."""
     name = "c-" + request.node.name.replace("_", "-")[5:40].strip("-").lower()
     local_mesh.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
@@ -75,11 +76,11 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
 
 
-def container_cgroup(cluster: LocalCluster, pod: Obj, container: str) -> Cgroup:
+def container_cgroup(cluster: KubernetesCluster, pod: Obj, container: str) -> Cgroup:
     return Cgroup.of_cluster(cluster.name).child("pods", pod["metadata"]["uid"], container)
 
 
-def listeners(cluster: LocalCluster, pod: Obj, port: int) -> set[int]:
+def listeners(cluster: KubernetesCluster, pod: Obj, port: int) -> set[int]:
     """Pids of the processes listening on ``port`` in the pod's network namespace."""
     netns = pod_netns(cluster.name, pod["metadata"]["namespace"], pod["metadata"]["name"])
     out = subprocess.run(["ip", "netns", "exec", netns, "ss", "-Hltnp", f"sport = :{port}"], capture_output=True,
@@ -88,7 +89,7 @@ def listeners(cluster: LocalCluster, pod: Obj, port: int) -> set[int]:
             if part.startswith("pid=")}
 
 
-def wait_restarted_and_ready(cluster: LocalCluster, name: str, namespace: str, container: str,
+def wait_restarted_and_ready(cluster: KubernetesCluster, name: str, namespace: str, container: str,
                              restarts: int) -> tuple[Obj, bool, float]:
     """Poll until the container restarted and is ready again; return the pod, whether it was ever seen not
     ready on the way, and the seconds it took."""
@@ -105,7 +106,7 @@ def wait_restarted_and_ready(cluster: LocalCluster, name: str, namespace: str, c
     raise AssertionError(f"{container} of {name} not restarted and ready within {HEAL_WITHIN:g}s")
 
 
-def productpage_serves(cluster: LocalCluster) -> bool:
+def productpage_serves(cluster: KubernetesCluster) -> bool:
     try:
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
                 cluster.ingress_url() + "/productpage", timeout=5) as response:
@@ -114,7 +115,7 @@ def productpage_serves(cluster: LocalCluster) -> bool:
         return False
 
 
-def test_a_killed_sidecar_nginx_master_makes_the_pod_unready_and_heals(healthy: LocalCluster,
+def test_a_killed_sidecar_nginx_master_makes_the_pod_unready_and_heals(healthy: KubernetesCluster,
                                                                        e2e_settings: Settings) -> None:
     name = pod_of(healthy, "details")
     pod = healthy.get("Pod", name, "default")
@@ -137,7 +138,7 @@ def test_a_killed_sidecar_nginx_master_makes_the_pod_unready_and_heals(healthy: 
              lambda: (True, "") if productpage_serves(healthy) else (None, "not yet"), HEAL_WITHIN)
 
 
-def test_what_a_container_forked_dies_with_it(healthy: LocalCluster) -> None:
+def test_what_a_container_forked_dies_with_it(healthy: KubernetesCluster) -> None:
     name = pod_of(healthy, "ratings")
     pod = healthy.get("Pod", name, "default")
     assert pod is not None
@@ -169,7 +170,7 @@ def compiled_payload(tmp_path: Path) -> bytes:
     return (tmp_path / "payload.so").read_bytes()
 
 
-def test_env_driven_code_injection_is_contained(local_mesh: LocalCluster, namespace: str, tmp_path: Path) -> None:
+def test_env_driven_code_injection_is_contained(local_mesh: KubernetesCluster, namespace: str, tmp_path: Path) -> None:
     local_mesh.apply([injection_configmap(namespace, compiled_payload(tmp_path)), {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "target", "namespace": namespace},
         "spec": {"containers": [{
@@ -196,7 +197,7 @@ def test_env_driven_code_injection_is_contained(local_mesh: LocalCluster, namesp
 
 
 def test_a_volume_shows_at_its_mount_path_in_the_container_and_nowhere_on_the_host(
-        local_mesh: LocalCluster, namespace: str) -> None:
+        local_mesh: KubernetesCluster, namespace: str, e2e_settings: Settings) -> None:
     unique = uuid.uuid4().hex[:8]
     config, data, secret = f"/etc/nmtest-{unique}", f"/nmtest-{unique}/data", f"/etc/nmtest-secret-{unique}"
     local_mesh.apply([
@@ -226,13 +227,13 @@ def test_a_volume_shows_at_its_mount_path_in_the_container_and_nowhere_on_the_ho
     for path in (config, f"/nmtest-{unique}", secret, f"/etc/nmtest-{unique}-host", f"/tmp/nmtest-{unique}"):
         assert not Path(path).exists(), path
 
-    volumes = local_mesh.pod_directory(namespace, "mounts") / "volumes"
+    volumes = LocalNode(e2e_settings).pod_directory(namespace, "mounts") / "volumes"
     assert (mode(volumes / "greeting" / "greeting"), mode(volumes / "token" / "token")) == (0o640, 0o400)
     assert (volumes / "data" / "file").read_text() == "written\n"
 
 
-def test_pod_state_on_the_host_is_private(healthy: LocalCluster) -> None:
-    pods_dir = healthy.state_dir / "pods"
+def test_pod_state_on_the_host_is_private(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
+    pods_dir = e2e_settings.state_dir / "pods"
     assert mode(pods_dir) == 0o700
     live = {f"{p['metadata']['namespace']}_{p['metadata']['name']}" for p in healthy.list_pods()}
     directories = {d.name for d in pods_dir.iterdir()}
@@ -250,7 +251,7 @@ def test_pod_state_on_the_host_is_private(healthy: LocalCluster) -> None:
         assert mode(certs) == 0o755
 
 
-def test_an_exec_readiness_probe_runs_in_the_containers_own_filesystem(local_mesh: LocalCluster,
+def test_an_exec_readiness_probe_runs_in_the_containers_own_filesystem(local_mesh: KubernetesCluster,
                                                                        namespace: str) -> None:
     local_mesh.apply([{
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probed", "namespace": namespace},

@@ -11,7 +11,7 @@ import requests
 from pytest_nginmesh.bookinfo import reviews_sampler
 from pytest_nginmesh.checks.routing import check_weights
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local.catalogue import is_proxy
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.manifests import load_fixture
@@ -22,7 +22,7 @@ IMMEDIATE_SAMPLES = 5
 TRIALS = 3
 
 
-def assert_the_wait_closes_the_stale_window(cluster: LocalCluster, timeout: float) -> None:
+def assert_the_wait_closes_the_stale_window(cluster: KubernetesCluster, timeout: float) -> None:
     """Requests right after an apply see the old routes; after the wait, only the new ones."""
     rules = load_fixture("routes/route-rule-all-v1.yaml")
     cluster.wait_converged(timeout)
@@ -43,12 +43,12 @@ def assert_the_wait_closes_the_stale_window(cluster: LocalCluster, timeout: floa
     assert stale_seen, f"{TRIALS} trials of {IMMEDIATE_SAMPLES} requests right after apply all saw the new rule"
 
 
-def test_measuring_right_after_apply_sees_old_routes_and_the_wait_prevents_it(local_mesh: LocalCluster,
+def test_measuring_right_after_apply_sees_old_routes_and_the_wait_prevents_it(local_mesh: KubernetesCluster,
                                                                               e2e_settings: Settings) -> None:
     assert_the_wait_closes_the_stale_window(local_mesh, e2e_settings.timeouts.convergence)
 
 
-def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(local_mesh: LocalCluster,
+def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(local_mesh: KubernetesCluster,
                                                                               e2e_settings: Settings) -> None:
     """After a RouteRule apply, the ConfigMap nginmesh-proxy-status, once its observed resourceVersion covers the
     rule, names a new mesh version and shows every running proxy at it: what any API client can wait on."""
@@ -82,7 +82,7 @@ def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(l
         local_mesh.wait_converged(e2e_settings.timeouts.convergence)
 
 
-def status_config_map(cluster: LocalCluster) -> Obj:
+def status_config_map(cluster: KubernetesCluster) -> Obj:
     configmap = cluster.get("ConfigMap", PROXY_STATUS_CONFIG_MAP, "istio-system")
     assert configmap is not None, "Pilot has not published nginmesh-proxy-status"
     return configmap

@@ -19,7 +19,8 @@ from proxies import Proxy, alive, find_proxy, kill_master, orphans
 from seeding import pod_of
 
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.local.api import ApiClient
 from pytest_nginmesh.cluster.local.network import pod_netns
 from pytest_nginmesh.errors import WaitTimeout
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
@@ -43,7 +44,7 @@ except urllib.error.HTTPError as e:
 CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
 
 
-def proxy_of(cluster: LocalCluster, app: str, timeout: float) -> tuple[str, Proxy]:
+def proxy_of(cluster: KubernetesCluster, app: str, timeout: float) -> tuple[str, Proxy]:
     pod = pod_of(cluster, app)
 
     def probe() -> tuple[Proxy | None, str]:
@@ -52,7 +53,7 @@ def proxy_of(cluster: LocalCluster, app: str, timeout: float) -> tuple[str, Prox
     return pod, wait_for(f"the proxy of {pod}", probe, timeout)
 
 
-def post_ack(cluster: LocalCluster, argv_prefix: list[str], ack: object) -> tuple[int, str]:
+def post_ack(cluster: KubernetesCluster, argv_prefix: list[str], ack: object) -> tuple[int, str]:
     """One ack posted to Pilot's pod from a process started with ``argv_prefix`` (e.g. in another pod)."""
     pilot = next(p for p in cluster.list_pods("istio-system") if p["metadata"]["labels"].get("istio") == "pilot")
     url = f"http://{pilot['status']['podIP']}:15003/v1/ack"
@@ -62,14 +63,14 @@ def post_ack(cluster: LocalCluster, argv_prefix: list[str], ack: object) -> tupl
     return int(status), message
 
 
-def proxy_ready(cluster: LocalCluster, pod: str) -> bool:
+def proxy_ready(cluster: KubernetesCluster, pod: str) -> bool:
     current = cluster.get("Pod", pod, "default") or {}
     statuses = (current.get("status") or {}).get("containerStatuses") or []
     return any(s["name"] == PROXY_CONTAINER and s.get("ready") for s in statuses)
 
 
 @contextmanager
-def healed_or_replaced(cluster: LocalCluster, settings: Settings, app: str) -> Iterator[None]:
+def healed_or_replaced(cluster: KubernetesCluster, settings: Settings, app: str) -> Iterator[None]:
     """After a fault test, the app's pod is healthy again: if it did not heal, it is replaced, so one
     failure does not spoil the tests after it."""
     try:
@@ -84,16 +85,22 @@ def healed_or_replaced(cluster: LocalCluster, settings: Settings, app: str) -> I
             cluster.wait_pods_ready("default", settings.timeouts.pod_ready, {"app": app}, minimum=1)
 
 
-def test_the_agent_serves_readiness_on_pilot_agents_status_port(healthy: LocalCluster) -> None:
+def daemon_api(settings: Settings) -> ApiClient:
+    """The daemon's own socket (root's only), where the mesh version and the acks Pilot holds are read."""
+    return ApiClient(settings.state_dir / "api.sock", settings.timeouts.api_request)
+
+
+def test_the_agent_serves_readiness_on_pilot_agents_status_port(healthy: KubernetesCluster,
+                                                                 e2e_settings: Settings) -> None:
     pod = pod_of(healthy, "ratings")
     result = healthy.exec("default", pod, ["curl", "-s", "-w", " %{http_code}", "-m", "5",
                                            "http://127.0.0.1:15020/healthz/ready"], container=PROXY_CONTAINER)
     body, _, status = result.check().stdout.rpartition(" ")
     assert status == "200", result.stdout
-    assert healthy.api.get("/api/mesh")["version"] in body
+    assert daemon_api(e2e_settings).get("/api/mesh")["version"] in body
 
 
-def test_a_killed_nginx_master_ends_its_agent_at_once(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_a_killed_nginx_master_ends_its_agent_at_once(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     with healed_or_replaced(healthy, e2e_settings, "ratings"):
         _, proxy = proxy_of(healthy, "ratings", e2e_settings.timeouts.pod_ready)
         killed = kill_master(proxy)
@@ -104,7 +111,7 @@ def test_a_killed_nginx_master_ends_its_agent_at_once(healthy: LocalCluster, e2e
         assert took <= AGENT_EXIT_WITHIN, f"the agent took {took:.2f}s to notice its NGINX master died"
 
 
-def test_convergence_counts_a_proxy_that_is_not_ready_as_not_converged(healthy: LocalCluster,
+def test_convergence_counts_a_proxy_that_is_not_ready_as_not_converged(healthy: KubernetesCluster,
                                                                        e2e_settings: Settings) -> None:
     with healed_or_replaced(healthy, e2e_settings, "details"):
         pod, proxy = proxy_of(healthy, "details", e2e_settings.timeouts.pod_ready)
@@ -119,7 +126,7 @@ def test_convergence_counts_a_proxy_that_is_not_ready_as_not_converged(healthy: 
         assert f"{PROXY_CONTAINER} of {pod}" in str(waited.value)
 
 
-def test_kill_9_of_a_sidecars_nginx_master_heals(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_kill_9_of_a_sidecars_nginx_master_heals(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     """The pod is not ready until its proxy runs again, then serves within 30 s, with no worker of the killed
     master left holding the proxy port (the kubelet kills the container's whole cgroup)."""
     with healed_or_replaced(healthy, e2e_settings, "productpage"):
@@ -144,16 +151,17 @@ def test_kill_9_of_a_sidecars_nginx_master_heals(healthy: LocalCluster, e2e_sett
 
 
 def test_acks_from_another_pod_or_the_host_are_refused_and_do_not_fool_convergence(
-        healthy: LocalCluster, e2e_settings: Settings) -> None:
+        healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     victim, proxy = proxy_of(healthy, "ratings", e2e_settings.timeouts.pod_ready)
     other = pod_of(healthy, "details")
-    before = {(a["namespace"], a["pod"]): a["version"] for a in healthy.api.get("/api/proxy-status")}
+    daemon = daemon_api(e2e_settings)
+    before = {(a["namespace"], a["pod"]): a["version"] for a in daemon.get("/api/proxy-status")}
     rules = load_fixture("routes/route-rule-all-v1.yaml")
     os.kill(proxy.agent, signal.SIGSTOP)  # the victim's proxy cannot take the new config
     try:
         healthy.apply(rules)
         target = wait_for("Pilot to serve the new rules", lambda: (
-            (version, "") if not (version := healthy.api.get("/api/mesh")["version"]).startswith("(") else
+            (version, "") if not (version := daemon.get("/api/mesh")["version"]).startswith("(") else
             (None, version)), e2e_settings.timeouts.convergence, interval=0.05)
         forged = {"pod": victim, "namespace": "default", "version": target}
         # Another pod's proxy (uid 1337 passes its pod's capture rules), and the host.
@@ -164,7 +172,7 @@ def test_acks_from_another_pod_or_the_host_are_refused_and_do_not_fool_convergen
             assert status == 403, (origin, message)
             assert message.startswith(f"config ack for pod default/{victim} refused: it must come from that pod's "
                                       "own proxy"), message
-        acked = {(a["namespace"], a["pod"]): a["version"] for a in healthy.api.get("/api/proxy-status")}
+        acked = {(a["namespace"], a["pod"]): a["version"] for a in daemon.get("/api/proxy-status")}
         assert acked[("default", victim)] == before[("default", victim)]
         with pytest.raises(WaitTimeout) as waited:
             healthy.wait_converged(3.0)
@@ -175,11 +183,11 @@ def test_acks_from_another_pod_or_the_host_are_refused_and_do_not_fool_convergen
     healthy.wait_converged(e2e_settings.timeouts.convergence)
 
 
-def test_the_api_socket_is_roots_only(healthy: LocalCluster) -> None:
+def test_the_api_socket_is_roots_only(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     """Pods reach the cluster through the Kubernetes API; the daemon's socket is no door for a proxy."""
     pod = pod_of(healthy, "ratings")
     as_proxy = ["ip", "netns", "exec", pod_netns(healthy.name, "default", pod),
                 "setpriv", "--reuid=1337", "--regid=1337", "--clear-groups"]
-    result = subprocess.run([*as_proxy, sys.executable, "-I", "-c", CONNECT, str(healthy.state_dir / "api.sock")],
+    result = subprocess.run([*as_proxy, sys.executable, "-I", "-c", CONNECT, str(e2e_settings.state_dir / "api.sock")],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode != 0 and "PermissionError" in result.stderr, result.stderr

@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.mesh.manifests import load_fixture
 from pytest_nginmesh.settings import Settings
 
@@ -22,7 +22,7 @@ Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture(scope="module")
-def kubeconfig(local_mesh: LocalCluster, e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def kubeconfig(local_mesh: KubernetesCluster, e2e_settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The kubeconfig as a user gets it: from `nginmesh local kubeconfig --name …`."""
     result = subprocess.run([sys.executable, "-m", "pytest_nginmesh.cli", "local", "kubeconfig",
                              "--name", e2e_settings.cluster_name], capture_output=True, text=True, timeout=30)
@@ -41,7 +41,7 @@ def kubectl(kubeconfig: Path) -> Kubectl:
     return run
 
 
-def _pod(local_mesh: LocalCluster, app: str, namespace: str = "default") -> str:
+def _pod(local_mesh: KubernetesCluster, app: str, namespace: str = "default") -> str:
     return next(p["metadata"]["name"] for p in local_mesh.list_pods(namespace)
                 if p["metadata"].get("labels", {}).get("app") == app)
 
@@ -57,7 +57,7 @@ def test_get_pods_shows_the_injected_bookinfo(kubectl: Kubectl) -> None:
 
 
 @NEEDS_KUBECTL
-def test_describe_logs_and_exec(kubectl: Kubectl, local_mesh: LocalCluster) -> None:
+def test_describe_logs_and_exec(kubectl: Kubectl, local_mesh: KubernetesCluster) -> None:
     pod = _pod(local_mesh, "productpage")
     described = kubectl("describe", "pod", pod)
     assert described.returncode == 0, described.stderr
@@ -91,7 +91,8 @@ def test_namespace_and_configmap_lifecycle(kubectl: Kubectl, tmp_path: Path) -> 
     assert kubectl("delete", "namespace", "kubectl-e2e").returncode == 0
 
 
-def test_the_official_client_lists_reads_watches_execs_and_logs(kubeconfig: Path, local_mesh: LocalCluster) -> None:
+def test_the_official_client_lists_reads_watches_execs_and_logs(kubeconfig: Path,
+                                                                local_mesh: KubernetesCluster) -> None:
     api_client = config.new_client_from_config(str(kubeconfig))
     core = client.CoreV1Api(api_client)
     pods = core.list_namespaced_pod("default", label_selector="app=details").items
@@ -126,7 +127,7 @@ except urllib.error.HTTPError as e:
 
 
 def test_a_pod_reaches_the_api_at_the_kubernetes_service_with_its_service_account_token(
-        local_mesh: LocalCluster) -> None:
+        local_mesh: KubernetesCluster) -> None:
     """As on any Kubernetes: the `kubernetes` Service's ClusterIP leads to the API server, which the pod's mounted
     token opens and nothing else does; the CA mounted beside it verifies the server."""
     service = local_mesh.get("Service", "kubernetes", "default")
@@ -143,7 +144,7 @@ def test_a_pod_reaches_the_api_at_the_kubernetes_service_with_its_service_accoun
 
 
 @NEEDS_KUBECTL
-def test_get_routerules_through_the_crds_pilot_registered(kubectl: Kubectl, local_mesh: LocalCluster,
+def test_get_routerules_through_the_crds_pilot_registered(kubectl: Kubectl, local_mesh: KubernetesCluster,
                                                           e2e_settings: Settings) -> None:
     crds = kubectl("get", "crds", "-o", "name")
     assert crds.returncode == 0, crds.stderr

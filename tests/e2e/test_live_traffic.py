@@ -17,7 +17,7 @@ from helpers import ctrl_c_as_at_a_terminal, settings_env
 from seeding import REPO
 
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.settings import Settings
 
 SUITES = [str(REPO / "suites" / "test_metrics.py"), str(REPO / "suites" / "test_routing.py")]
@@ -52,7 +52,7 @@ class BackgroundTraffic(threading.Thread):
         return self.outcomes
 
 
-def test_metrics_and_routing_suites_pass_with_background_traffic(healthy: LocalCluster,
+def test_metrics_and_routing_suites_pass_with_background_traffic(healthy: KubernetesCluster,
                                                                  e2e_settings: Settings) -> None:
     traffic = BackgroundTraffic(healthy.ingress_url() + "/productpage")
     traffic.start()
@@ -70,7 +70,7 @@ def test_metrics_and_routing_suites_pass_with_background_traffic(healthy: LocalC
     assert outcomes["200"] >= seconds, f"background traffic too thin over {seconds:.0f}s: {dict(outcomes)}"
 
 
-def test_an_interrupted_httpbin_setup_leaves_no_httpbin(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_an_interrupted_httpbin_setup_leaves_no_httpbin(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     assert not healthy.pods("default", {"app": "httpbin"})
     child = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", SUITES[1], "-k",
                               "test_retries"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

@@ -18,7 +18,7 @@ from helpers import settings_env
 
 from pytest_nginmesh.bookinfo import reviews_version
 from pytest_nginmesh.cluster.base import pod_is_ready, wait_for
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import STATUS_ANNOTATION
 from pytest_nginmesh.settings import Settings
@@ -30,11 +30,11 @@ def nginmesh(settings: Settings, *args: str, stdin: str | None = None) -> subpro
                           env={**os.environ, **settings_env(settings)})
 
 
-def bookinfo_pods(cluster: LocalCluster) -> list[Obj]:
+def bookinfo_pods(cluster: KubernetesCluster) -> list[Obj]:
     return cluster.list_pods("default")
 
 
-def test_get_pods_shows_six_injected_running_bookinfo_pods(local_mesh: LocalCluster,
+def test_get_pods_shows_six_injected_running_bookinfo_pods(local_mesh: KubernetesCluster,
                                                            e2e_settings: Settings) -> None:
     result = nginmesh(e2e_settings, "get", "pods", "-o", "json")
     assert result.returncode == 0, result.stderr
@@ -54,7 +54,7 @@ def test_get_pods_shows_six_injected_running_bookinfo_pods(local_mesh: LocalClus
         assert status["podIP"] and status["hostIP"]
 
 
-def test_ingress_serves_productpage_with_every_reviews_version(local_mesh: LocalCluster,
+def test_ingress_serves_productpage_with_every_reviews_version(local_mesh: KubernetesCluster,
                                                                e2e_settings: Settings) -> None:
     url = nginmesh(e2e_settings, "ingress-url").stdout.strip()
     assert url.startswith("http://")
@@ -67,7 +67,7 @@ def test_ingress_serves_productpage_with_every_reviews_version(local_mesh: Local
     assert {version for _, version in seen} == {"v1", "v2", "v3"}
 
 
-def test_exec_iptables_save_in_the_proxy_shows_the_capture_rules(local_mesh: LocalCluster,
+def test_exec_iptables_save_in_the_proxy_shows_the_capture_rules(local_mesh: KubernetesCluster,
                                                                   e2e_settings: Settings) -> None:
     pod = bookinfo_pods(local_mesh)[0]["metadata"]["name"]
     result = nginmesh(e2e_settings, "exec", pod, "-c", "istio-proxy", "--", "iptables-save", "-t", "nat")
@@ -79,7 +79,7 @@ def test_exec_iptables_save_in_the_proxy_shows_the_capture_rules(local_mesh: Loc
     assert whoami.stdout.strip() == "1337"
 
 
-def test_service_url_and_hosts_names(local_mesh: LocalCluster, e2e_settings: Settings) -> None:
+def test_service_url_and_hosts_names(local_mesh: KubernetesCluster, e2e_settings: Settings) -> None:
     url = nginmesh(e2e_settings, "url", "details:9080").stdout.strip()
     assert requests.get(url + "/details/0", timeout=10).json()["author"] == "William Shakespeare"
     pod = next(p for p in bookinfo_pods(local_mesh) if p["metadata"]["labels"]["app"] == "productpage")
@@ -88,7 +88,7 @@ def test_service_url_and_hosts_names(local_mesh: LocalCluster, e2e_settings: Set
     assert reviews is not None and hosts.split()[0] == reviews["spec"]["clusterIP"]
 
 
-def test_bad_manifest_and_missing_namespace_are_refused_with_exit_2(local_mesh: LocalCluster,
+def test_bad_manifest_and_missing_namespace_are_refused_with_exit_2(local_mesh: KubernetesCluster,
                                                                      e2e_settings: Settings) -> None:
     broken = nginmesh(e2e_settings, "apply", "-f", "-", stdin="kind: Pod\nmetadata: [unclosed\n")
     assert broken.returncode == 2
@@ -96,11 +96,11 @@ def test_bad_manifest_and_missing_namespace_are_refused_with_exit_2(local_mesh: 
     orphan = yaml.safe_dump({"apiVersion": "v1", "kind": "ConfigMap",
                              "metadata": {"name": "x", "namespace": "nowhere"}})
     missing = nginmesh(e2e_settings, "apply", "-f", "-", stdin=orphan)
-    assert missing.returncode == 2 and 'namespace "nowhere" not found' in missing.stderr
+    assert missing.returncode == 2 and 'namespaces "nowhere" not found' in missing.stderr
 
 
 @pytest.fixture
-def scratch_namespace(local_mesh: LocalCluster, request: pytest.FixtureRequest) -> Iterator[str]:
+def scratch_namespace(local_mesh: KubernetesCluster, request: pytest.FixtureRequest) -> Iterator[str]:
     """A namespace of the test's own, deleted (and waited for) afterwards."""
     name = "t-" + request.node.name.replace("_", "-")[5:40].strip("-").lower()
     local_mesh.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
@@ -121,13 +121,13 @@ def deployment(name: str, namespace: str, image: str, annotations: dict[str, str
     }
 
 
-def only_pod(cluster: LocalCluster, namespace: str) -> Obj:
+def only_pod(cluster: KubernetesCluster, namespace: str) -> Obj:
     pods = cluster.list_pods(namespace)
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]
     return pods[0]
 
 
-def wait_pod(cluster: LocalCluster, namespace: str, what: str, check: Callable[[Obj], bool]) -> Obj:
+def wait_pod(cluster: KubernetesCluster, namespace: str, what: str, check: Callable[[Obj], bool]) -> Obj:
     def probe() -> tuple[Obj | None, str]:
         pods = cluster.list_pods(namespace)
         for pod in pods:
@@ -138,7 +138,7 @@ def wait_pod(cluster: LocalCluster, namespace: str, what: str, check: Callable[[
     return wait_for(what, probe, 60)
 
 
-def test_opted_out_deployment_gets_no_sidecar(local_mesh: LocalCluster, scratch_namespace: str) -> None:
+def test_opted_out_deployment_gets_no_sidecar(local_mesh: KubernetesCluster, scratch_namespace: str) -> None:
     local_mesh.apply([deployment("ratings", scratch_namespace, "istio/examples-bookinfo-ratings-v1:0.2.3",
                                  {"sidecar.istio.io/inject": "false"})])
     pods = local_mesh.wait_pods_ready(scratch_namespace, 60)
@@ -146,7 +146,7 @@ def test_opted_out_deployment_gets_no_sidecar(local_mesh: LocalCluster, scratch_
     assert STATUS_ANNOTATION not in (pods[0]["metadata"].get("annotations") or {})
 
 
-def test_killed_container_is_restarted_and_counted(local_mesh: LocalCluster, scratch_namespace: str) -> None:
+def test_killed_container_is_restarted_and_counted(local_mesh: KubernetesCluster, scratch_namespace: str) -> None:
     local_mesh.apply([deployment("ratings", scratch_namespace, "istio/examples-bookinfo-ratings-v1:0.2.3")])
     pod = local_mesh.wait_pods_ready(scratch_namespace, 60)[0]
     app = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "ratings")
@@ -164,7 +164,7 @@ def test_killed_container_is_restarted_and_counted(local_mesh: LocalCluster, scr
     assert any(e["reason"] == "BackOff" for e in local_mesh.events(scratch_namespace))
 
 
-def test_unknown_image_leaves_the_pod_in_err_image_pull(local_mesh: LocalCluster, scratch_namespace: str) -> None:
+def test_unknown_image_leaves_the_pod_in_err_image_pull(local_mesh: KubernetesCluster, scratch_namespace: str) -> None:
     local_mesh.apply([deployment("mystery", scratch_namespace, "example.com/no/such-image:1.0",
                                  {"sidecar.istio.io/inject": "false"})])
 
@@ -178,7 +178,7 @@ def test_unknown_image_leaves_the_pod_in_err_image_pull(local_mesh: LocalCluster
     assert "example.com/no/such-image:1.0" in waiting["message"] and "catalogue" in waiting["message"]
 
 
-def test_failing_init_container_is_retried_and_blocks_the_pod(local_mesh: LocalCluster,
+def test_failing_init_container_is_retried_and_blocks_the_pod(local_mesh: KubernetesCluster,
                                                                scratch_namespace: str) -> None:
     local_mesh.apply([deployment("details", scratch_namespace, "istio/examples-bookinfo-details-v1:0.2.3",
                                  {"sidecar.istio.io/inject": "false"}, init_args=["-p", "notaport"])])
@@ -194,7 +194,7 @@ def test_failing_init_container_is_retried_and_blocks_the_pod(local_mesh: LocalC
     assert not pod_is_ready(pod)
 
 
-def test_pods_of_a_deleted_deployment_leave_no_namespace(local_mesh: LocalCluster, scratch_namespace: str,
+def test_pods_of_a_deleted_deployment_leave_no_namespace(local_mesh: KubernetesCluster, scratch_namespace: str,
                                                          e2e_settings: Settings) -> None:
     manifest = deployment("ratings", scratch_namespace, "istio/examples-bookinfo-ratings-v1:0.2.3",
                           {"sidecar.istio.io/inject": "false"})

@@ -8,7 +8,7 @@ import copy
 import pytest
 from seeding import REPO, assert_fails_with, edited_deployment, with_defect
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.mesh.manifests import CONTROL_PLANE, load_fixture
 from pytest_nginmesh.settings import Settings
 
@@ -20,7 +20,7 @@ COUNTED = "test_requests_are_counted_once_with_exact_labels"
     ("no-reports", "grew by 0, not 20"),
     ("wrong-version", "v1-wrong"),
 ])
-def test_metrics_suite_catches_a_misreporting_sidecar(healthy: LocalCluster, e2e_settings: Settings, defect: str,
+def test_metrics_suite_catches_a_misreporting_sidecar(healthy: KubernetesCluster, e2e_settings: Settings, defect: str,
                                                      evidence: str) -> None:
     with edited_deployment(healthy, e2e_settings, "productpage-v1", with_defect(defect)):
         healthy.wait_pods_ready("default", e2e_settings.timeouts.pod_ready, minimum=6)
@@ -29,7 +29,7 @@ def test_metrics_suite_catches_a_misreporting_sidecar(healthy: LocalCluster, e2e
                           "--nginmesh-timeout", "convergence=5")
 
 
-def test_metrics_suite_catches_a_mixer_that_is_down(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_metrics_suite_catches_a_mixer_that_is_down(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     mixer = next(o for o in load_fixture(CONTROL_PLANE)
                  if o["kind"] == "Deployment" and o["metadata"]["name"] == "istio-mixer")
     stopped = copy.deepcopy(mixer)

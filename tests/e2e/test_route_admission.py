@@ -11,7 +11,7 @@ import pytest
 import yaml
 from helpers import settings_env
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.manifests import FIXTURES
 from pytest_nginmesh.settings import Settings
@@ -39,7 +39,7 @@ def apply(settings: Settings, *objects: Obj, verb: str = "apply") -> subprocess.
           route=[{"labels": {"version": "v2"}}]), "does not compile"),
     (rule("typo", precedence=2, rout=[{"labels": {"version": "v2"}}]), "unknown field(s) rout"),
 ])
-def test_invalid_rule_is_refused_and_nothing_changes(local_mesh: LocalCluster, e2e_settings: Settings, bad: Obj,
+def test_invalid_rule_is_refused_and_nothing_changes(local_mesh: KubernetesCluster, e2e_settings: Settings, bad: Obj,
                                                     reason: str) -> None:
     good = rule("reviews-fine", route=[{"labels": {"version": "v1"}}])
     before = local_mesh.list_objects("RouteRule")
@@ -50,7 +50,7 @@ def test_invalid_rule_is_refused_and_nothing_changes(local_mesh: LocalCluster, e
     assert local_mesh.list_objects("RouteRule") == before, "a refused file must change nothing"
 
 
-def test_what_pilot_accepts_is_applied(local_mesh: LocalCluster, e2e_settings: Settings) -> None:
+def test_what_pilot_accepts_is_applied(local_mesh: KubernetesCluster, e2e_settings: Settings) -> None:
     accepted = [rule("unknown-version", route=[{"labels": {"version": "v9"}}]),
                 rule("retries", precedence=3, httpReqRetries={"simpleRetry": {"attempts": 20}},
                      websocketUpgrade=True)]
@@ -62,7 +62,7 @@ def test_what_pilot_accepts_is_applied(local_mesh: LocalCluster, e2e_settings: S
         apply(e2e_settings, *accepted, verb="delete")
 
 
-def test_istios_sample_files_apply_as_they_are_and_wait_for_the_proxies(local_mesh: LocalCluster,
+def test_istios_sample_files_apply_as_they_are_and_wait_for_the_proxies(local_mesh: KubernetesCluster,
                                                                          e2e_settings: Settings) -> None:
     files = sorted((FIXTURES / "routes").glob("*.yaml"))
     env = {**os.environ, **settings_env(e2e_settings)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from seeding import REPO, assert_fails_with, edited_deployment, with_defect
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.settings import Settings
 
 ROUTE_SUITE = str(REPO / "suites" / "test_routing.py")
@@ -17,7 +17,7 @@ ROUTE_SUITE = str(REPO / "suites" / "test_routing.py")
     ("invert-precedence", "test_the_rule_with_the_higher_precedence_wins", "where weight is 0"),
     ("drop-timeout", "test_request_timeout", "a 1s timeout on a 3s request should answer 504"),
 ])
-def test_route_suite_catches_a_misrendering_sidecar(healthy: LocalCluster, e2e_settings: Settings, defect: str,
+def test_route_suite_catches_a_misrendering_sidecar(healthy: KubernetesCluster, e2e_settings: Settings, defect: str,
                                                    failing_test: str, evidence: str) -> None:
     with edited_deployment(healthy, e2e_settings, "productpage-v1", with_defect(defect)):
         healthy.wait_pods_ready("default", e2e_settings.timeouts.pod_ready, minimum=6)

@@ -12,12 +12,12 @@ from seeding import (
     nat,
 )
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.settings import Settings
 
 
-def test_prerouting_capture_removed_in_one_pod(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_prerouting_capture_removed_in_one_pod(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     app = "ratings"
     nat(healthy, app, "-D", *PREROUTING_RULE)
     try:
@@ -27,7 +27,7 @@ def test_prerouting_capture_removed_in_one_pod(healthy: LocalCluster, e2e_settin
     assert_passes(e2e_settings)
 
 
-def test_uid_bypass_removed(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_uid_bypass_removed(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     nat(healthy, "details", "-D", *UID_BYPASS_RULE)
     try:
         assert_fails_with(e2e_settings, "[iptables.proxy-traffic-captured]", "test_capture_rules_of_every_injected_pod")
@@ -36,7 +36,7 @@ def test_uid_bypass_removed(healthy: LocalCluster, e2e_settings: Settings) -> No
     assert_passes(e2e_settings)
 
 
-def test_capture_redirected_to_a_wrong_port(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_capture_redirected_to_a_wrong_port(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     rule = ["-p", "tcp", "-m", "comment", "--comment", "istio/redirect-to-envoy-port", "-j", "REDIRECT",
             "--to-ports"]
     nat(healthy, "ratings", "-R", "ISTIO_REDIRECT", "1", *rule, "15002")
@@ -47,7 +47,7 @@ def test_capture_redirected_to_a_wrong_port(healthy: LocalCluster, e2e_settings:
     assert_passes(e2e_settings)
 
 
-def test_proxy_running_as_root(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_proxy_running_as_root(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     def as_root(proxy: Obj) -> None:
         proxy["securityContext"].pop("runAsUser")
 
@@ -57,7 +57,7 @@ def test_proxy_running_as_root(healthy: LocalCluster, e2e_settings: Settings) ->
     assert_passes(e2e_settings)
 
 
-def test_pod_without_sidecar(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_pod_without_sidecar(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     rogue = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "rogue", "namespace": "default",
                                                              "labels": {"app": "rogue", "version": "v1"}},
              "spec": {"containers": [{"name": "details", "image": "istio/examples-bookinfo-details-v1:0.2.3",
@@ -73,7 +73,7 @@ def test_pod_without_sidecar(healthy: LocalCluster, e2e_settings: Settings) -> N
     assert_passes(e2e_settings)
 
 
-def test_proxy_not_ready(healthy: LocalCluster, e2e_settings: Settings) -> None:
+def test_proxy_not_ready(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     def unreachable_pilot(proxy: Obj) -> None:
         args = proxy["args"]
         args[args.index("--discoveryAddress") + 1] = "istio-pilot.istio-system:1"

@@ -10,14 +10,14 @@ from pathlib import Path
 import yaml
 from seeding import PREROUTING_RULE, REPO, nat, pod_of, run_suites
 
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.settings import Settings
 
 CAPTURE_TEST = f"{REPO}/suites/test_iptables.py::test_capture_rules_of_every_injected_pod"
 
 
 def test_prerouting_removed_gives_a_failing_report_a_bundle_and_an_attachment(
-        healthy: LocalCluster, e2e_settings: Settings, tmp_path: Path) -> None:
+        healthy: KubernetesCluster, e2e_settings: Settings, tmp_path: Path) -> None:
     pod = pod_of(healthy, "ratings")
     nat(healthy, "ratings", "-D", *PREROUTING_RULE)
     try:

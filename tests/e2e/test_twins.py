@@ -18,8 +18,9 @@ from helpers import cluster_settings, settings_env
 from seeding import assert_fails_with
 from test_convergence import assert_the_wait_closes_the_stale_window
 
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local import lifecycle
-from pytest_nginmesh.cluster.local.adapter import LocalCluster
+from pytest_nginmesh.cluster.local.node import LocalNode, local_cluster
 from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, MIXER_CONFIG_KEY, mixer_config_map
 from pytest_nginmesh.profiles import get_profile
@@ -38,14 +39,14 @@ TWIN_CELL = re.compile(r"\(twin: (pass|fail|skip)")
 
 
 @pytest.fixture(scope="module")
-def twin() -> Iterator[tuple[LocalCluster, Settings]]:
+def twin() -> Iterator[tuple[KubernetesCluster, Settings]]:
     # Address index 3: the teardown tests use it only for the length of one test.
     settings = cluster_settings("nmtwin", 3).with_overrides({"profile": TWIN})
     with lifecycle.building(settings, mesh=True) as started:
         if started:
-            install_mesh(LocalCluster(settings), settings.timeouts, profile=settings.mesh_profile)
+            install_mesh(local_cluster(settings), settings.timeouts, profile=settings.mesh_profile)
     try:
-        yield LocalCluster(settings), settings
+        yield local_cluster(settings), settings
     finally:
         lifecycle.down(settings)
     assert lifecycle.leftovers(settings) == []
@@ -95,7 +96,8 @@ def conformance_names() -> dict[str, str]:
     return {function: name for name, function in pairs}
 
 
-def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(twin: tuple[LocalCluster, Settings]) -> None:
+def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(
+        twin: tuple[KubernetesCluster, Settings]) -> None:
     cluster, settings = twin
     (pod,) = cluster.pods(BOOKINFO_NAMESPACE, {"app": "productpage"})
     log = cluster.logs(BOOKINFO_NAMESPACE, pod["metadata"]["name"], "istio-proxy")
@@ -107,8 +109,8 @@ def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(twin: 
     cluster.apply([retry])
     try:
         cluster.wait_converged(settings.timeouts.convergence)
-        config = (cluster.pod_directory(BOOKINFO_NAMESPACE, pod["metadata"]["name"]) / "volumes" / "istio-envoy"
-                  / "nginx.conf").read_text()
+        config = (LocalNode(settings).pod_directory(BOOKINFO_NAMESPACE, pod["metadata"]["name"]) / "volumes"
+                  / "istio-envoy" / "nginx.conf").read_text()
     finally:
         cluster.delete([retry])
         cluster.wait_converged(settings.timeouts.convergence)
@@ -116,7 +118,7 @@ def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(twin: 
     assert "proxy_read_timeout" not in config  # the release renders no request timeout
 
 
-def test_the_twins_mixer_names_the_metrics_as_istio_0_2_12(twin: tuple[LocalCluster, Settings]) -> None:
+def test_the_twins_mixer_names_the_metrics_as_istio_0_2_12(twin: tuple[KubernetesCluster, Settings]) -> None:
     cluster, settings = twin
     metrics = get_profile(TWIN).metrics
     samples = scrape(cluster, metrics, settings.timeouts.http_request)
@@ -124,13 +126,13 @@ def test_the_twins_mixer_names_the_metrics_as_istio_0_2_12(twin: tuple[LocalClus
     assert "request_count" in names and not any(name.startswith("istio_") for name in names), sorted(names)[:10]
 
 
-def test_the_wait_closes_the_stale_window_on_the_twin(twin: tuple[LocalCluster, Settings]) -> None:
+def test_the_wait_closes_the_stale_window_on_the_twin(twin: tuple[KubernetesCluster, Settings]) -> None:
     cluster, settings = twin
     assert_the_wait_closes_the_stale_window(cluster, settings.timeouts.convergence)
 
 
-def test_the_route_and_metrics_suites_on_the_twin_give_the_readme_tables_verdicts(twin: tuple[LocalCluster, Settings],
-                                                                       tmp_path: Path) -> None:
+def test_the_route_and_metrics_suites_on_the_twin_give_the_readme_tables_verdicts(
+        twin: tuple[KubernetesCluster, Settings], tmp_path: Path) -> None:
     _, settings = twin
     verdicts = suite_verdicts(settings, TWIN, tmp_path / "junit.xml")
     table = readme_table()
@@ -139,7 +141,7 @@ def test_the_route_and_metrics_suites_on_the_twin_give_the_readme_tables_verdict
     assert verdicts == expected
 
 
-def test_the_route_and_metrics_suites_pass_on_local(local_mesh: LocalCluster, e2e_settings: Settings,
+def test_the_route_and_metrics_suites_pass_on_local(local_mesh: KubernetesCluster, e2e_settings: Settings,
                                                     tmp_path: Path) -> None:
     verdicts = suite_verdicts(e2e_settings, "local", tmp_path / "junit.xml")
     table = readme_table()
@@ -147,13 +149,13 @@ def test_the_route_and_metrics_suites_pass_on_local(local_mesh: LocalCluster, e2
     assert set(verdicts) == set(table) and set(verdicts.values()) == {"pass"}
 
 
-def restart_mixer(cluster: LocalCluster, settings: Settings) -> None:
+def restart_mixer(cluster: KubernetesCluster, settings: Settings) -> None:
     """A new mixer pod, which reads its config store afresh."""
     cluster.delete(cluster.pods("istio-system", {"istio": "mixer"}))
     cluster.wait_pods_ready("istio-system", settings.timeouts.pod_ready, {"istio": "mixer"})
 
 
-def test_the_metrics_suite_catches_a_mixer_with_eight_size_bounds(healthy: LocalCluster,
+def test_the_metrics_suite_catches_a_mixer_with_eight_size_bounds(healthy: KubernetesCluster,
                                                                  e2e_settings: Settings) -> None:
     """The local mixer used to expose 8 size bounds (1 … 1e7) where Istio has 9: check_buckets names it."""
     configmap = mixer_config_map(get_profile("local"))

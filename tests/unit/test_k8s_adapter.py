@@ -80,8 +80,10 @@ def test_replacing_a_service_keeps_its_cluster_ip(cluster: KubernetesCluster, se
     manifest = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-mixer", "namespace": "istio-system"},
                 "spec": {"ports": [{"name": "prometheus", "port": 42422}], "selector": {"istio": "mixer"}}}
     assert cluster.apply([manifest]) == [{"object": "service/istio-system/istio-mixer", "action": "configured"}]
-    [put] = server.requests_to("/api/v1/namespaces/istio-system/services/istio-mixer", "PUT")
-    assert put.body["spec"]["clusterIP"] == "10.107.135.31"
+    [patch] = server.requests_to("/api/v1/namespaces/istio-system/services/istio-mixer", "PATCH")
+    assert "clusterIP" not in patch.body["spec"], "what the server assigned is not in the patch, so it stays"
+    stored = server.stored("v1", "Service", "istio-mixer", "istio-system")
+    assert stored is not None and stored["spec"]["clusterIP"] == "10.107.135.31"
 
 
 def test_a_refused_object_names_itself(cluster: KubernetesCluster) -> None:

@@ -1,11 +1,21 @@
-"""Pure parts of the Kubernetes adapter and installer: PUT bodies, ports, hopeless pods, labels, image overrides."""
+"""Pure parts of the Kubernetes adapter and installer: apply patches, published convergence, ports, hopeless
+pods, labels, image overrides."""
 
 from __future__ import annotations
 
 import pytest
 
 from pytest_nginmesh.cluster.base import hopeless_reason
-from pytest_nginmesh.cluster.k8s import load_balancer_addresses, replacement, serves_traffic, target_port
+from pytest_nginmesh.cluster.k8s import (
+    LAST_APPLIED,
+    last_applied,
+    load_balancer_addresses,
+    published_convergence,
+    serves_traffic,
+    target_port,
+    three_way_patch,
+    with_last_applied,
+)
 from pytest_nginmesh.cluster.kubeapi import status_error
 from pytest_nginmesh.errors import ClusterError, NotFoundError
 from pytest_nginmesh.kube import Obj
@@ -18,21 +28,66 @@ def service(ports: list[Obj], **spec: object) -> Obj:
             "spec": {"ports": ports, **spec}}
 
 
-def test_replacing_a_service_keeps_what_the_server_assigned() -> None:
-    current = service([{"port": 80, "nodePort": 32765}, {"port": 443, "nodePort": 31969}], clusterIP="10.111.158.10")
-    current["metadata"]["resourceVersion"] = "42"
-    body = replacement(service([{"port": 80}, {"port": 443, "nodePort": 30443}], type="LoadBalancer"), current)
-    assert body["metadata"]["resourceVersion"] == "42"
-    assert body["spec"]["clusterIP"] == "10.111.158.10"
-    assert body["spec"]["ports"] == [{"port": 80, "nodePort": 32765}, {"port": 443, "nodePort": 30443}]
+def test_the_apply_patch_sets_the_manifest_and_deletes_only_what_was_applied_before() -> None:
+    last = {"metadata": {"labels": {"app": "web", "tier": "front"}},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "web", "image": "nginx:1", "env": [{"name": "A", "value": "1"}, {"name": "DEBUG"}]},
+                {"name": "logger", "image": "busybox"}]}}}}
+    desired = {"metadata": {"labels": {"app": "web"}},
+               "spec": {"template": {"spec": {"containers": [
+                   {"name": "web", "image": "nginx:2", "env": [{"name": "A", "value": "2"}]}]}}}}
+    assert three_way_patch(last, desired, strategic=True) == {
+        "metadata": {"labels": {"app": "web", "tier": None}},
+        "spec": {"template": {"spec": {"containers": [
+            {"name": "web", "image": "nginx:2",
+             "env": [{"name": "A", "value": "2"}, {"name": "DEBUG", "$patch": "delete"}]},
+            {"name": "logger", "$patch": "delete"}]}}}}
 
 
-def test_replacing_other_kinds_only_adds_the_resource_version() -> None:
-    desired = {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
-               "metadata": {"name": "r", "namespace": "default"}, "spec": {"precedence": 1}}
-    current = {**desired, "metadata": {**desired["metadata"], "resourceVersion": "7", "uid": "u"},
-               "spec": {"precedence": 2}}
-    assert replacement(desired, current) == {**desired, "metadata": {**desired["metadata"], "resourceVersion": "7"}}
+def test_a_merge_patch_replaces_lists_and_nothing_applied_before_means_nothing_deleted() -> None:
+    desired = {"spec": {"route": [{"labels": {"version": "v1"}}]}}
+    assert three_way_patch({"spec": {"route": [{"labels": {"version": "v2"}}], "precedence": 2}}, desired,
+                           strategic=False) == {"spec": {"route": [{"labels": {"version": "v1"}}], "precedence": None}}
+    assert three_way_patch({}, desired, strategic=True) == desired
+
+
+def test_the_manifest_applied_is_recorded_as_kubectl_records_it() -> None:
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"a": "b"}}
+    recorded = with_last_applied(manifest)
+    assert last_applied(recorded) == manifest
+    assert with_last_applied(recorded) == recorded, "the record does not record itself"
+    assert last_applied({"metadata": {"annotations": {LAST_APPLIED: "{not json"}}}) == {}
+
+
+def proxy_pod(name: str, phase: str = "Running", ready: bool = True) -> Obj:
+    return {"metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "app"}, {"name": "istio-proxy"}]},
+            "status": {"phase": phase, "containerStatuses": [{"name": "app", "ready": True},
+                                                             {"name": "istio-proxy", "ready": ready}]}}
+
+
+def test_published_convergence_needs_every_ready_proxy_at_the_mesh_version() -> None:
+    published = {"mesh-version": "v2", "default.a": '{"version": "v2"}', "default.b": '{"version": "v1"}'}
+    assert published_convergence(published, [proxy_pod("a")]) == ("v2", "")
+    assert published_convergence(published, [proxy_pod("a"), proxy_pod("b")]) == (
+        None, "mesh version v2; istio-proxy of b at v1")
+    assert published_convergence(published, [proxy_pod("a"), proxy_pod("c")]) == (
+        None, "mesh version v2; istio-proxy of c at nothing")
+    assert published_convergence(published, [proxy_pod("a", ready=False)]) == (
+        None, "mesh version v2; istio-proxy of a not ready"), "a proxy that is not ready holds convergence back"
+    assert published_convergence(published, [proxy_pod("b", phase="Pending")]) == ("v2", "")
+    no_sidecar = {"metadata": {"name": "x", "namespace": "default"}, "spec": {"containers": [{"name": "app"}]},
+                  "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": True}]}}
+    assert published_convergence(published, [no_sidecar]) == ("v2", "")
+    assert published_convergence({}, [])[0] is None
+
+
+def test_a_rejection_of_the_current_version_fails_at_once_an_older_one_does_not() -> None:
+    rejected = '{"version": "v1", "rejectedVersion": "v2", "rejection": "nginx: [emerg] bad"}'
+    with pytest.raises(ClusterError, match=r"proxy default/a rejected mesh config v2: nginx: \[emerg\] bad"):
+        published_convergence({"mesh-version": "v2", "default.a": rejected}, [proxy_pod("a")])
+    assert published_convergence({"mesh-version": "v3", "default.a": rejected.replace('"v1"', '"v3"')},
+                                 [proxy_pod("a")]) == ("v3", "")
 
 
 def pod_with(container_status: Obj) -> Obj:

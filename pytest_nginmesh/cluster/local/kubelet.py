@@ -30,6 +30,7 @@ from .launcher import NODE_PATH, LaunchSpec, VolumeMount, program_env
 from .network import ETC_NETNS, Allocator, NodeNetwork, pod_link, pod_netns
 from .paths import inside
 from .probes import Probe, ProbeError, Prober
+from .rest.server import VERSION
 from .store import Store, now
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,34 @@ DEFAULT_FILE_MODE = 0o644
 VOLUME_DIR_MODE = 0o755
 EMPTY_DIR_MODE = 0o1777
 LOG_MODE = system.PRIVATE_FILE_MODE
+# What a kubelet publishes of the runtime it drives (NodeSystemInfo.containerRuntimeVersion: "<runtime>://<version>").
+CONTAINER_RUNTIME = "nginmesh-local://1"
+
+
+def node_object(name: str, node_ip: str, pod_cidr: str, kubelet_version: str, at: str) -> Obj:
+    """The Node a kubelet registers for itself, as kubernetes/kubernetes pkg/kubelet/kubelet_node_status.go
+    (initialNode: the kubernetes.io/hostname, kubernetes.io/os and kubernetes.io/arch labels) and
+    pkg/kubelet/nodestatus/setters.go (NodeAddress: InternalIP and Hostname; ReadyCondition: reason
+    KubeletReady, "kubelet is posting ready status"; VersionInfo: kubeletVersion) make it."""
+    machine = os.uname()
+    return {
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux",
+                                              "kubernetes.io/arch": "amd64" if machine.machine == "x86_64"
+                                              else machine.machine}},
+        "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
+        "status": {
+            "addresses": [{"type": "InternalIP", "address": node_ip}, {"type": "Hostname", "address": name}],
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "kubelet is posting ready status", "lastHeartbeatTime": at,
+                            "lastTransitionTime": at}],
+            "nodeInfo": {"kubeletVersion": kubelet_version, "kubeProxyVersion": kubelet_version,
+                         "operatingSystem": "linux", "architecture": machine.machine,
+                         "kernelVersion": machine.release, "osImage": machine.sysname,
+                         "containerRuntimeVersion": CONTAINER_RUNTIME,
+                         "machineID": "", "systemUUID": "", "bootID": ""},
+        },
+    }
 
 
 def field_value(pod: Obj, path: str) -> str:
@@ -523,6 +552,14 @@ class Kubelet:
         self.pod_ips = Allocator(network.addresses.pod_cidr)
         self.runners: dict[ObjectKey, PodRunner] = {}
         self._lock = threading.Lock()
+        self.register_node()
+
+    def register_node(self) -> None:
+        """Register this node (its InternalIP is the node address pods and NodePorts are reached at), as a
+        kubelet does at start."""
+        addresses = self.network.addresses
+        self.store.put(node_object(self.node_name, addresses.node_ip, addresses.pod_cidr, VERSION["gitVersion"],
+                                   now()))
 
     def base_env(self) -> dict[str, str]:
         """The env every container starts from, before its own; the launcher sets PATH to the node's."""

@@ -25,8 +25,9 @@ from pathlib import Path
 from ...errors import ClusterError, NginmeshError, UsageError
 from ...settings import Settings
 from ..base import wait_for
+from ..kubeapi import KubeApi, choose_kubeconfig
 from . import network, system
-from .api import ApiClient
+from .apiserver import KUBECONFIG
 from .cgroup import Cgroup
 
 DAEMON_MODULE = "pytest_nginmesh.cluster.local.apiserver"
@@ -51,20 +52,20 @@ def addresses_of(settings: Settings) -> network.Addresses:
     return network.Addresses(settings.pod_cidr, settings.service_cidr, settings.link_cidr)
 
 
-def api_client(settings: Settings) -> ApiClient:
-    return ApiClient(settings.state_dir / "api.sock", settings.timeouts.api_request)
-
-
 def cluster_cgroup(settings: Settings) -> Cgroup:
     return Cgroup.of_cluster(settings.cluster_name)
 
 
 def is_running(settings: Settings) -> bool:
-    if not (settings.state_dir / "api.sock").exists():
+    """The cluster's Kubernetes API answers /healthz through the kubeconfig it wrote (its own CA: another
+    cluster's server on a reused port fails verification)."""
+    kubeconfig = settings.state_dir / KUBECONFIG
+    if not kubeconfig.exists():
         return False
     try:
-        api_client(settings).get("/healthz")
-    except ClusterError:
+        KubeApi(choose_kubeconfig(kubeconfig, None), settings.timeouts.api_request).request(
+            "GET", "/healthz", raw=True)
+    except NginmeshError:
         return False
     return True
 
@@ -222,7 +223,7 @@ def _start_daemon(settings: Settings) -> None:
         if process.poll() is not None:
             tail = (state / "daemon.log").read_text(errors="replace").strip().splitlines()[-3:]
             raise ClusterError(f"the local cluster daemon exited at start: {' | '.join(tail)}")
-        return (True, "") if is_running(settings) else (None, "API socket not answering")
+        return (True, "") if is_running(settings) else (None, "the Kubernetes API not answering")
 
     wait_for("the local cluster's API server", probe, settings.timeouts.cluster_up)
 
