@@ -513,9 +513,16 @@ def debug_pod(name: str, node: str, image: str) -> Obj:
 
 
 def exec_error(error: k8s_client.ApiException, namespace: str, pod: str) -> ClusterError:
-    text = str(error.body or error.reason or error).strip().splitlines()
-    message = text[-1] if text else "no detail"
-    if error.status == 404 or "404" in str(error.reason):
+    """A refused exec as one line: the server's Status message when the handshake carried one."""
+    text = str(error.body or error.reason or error).strip()
+    status_start = text.rfind('{"kind": "Status"')
+    try:
+        message = str(json.loads(text[status_start:])["message"]) if status_start >= 0 else ""
+    except (ValueError, KeyError, TypeError):
+        message = ""
+    lines = text.splitlines()
+    message = message or (lines[-1] if lines else "no detail")
+    if (error.status == 404 or "404" in str(error.reason)) and "container" not in message:
         return NotFoundError(f'pod "{pod}" not found in namespace "{namespace}" ({message})')
     return ClusterError(f"exec in {namespace}/{pod} refused: {message}")
 

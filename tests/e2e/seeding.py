@@ -13,7 +13,7 @@ from pathlib import Path
 from helpers import settings_env
 
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.k8s import LAST_APPLIED, KubernetesCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
 from pytest_nginmesh.settings import Settings
@@ -49,30 +49,28 @@ def settle(cluster: KubernetesCluster, settings: Settings) -> None:
     cluster.wait_converged(settings.timeouts.pod_ready)
 
 
-def as_manifest(obj: Obj) -> Obj:
-    """A live object as a manifest to apply again: without what the server keeps (status, resourceVersion, …)."""
-    manifest = copy.deepcopy(obj)
-    manifest.pop("status", None)
-    meta = manifest["metadata"]
-    for field in ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields"):
-        meta.pop(field, None)
-    (meta.get("annotations") or {}).pop(LAST_APPLIED, None)
-    return manifest
+def replace(cluster: KubernetesCluster, obj: Obj) -> None:
+    """PUT ``obj`` over the live object (``kubectl replace``): exactly this spec, also where an apply would
+    keep a field the last applied manifest did not set (the injected sidecar's)."""
+    resource = cluster.api.resource(obj["apiVersion"], obj["kind"])
+    path = resource.path(obj["metadata"]["namespace"], obj["metadata"]["name"])
+    current = cluster.api.request("GET", path)
+    body = {**obj, "metadata": {**obj["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
+    body.pop("status", None)
+    cluster.api.request("PUT", path, body=body)
 
 
 @contextmanager
 def edited_deployment(cluster: KubernetesCluster, settings: Settings, name: str,
                       edit: Callable[[Obj], None]) -> Iterator[None]:
-    """Apply an edited copy of a running (injected) Deployment; apply it as it was afterwards (as with kubectl
-    apply, an update is not injected again: the sidecar is what the manifest and the live object say)."""
+    """Replace a running (injected) Deployment with an edited copy, and with the original afterwards."""
     deployment = cluster.get("Deployment", name)
     assert deployment is not None
-    original = as_manifest(deployment)
-    broken = copy.deepcopy(original)
+    broken = copy.deepcopy(deployment)
     edit(next(c for c in broken["spec"]["template"]["spec"]["containers"] if c["name"] == PROXY_CONTAINER))
     old_pod = pod_of(cluster, deployment["spec"]["template"]["metadata"]["labels"]["app"])
     app = deployment["spec"]["template"]["metadata"]["labels"]["app"]
-    cluster.apply([broken])
+    replace(cluster, broken)
     cluster.wait_pods_gone("default", settings.timeouts.pod_ready, {"pod-template-hash": old_pod.split("-")[-2]})
 
     def running() -> tuple[bool | None, str]:
@@ -83,7 +81,7 @@ def edited_deployment(cluster: KubernetesCluster, settings: Settings, name: str,
     try:
         yield
     finally:
-        cluster.apply([original])
+        replace(cluster, deployment)
         settle(cluster, settings)
 
 

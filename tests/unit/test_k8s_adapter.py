@@ -1,5 +1,8 @@
-"""The Kubernetes adapter against the FAKE API server (tests/kubefake), which serves the seed's recorded
-real objects through the official client's HTTP path: the port's methods as the suites use them."""
+"""The Kubernetes adapter against the FAKE API server (tests/kubefake), for what no real part here can show: the
+seed's recorded pods of a real cluster, an exec that never ends, a service proxy in front of a recorded mixer
+scrape, node helper pods on a multi-node cluster, and Nginmesh agents that publish no config version and pick
+a change up only at their next poll. Everything a real API server can show runs against the embedded one
+(tests/unit/rest/test_k8s_on_the_embedded_api.py, test_rest_adapter.py)."""
 
 from __future__ import annotations
 
@@ -18,8 +21,6 @@ from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod
 from pytest_nginmesh.cluster.k8s import DEBUG_NAMESPACE, KubernetesCluster
 from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
 from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
-from pytest_nginmesh.kube import Obj, read_manifest_file
-from pytest_nginmesh.mesh.manifests import FIXTURES
 from pytest_nginmesh.profiles import get_profile
 from pytest_nginmesh.settings import Timeouts
 from pytest_nginmesh.telemetry import scrape
@@ -60,38 +61,6 @@ def test_pods_are_the_recorded_objects_and_pass_the_sidecar_checks(cluster: Kube
     assert len(cluster.list_pods()) == 11
 
 
-def test_get_finds_kinds_in_the_api_version_the_server_serves(cluster: KubernetesCluster) -> None:
-    deployment = cluster.get("Deployment", "reviews-v3")
-    assert deployment is not None and deployment["apiVersion"] == "apps/v1"
-    assert cluster.get("InitializerConfiguration", "istio-sidecar", "") is not None
-    assert cluster.get("Pod", "nope") is None
-
-
-def test_route_rules_apply_reapply_and_delete(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
-    rules = read_manifest_file(str(FIXTURES / "routes/route-rule-all-v1.yaml"))
-    assert {r["action"] for r in cluster.apply(rules)} == {"created"}
-    assert server.stored("config.istio.io/v1alpha2", "RouteRule", "reviews-default", "default") is not None
-    assert {r["action"] for r in cluster.apply(rules)} == {"configured"}
-    assert {r["action"] for r in cluster.delete(rules)} == {"deleted"}
-    assert {r["action"] for r in cluster.delete(rules)} == {"not found"}
-
-
-def test_replacing_a_service_keeps_its_cluster_ip(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
-    manifest = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "istio-mixer", "namespace": "istio-system"},
-                "spec": {"ports": [{"name": "prometheus", "port": 42422}], "selector": {"istio": "mixer"}}}
-    assert cluster.apply([manifest]) == [{"object": "service/istio-system/istio-mixer", "action": "configured"}]
-    [patch] = server.requests_to("/api/v1/namespaces/istio-system/services/istio-mixer", "PATCH")
-    assert "clusterIP" not in patch.body["spec"], "what the server assigned is not in the patch, so it stays"
-    stored = server.stored("v1", "Service", "istio-mixer", "istio-system")
-    assert stored is not None and stored["spec"]["clusterIP"] == "10.107.135.31"
-
-
-def test_a_refused_object_names_itself(cluster: KubernetesCluster) -> None:
-    bad = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name", "namespace": "default"}}
-    with pytest.raises(ClusterError, match=r"configmap/default/Bad_Name refused: .*HTTP 422, Invalid"):
-        cluster.apply([bad])
-
-
 def test_exec_returns_output_and_exit_code(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
     server.on_exec("default", SEED_POD, "reviews", lambda argv: (0, b"hello " + argv[-1].encode(), b"warn"))
     result = cluster.exec("default", SEED_POD, ["echo", "world"], container="reviews")
@@ -103,37 +72,12 @@ def test_exec_returns_output_and_exit_code(cluster: KubernetesCluster, server: R
         failed.check()
 
 
-def test_exec_in_a_missing_pod_or_container(cluster: KubernetesCluster) -> None:
-    with pytest.raises(NotFoundError, match='pod "gone" not found in namespace "default"'):
-        cluster.exec("default", "gone", ["true"], container="app")
-    with pytest.raises(ClusterError, match="refused"):
-        cluster.exec("default", SEED_POD, ["true"], container="nope")
-
-
 def test_exec_that_hangs_is_bounded(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
     release = threading.Event()
     server.on_exec("default", SEED_POD, "reviews", lambda argv: (release.wait(5), (0, b"", b""))[1])
     with pytest.raises(ClusterError, match=r"sleep 60 in default/.* did not finish within 0.5s"):
         cluster.exec("default", SEED_POD, ["sleep", "60"], container="reviews", timeout=0.5)
     release.set()
-
-
-def test_logs_current_and_previous(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
-    server.set_log("default", SEED_POD, "istio-proxy", "GET /reviews/0 200\n")
-    assert cluster.logs("default", SEED_POD, "istio-proxy") == "GET /reviews/0 200\n"
-    with pytest.raises(NotFoundError, match="no previous log for container istio-proxy"):
-        cluster.logs("default", SEED_POD, "istio-proxy", previous=True)
-    server.set_log("default", SEED_POD, "istio-proxy", "now\n", previous="crashed\n")
-    assert cluster.logs("default", SEED_POD, "istio-proxy", previous=True) == "crashed\n"
-
-
-def test_events_come_oldest_first(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
-    def event(name: str, at: str) -> Obj:
-        return {"apiVersion": "v1", "kind": "Event", "metadata": {"name": name, "namespace": "default"},
-                "involvedObject": {"kind": "Pod", "name": SEED_POD}, "reason": name, "lastTimestamp": at}
-
-    server.load([event("Started", "2018-01-02T07:45:00Z"), event("Pulled", "2018-01-02T07:44:00Z")])
-    assert [e["reason"] for e in cluster.events("default")] == ["Pulled", "Started"]
 
 
 def test_metrics_are_scraped_through_the_service_proxy(cluster: KubernetesCluster, server: RecordedApiServer) -> None:
@@ -149,14 +93,6 @@ def test_metrics_are_scraped_through_the_service_proxy(cluster: KubernetesCluste
     assert requests.get(forbidden, timeout=5).status_code == 403, "only service proxy paths are forwarded"
     with pytest.raises(NotFoundError, match=r"service istio-mixer has no port 1; its ports"):
         cluster.service_url("istio-system", "istio-mixer", 1)
-
-
-def test_ingress_prefers_the_load_balancer_then_the_node_port(cluster: KubernetesCluster, server: RecordedApiServer,
-                                                              probes: list[tuple[str, int]]) -> None:
-    cluster.is_reachable = lambda host, port: probes.append((host, port)) or host == "10.12.5.31"  # type: ignore[func-returns-value]
-    assert cluster.ingress_url() == "http://10.12.5.31:32765"
-    assert probes == [("10.12.5.15", 32765), ("10.12.5.31", 32765)], "EXTERNAL-IP pending: node ports tried"
-    assert cluster.ingress_url() == "http://10.12.5.31:32765" and len(probes) == 2, "chosen once"
 
 
 def test_iptables_are_read_by_a_node_helper_pod(cluster: KubernetesCluster, server: RecordedApiServer) -> None:

@@ -1,6 +1,7 @@
 """The Kubernetes adapter (cluster/k8s.py) against the embedded cluster's real API server, in-process: the node
-the kubelet registers, the ingress through it, kubectl-apply semantics, the dry run before a batch, and
-convergence read from the proxy status a control plane publishes."""
+the kubelet registers, the ingress through it, kubectl-apply semantics, the dry run before a batch, objects in
+the versions served, exec and log errors, events, and convergence read from the proxy status a control plane
+publishes. (What only a double can show stays on tests/kubefake: see tests/unit/test_k8s_adapter.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from embedded_api import EmbeddedApi
 from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
 from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
 from pytest_nginmesh.cluster.local.network import Addresses
-from pytest_nginmesh.errors import ClusterError, WaitTimeout
-from pytest_nginmesh.kube import Obj, ObjectKey
+from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
+from pytest_nginmesh.kube import Obj, ObjectKey, read_manifest_file
+from pytest_nginmesh.mesh.install import pilot_crds
+from pytest_nginmesh.mesh.manifests import FIXTURES
 from pytest_nginmesh.settings import Timeouts
 
 
@@ -152,3 +155,74 @@ def test_convergence_is_read_from_the_published_proxy_status(adapter: Kubernetes
                       "default.b": {"version": "v2", "rejectedVersion": "v3", "rejection": "nginx -t failed"}})
     with pytest.raises(ClusterError, match="proxy default/b rejected mesh config v3: nginx -t failed"):
         adapter.wait_converged(1.0)
+
+
+def test_get_finds_kinds_in_the_api_version_the_server_serves(adapter: KubernetesCluster) -> None:
+    adapter.apply([deployment("nginx:1", [])])
+    found = adapter.get("Deployment", "web")
+    assert found is not None and found["apiVersion"] == "apps/v1"
+    assert adapter.get("Pod", "nope") is None
+    with pytest.raises(NotFoundError, match=r"the API server serves no RouteRule in config.istio.io/v1alpha2"):
+        adapter.list_objects("RouteRule")
+
+
+def test_route_rules_apply_reapply_and_delete_once_pilots_crds_exist(adapter: KubernetesCluster) -> None:
+    rules = read_manifest_file(str(FIXTURES / "routes/route-rule-all-v1.yaml"))
+    adapter.apply(pilot_crds())
+    assert {r["action"] for r in adapter.apply(rules)} == {"created"}
+    assert adapter.get("RouteRule", "reviews-default") is not None
+    assert {r["action"] for r in adapter.apply(rules)} == {"configured"}
+    assert {r["action"] for r in adapter.delete(rules)} == {"deleted"}
+    assert {r["action"] for r in adapter.delete(rules)} == {"not found"}
+
+
+def test_exec_in_a_missing_pod_or_container(adapter: KubernetesCluster) -> None:
+    with pytest.raises(NotFoundError, match='pod "gone" not found in namespace "default"'):
+        adapter.exec("default", "gone", ["true"], container="app")
+    running_pod_of(adapter)
+    with pytest.raises(ClusterError, match="exec in default/a refused: container nope is not valid for pod a"):
+        adapter.exec("default", "a", ["true"], container="nope")
+
+
+def running_pod_of(adapter: KubernetesCluster) -> None:
+    adapter.apply([{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a", "namespace": "default"},
+                    "spec": {"containers": [{"name": "app", "image": "a"}, {"name": "istio-proxy", "image": "p"}]}}])
+
+
+def test_logs_current_and_previous_default_to_the_first_container(adapter: KubernetesCluster,
+                                                                   embedded_api: EmbeddedApi) -> None:
+    running_pod_of(adapter)
+    logs = embedded_api.server.kubelet.pods_dir / "default_a"
+    logs.mkdir(parents=True)
+    (logs / "istio-proxy.log").write_text("GET /reviews/0 200\n")
+    (logs / "app.log").write_text("started\n")
+    assert adapter.logs("default", "a", "istio-proxy") == "GET /reviews/0 200\n"
+    assert adapter.logs("default", "a") == "started\n", "as exec does, the first container when none is named"
+    with pytest.raises(NotFoundError, match="no previous log for container istio-proxy of pod a"):
+        adapter.logs("default", "a", "istio-proxy", previous=True)
+    (logs / "istio-proxy.previous.log").write_text("crashed\n")
+    assert adapter.logs("default", "a", "istio-proxy", previous=True) == "crashed\n"
+
+
+def test_events_come_oldest_first(adapter: KubernetesCluster, embedded_api: EmbeddedApi) -> None:
+    running_pod_of(adapter)
+    pod = embedded_api.server.store.get(ObjectKey("Pod", "default", "a"))
+    assert pod is not None
+    embedded_api.server.store.record_event(pod, "Scheduled", "assigned")
+    embedded_api.server.store.record_event(pod, "Started", "started")
+    reasons = [e["reason"] for e in adapter.events("default")]
+    assert reasons == ["Scheduled", "Started"]
+
+
+def test_the_ingress_prefers_a_load_balancer_address_that_answers(adapter: KubernetesCluster,
+                                                                  embedded_api: EmbeddedApi) -> None:
+    adapter.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}},
+                   {"apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "istio-ingress", "namespace": "istio-system"},
+                    "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "nodePort": 31380}]}}])
+    embedded_api.server.store.update(ObjectKey("Service", "istio-system", "istio-ingress"), lambda s: s.__setitem__(
+        "status", {"loadBalancer": {"ingress": [{"ip": "10.9.9.9"}]}}))
+    tried: list[tuple[str, int]] = []
+    adapter.is_reachable = lambda host, port: tried.append((host, port)) is None and host == "10.9.9.9"
+    assert adapter.ingress_url() == "http://10.9.9.9:80"
+    assert tried == [("10.9.9.9", 80)]
