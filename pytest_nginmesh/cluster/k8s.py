@@ -472,22 +472,29 @@ def published_convergence(published: dict[str, str], pods: list[Obj]) -> tuple[s
     behind = []
     for pod in pods:
         meta, status = pod["metadata"], pod.get("status") or {}
-        if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
-            continue
-        proxies = [s for s in status.get("containerStatuses") or [] if s.get("name") == PROXY_CONTAINER]
-        if not proxies and not any(c.get("name") == PROXY_CONTAINER for c in pod["spec"].get("containers") or []):
+        proxies = proxy_containers(pod)
+        if status.get("phase") != "Running" or meta.get("deletionTimestamp") or not proxies:
             continue
         entry = proxy_entry(published.get(f"{meta['namespace']}.{meta['name']}"))
         if entry.get("rejectedVersion") == target:
             raise ClusterError(f"proxy {meta['namespace']}/{meta['name']} rejected mesh config {target}: "
                                f"{entry.get('rejection')}")
-        if not any(s.get("ready") for s in proxies):
-            behind.append(f"{PROXY_CONTAINER} of {meta['name']} not ready")
-        elif entry.get("version") != target:
-            behind.append(f"{PROXY_CONTAINER} of {meta['name']} at {entry.get('version') or 'nothing'}")
+        ready = {s.get("name"): s.get("ready") for s in status.get("containerStatuses") or []}
+        for proxy in proxies:
+            if not ready.get(proxy):
+                behind.append(f"{proxy} of {meta['name']} not ready")
+            elif entry.get("version") != target:
+                behind.append(f"{proxy} of {meta['name']} at {entry.get('version') or 'nothing'}")
     if behind:
         return None, f"mesh version {target}; {', '.join(behind)}"
     return target, ""
+
+
+def proxy_containers(pod: Obj) -> list[str]:
+    """The pod's mesh proxies: the injected sidecar, and any container running pilot-agent's ``proxy``
+    command (the ingress: ``proxy ingress``; istio/istio pilot/cmd/pilot-agent/main.go, 0.2 to 0.7)."""
+    return [str(c["name"]) for c in (pod.get("spec") or {}).get("containers") or []
+            if c.get("name") == PROXY_CONTAINER or (c.get("args") or [None])[0] == "proxy"]
 
 
 def proxy_entry(text: str | None) -> dict[str, Any]:

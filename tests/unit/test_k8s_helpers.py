@@ -80,6 +80,11 @@ def test_published_convergence_needs_every_ready_proxy_at_the_mesh_version() -> 
                   "status": {"phase": "Running", "containerStatuses": [{"name": "app", "ready": True}]}}
     assert published_convergence(published, [no_sidecar]) == ("v2", "")
     assert published_convergence({}, [])[0] is None
+    ingress = {"metadata": {"name": "istio-ingress-1", "namespace": "istio-system"},
+               "spec": {"containers": [{"name": "istio-ingress", "args": ["proxy", "ingress", "-v", "2"]}]},
+               "status": {"phase": "Running", "containerStatuses": [{"name": "istio-ingress", "ready": True}]}}
+    assert published_convergence(published, [ingress]) == (
+        None, "mesh version v2; istio-ingress of istio-ingress-1 at nothing"), "the ingress is a proxy too"
 
 
 def test_a_rejection_of_the_current_version_fails_at_once_an_older_one_does_not() -> None:
