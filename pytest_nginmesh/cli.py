@@ -421,10 +421,7 @@ def cmd_url(args: argparse.Namespace) -> int:
     service, _, port = args.target.partition(":")
     if not service or not port.isdigit():
         raise UsageError(f"bad target {args.target!r}: give SERVICE:PORT, e.g. productpage:9080")
-    # The service's cluster address: the host routes the service range to the node (a service proxy's
-    # loopback door would close with this command).
-    svc = local_cluster(settings_for(args)).service_with_port(args.namespace, service, int(port))
-    print(f"http://{svc['spec']['clusterIP']}:{port}")
+    print(local_cluster(settings_for(args)).service_url(args.namespace, service, int(port)))
     return EXIT_OK
 
 

@@ -42,6 +42,9 @@ MANAGED_BY = {"app.kubernetes.io/managed-by": "pytest-nginmesh"}
 # What `kubectl apply` records of the manifest it applied, to tell later which fields it stopped setting
 # (kubernetes/kubectl pkg/cmd/apply, corev1.LastAppliedConfigAnnotation).
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+# An object's annotations hold at most 256 KiB (kubernetes/kubernetes staging/src/k8s.io/apimachinery/pkg/api/
+# validation/objectmeta.go, TotalAnnotationSizeLimitB): a manifest too big to record is applied unrecorded.
+ANNOTATIONS_LIMIT = 256 * 1024
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 # The lists of a pod template whose elements a strategic merge matches by name (x-kubernetes-patch-merge-key
@@ -92,9 +95,11 @@ class KubernetesCluster(Cluster):
 
     def __init__(self, api: KubeApi, name: str, timeouts: Timeouts, debug_image: str,
                  probe: Callable[[str, int], bool] | None = None,
-                 refresh_period: float = AGENT_REFRESH_PERIOD, node_iptables: NodeIptables | None = None) -> None:
+                 refresh_period: float = AGENT_REFRESH_PERIOD, node_iptables: NodeIptables | None = None,
+                 services_routed: bool = False) -> None:
         self.api = api
         self.node_iptables = node_iptables
+        self.services_routed = services_routed
         self.refresh_period = refresh_period
         self.is_reachable = probe or reachable
         self.name = name
@@ -271,7 +276,12 @@ class KubernetesCluster(Cluster):
 
     # -- traffic ------------------------------------------------------------------------------------
     def service_url(self, namespace: str, service: str, port: int) -> str:
-        self.service_with_port(namespace, service, port)
+        """The service's cluster address where the provider routes the service range to this host
+        (``services_routed``, a node capability), else a loopback door into the API server's service proxy."""
+        svc = self.service_with_port(namespace, service, port)
+        cluster_ip = (svc.get("spec") or {}).get("clusterIP")
+        if self.services_routed and cluster_ip and cluster_ip != "None":
+            return f"http://{cluster_ip}:{port}"
         if self._service_proxy is None:
             self._service_proxy = ServiceProxy(self.api)
         return self._service_proxy.url(namespace, service, port)
@@ -410,12 +420,16 @@ class KubernetesCluster(Cluster):
 
 
 def with_last_applied(obj: Obj) -> Obj:
-    """``obj`` annotated with itself, as ``kubectl apply`` records what it applied."""
+    """``obj`` annotated with itself, as ``kubectl apply`` records what it applied; unrecorded when the record
+    would not fit in the annotations (a later apply then removes nothing it set)."""
     meta = obj.get("metadata") or {}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k != LAST_APPLIED}
     manifest = {**obj, "metadata": {**meta, "annotations": annotations} if annotations else
                 {k: v for k, v in meta.items() if k != "annotations"}}
     recorded = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
+    size = len(LAST_APPLIED) + len(recorded) + sum(len(k) + len(str(v)) for k, v in annotations.items())
+    if size > ANNOTATIONS_LIMIT:
+        return manifest
     return {**obj, "metadata": {**meta, "annotations": {**annotations, LAST_APPLIED: recorded}}}
 
 

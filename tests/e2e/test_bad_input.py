@@ -138,7 +138,7 @@ def stored(settings: Settings) -> list[tuple[str, str, str]]:
     (pod(name="Web"), f'metadata.name: Invalid value: "Web": {SUBDOMAIN_RULE}'),
     ({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "Rel Bad_NS"}},
      f'Namespace "Rel Bad_NS" is invalid: metadata.name: Invalid value: "Rel Bad_NS": {LABEL_RULE}'),
-    (pod(namespace="Rel Bad_NS"), f'metadata.namespace: Invalid value: "Rel Bad_NS": {LABEL_RULE}'),
+    (pod(namespace="Rel Bad_NS"), 'namespaces "Rel Bad_NS" not found'),  # kube-apiserver's NamespaceLifecycle
     (pod(container="../../../log"), f'spec.containers[0].name: Invalid value: "../../../log": {LABEL_RULE}'),
     (pod(volume="../../../etc", mount="../../../etc"), f'spec.volumes[0].name: Invalid value: "../../../etc": '
                                                        f"{LABEL_RULE}"),

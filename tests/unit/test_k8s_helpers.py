@@ -7,6 +7,7 @@ import pytest
 
 from pytest_nginmesh.cluster.base import hopeless_reason
 from pytest_nginmesh.cluster.k8s import (
+    ANNOTATIONS_LIMIT,
     LAST_APPLIED,
     last_applied,
     load_balancer_addresses,
@@ -57,6 +58,12 @@ def test_the_manifest_applied_is_recorded_as_kubectl_records_it() -> None:
     assert last_applied(recorded) == manifest
     assert with_last_applied(recorded) == recorded, "the record does not record itself"
     assert last_applied({"metadata": {"annotations": {LAST_APPLIED: "{not json"}}}) == {}
+
+
+def test_a_manifest_too_big_to_record_is_applied_unrecorded() -> None:
+    big = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "annotations": {LAST_APPLIED: "old"}},
+           "data": {"a": "x" * (ANNOTATIONS_LIMIT - 100)}}
+    assert with_last_applied(big) == {**big, "metadata": {"name": "c"}}, "no record, and no stale one either"
 
 
 def proxy_pod(name: str, phase: str = "Running", ready: bool = True) -> Obj:

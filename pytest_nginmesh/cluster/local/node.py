@@ -81,10 +81,12 @@ def container_of(pod: Obj, container: str | None) -> Obj:
 
 
 def local_cluster(settings: Settings, profile: Profile | None = None) -> KubernetesCluster:
-    """The Kubernetes adapter on a running local cluster, through the kubeconfig it hands out; ``iptables-save``
-    of a pod is the node's capability (LocalNode.pod_iptables) rather than a helper pod."""
+    """The Kubernetes adapter on a running local cluster, through the kubeconfig it hands out, with the node's
+    capabilities: a pod's ``iptables-save`` (LocalNode.pod_iptables) rather than a helper pod, and service
+    addresses reached directly (the host routes the service range to the node)."""
     node = LocalNode(settings)
     profile = profile or settings.mesh_profile
     api = KubeApi(choose_kubeconfig(node.kubeconfig, None), settings.timeouts.api_request)
     return KubernetesCluster(api, settings.cluster_name, settings.timeouts, profile.init_image,
-                             refresh_period=profile.agent_refresh_period, node_iptables=node.pod_iptables)
+                             refresh_period=profile.agent_refresh_period, node_iptables=node.pod_iptables,
+                             services_routed=True)

@@ -214,6 +214,17 @@ def test_events_come_oldest_first(adapter: KubernetesCluster, embedded_api: Embe
     assert reasons == ["Scheduled", "Started"]
 
 
+def test_service_urls_are_cluster_addresses_where_the_provider_routes_services(
+        adapter: KubernetesCluster, embedded_api: EmbeddedApi) -> None:
+    adapter.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "front", "namespace": "default"},
+                    "spec": {"ports": [{"port": 80}]}}])
+    embedded_api.server.store.update(ObjectKey("Service", "default", "front"),
+                                     lambda s: s["spec"].__setitem__("clusterIP", "10.2.0.10"))
+    assert adapter.service_url("default", "front", 80).startswith("http://127.0.0.1:"), "a service proxy door"
+    adapter.services_routed = True
+    assert adapter.service_url("default", "front", 80) == "http://10.2.0.10:80"
+
+
 def test_the_ingress_prefers_a_load_balancer_address_that_answers(adapter: KubernetesCluster,
                                                                   embedded_api: EmbeddedApi) -> None:
     adapter.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}},
