@@ -81,6 +81,10 @@ CONVERGENCE_POLL_INTERVAL = 1.0
 # ["rejectedVersion": …, "rejection": …]} per live proxy. Real Nginmesh publishes nothing of the kind.
 PROXY_STATUS_NAMESPACE, PROXY_STATUS_CONFIGMAP = "istio-system", "nginmesh-proxy-status"
 PROXY_STATUS_POLL_INTERVAL = 0.05
+# How long after a change the published status may still show the mesh before it: the embedded cluster's
+# Pilot publishes within 0.1 s of a change (pytest_nginmesh/workloads/pilot.py), plus the ConfigMap write. A
+# status read sooner after this adapter's own write could show every proxy converged on the old version.
+PROXY_STATUS_LAG = 0.2
 INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
 PROBE_TIMEOUT = 2.0
 # websocket-client waits 3 s for the server's close frame by default; an exec we gave up on must not.
@@ -110,6 +114,7 @@ class KubernetesCluster(Cluster):
         self._port_forward: PortForward | None = None
         self._ingress_url: str | None = None
         self._debug_pods: dict[str, str] = {}
+        self._last_write = float("-inf")
         self._created_debug_namespace = False
 
     # -- objects ------------------------------------------------------------------------------------
@@ -169,6 +174,7 @@ class KubernetesCluster(Cluster):
                 except ClusterError as e:
                     raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
                 action = "configured"
+            self._last_write = time.monotonic()
             if obj["kind"] == "CustomResourceDefinition":
                 self.api.forget_resources()
             results.append({"object": str(key_of(obj)), "action": action})
@@ -218,6 +224,7 @@ class KubernetesCluster(Cluster):
             try:
                 self.api.request("DELETE", resource.path(namespace, obj["metadata"]["name"]),
                                  query={"propagationPolicy": "Background"})
+                self._last_write = time.monotonic()
                 action = "deleted"
             except NotFoundError:
                 action = "not found"
@@ -324,9 +331,14 @@ class KubernetesCluster(Cluster):
     # -- data plane ---------------------------------------------------------------------------------
     def wait_converged(self, timeout: float) -> None:
         """Through the config versions the proxies publish (PROXY_STATUS_CONFIGMAP) where the control plane
-        publishes them; elsewhere (real Nginmesh) by the configurations themselves staying the same."""
-        if self._published_proxy_status() is not None:
-            self._wait_published(timeout)
+        publishes them, judged on a status published after this adapter's last write; elsewhere (real
+        Nginmesh) by the configurations themselves staying the same."""
+        behind_write = self._last_write + PROXY_STATUS_LAG - time.monotonic()
+        if behind_write > 0:
+            time.sleep(behind_write)
+        published = self._published_proxy_status()
+        if published is not None:
+            self._wait_published(timeout, published)
         else:
             self._wait_stable_configs(timeout)
 
@@ -334,9 +346,11 @@ class KubernetesCluster(Cluster):
         configmap = self.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
         return None if configmap is None else dict(configmap.get("data") or {})
 
-    def _wait_published(self, timeout: float) -> None:
+    def _wait_published(self, timeout: float, first: dict[str, str]) -> None:
+        fresh = [first]  # just read: the first look needs no second request
+
         def probe() -> tuple[str | None, str]:
-            published = self._published_proxy_status()
+            published = fresh.pop() if fresh else self._published_proxy_status()
             if published is None:
                 return None, f"configmap {PROXY_STATUS_NAMESPACE}/{PROXY_STATUS_CONFIGMAP} is gone"
             return published_convergence(published, self.list_pods())

@@ -6,6 +6,7 @@ publishes. (What only a double can show stays on tests/kubefake: see tests/unit/
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -237,3 +238,23 @@ def test_the_ingress_prefers_a_load_balancer_address_that_answers(adapter: Kuber
     adapter.is_reachable = lambda host, port: tried.append((host, port)) is None and host == "10.9.9.9"
     assert adapter.ingress_url() == "http://10.9.9.9:80"
     assert tried == [("10.9.9.9", 80)]
+
+
+def test_a_status_published_right_after_this_adapters_write_is_not_trusted_yet(
+        adapter: KubernetesCluster, embedded_api: EmbeddedApi) -> None:
+    """Pilot publishes within 0.1 s of a change: a read before that would see every proxy converged on the
+    mesh the write just changed."""
+    adapter.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROXY_STATUS_NAMESPACE}}])
+    running_pod(embedded_api, "a")
+    publish(adapter, {"mesh-version": "v1", "default.a": {"version": "v1"}})
+    adapter.apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "routes", "namespace": "default"}}])
+
+    def pilot_publishes_the_change() -> None:  # as Pilot would, not through this adapter
+        embedded_api.server.store.update(ObjectKey("ConfigMap", PROXY_STATUS_NAMESPACE, PROXY_STATUS_CONFIGMAP),
+                                         lambda c: c["data"].__setitem__("mesh-version", "v2"))
+
+    pilot = threading.Timer(0.08, pilot_publishes_the_change)
+    pilot.start()
+    with pytest.raises(WaitTimeout, match="istio-proxy of a at v1"):
+        adapter.wait_converged(0.5)
+    pilot.join()
