@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -83,7 +84,8 @@ PROXY_STATUS_NAMESPACE, PROXY_STATUS_CONFIGMAP = "istio-system", "nginmesh-proxy
 PROXY_STATUS_POLL_INTERVAL = 0.05
 # How long after a change the published status may still show the mesh before it: the embedded cluster's
 # Pilot publishes within 0.1 s of a change (pytest_nginmesh/workloads/pilot.py), plus the ConfigMap write. A
-# status read sooner after this adapter's own write could show every proxy converged on the old version.
+# status read sooner after a change (this adapter's write, or a controller's: Endpoints once a pod is ready)
+# could show every proxy converged on the mesh before it.
 PROXY_STATUS_LAG = 0.2
 INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
 PROBE_TIMEOUT = 2.0
@@ -114,7 +116,8 @@ class KubernetesCluster(Cluster):
         self._port_forward: PortForward | None = None
         self._ingress_url: str | None = None
         self._debug_pods: dict[str, str] = {}
-        self._last_write = float("-inf")
+        # kubernetes.stream swaps the ApiClient's request method while it opens a WebSocket: one at a time.
+        self._exec_setup = threading.Lock()
         self._created_debug_namespace = False
 
     # -- objects ------------------------------------------------------------------------------------
@@ -174,7 +177,6 @@ class KubernetesCluster(Cluster):
                 except ClusterError as e:
                     raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
                 action = "configured"
-            self._last_write = time.monotonic()
             if obj["kind"] == "CustomResourceDefinition":
                 self.api.forget_resources()
             results.append({"object": str(key_of(obj)), "action": action})
@@ -224,7 +226,6 @@ class KubernetesCluster(Cluster):
             try:
                 self.api.request("DELETE", resource.path(namespace, obj["metadata"]["name"]),
                                  query={"propagationPolicy": "Background"})
-                self._last_write = time.monotonic()
                 action = "deleted"
             except NotFoundError:
                 action = "not found"
@@ -235,11 +236,12 @@ class KubernetesCluster(Cluster):
     def exec(self, namespace: str, pod: str, command: Sequence[str], container: str | None = None,
              timeout: float | None = None) -> ExecResult:
         limit = timeout or self.timeouts.exec
+        container = container or self._first_container(namespace, pod)
         try:
-            response = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, command=list(command),
-                              container=container or self._first_container(namespace, pod), stderr=True,
-                              stdin=False, stdout=True, tty=False, _preload_content=False,
-                              _request_timeout=self.api.timeout)
+            with self._exec_setup:
+                response = stream(self.core.connect_get_namespaced_pod_exec, pod, namespace, command=list(command),
+                                  container=container, stderr=True, stdin=False, stdout=True, tty=False,
+                                  _preload_content=False, _request_timeout=self.api.timeout)
         except k8s_client.ApiException as e:
             raise exec_error(e, namespace, pod) from None
         stdout, stderr = [], []
@@ -331,14 +333,13 @@ class KubernetesCluster(Cluster):
     # -- data plane ---------------------------------------------------------------------------------
     def wait_converged(self, timeout: float) -> None:
         """Through the config versions the proxies publish (PROXY_STATUS_CONFIGMAP) where the control plane
-        publishes them, judged on a status published after this adapter's last write; elsewhere (real
-        Nginmesh) by the configurations themselves staying the same."""
-        behind_write = self._last_write + PROXY_STATUS_LAG - time.monotonic()
-        if behind_write > 0:
-            time.sleep(behind_write)
-        published = self._published_proxy_status()
-        if published is not None:
-            self._wait_published(timeout, published)
+        publishes them, judged on a status read at least PROXY_STATUS_LAG after this call began (so it shows
+        every change made before the call); elsewhere (real Nginmesh) by the configurations themselves staying
+        the same."""
+        began = time.monotonic()
+        if self._published_proxy_status() is not None:
+            time.sleep(max(0.0, began + PROXY_STATUS_LAG - time.monotonic()))
+            self._wait_published(timeout)
         else:
             self._wait_stable_configs(timeout)
 
@@ -346,11 +347,9 @@ class KubernetesCluster(Cluster):
         configmap = self.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
         return None if configmap is None else dict(configmap.get("data") or {})
 
-    def _wait_published(self, timeout: float, first: dict[str, str]) -> None:
-        fresh = [first]  # just read: the first look needs no second request
-
+    def _wait_published(self, timeout: float) -> None:
         def probe() -> tuple[str | None, str]:
-            published = fresh.pop() if fresh else self._published_proxy_status()
+            published = self._published_proxy_status()
             if published is None:
                 return None, f"configmap {PROXY_STATUS_NAMESPACE}/{PROXY_STATUS_CONFIGMAP} is gone"
             return published_convergence(published, self.list_pods())
