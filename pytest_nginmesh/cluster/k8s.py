@@ -339,7 +339,7 @@ class KubernetesCluster(Cluster):
         began = time.monotonic()
         if self._published_proxy_status() is not None:
             time.sleep(max(0.0, began + PROXY_STATUS_LAG - time.monotonic()))
-            self._wait_published(timeout)
+            self._wait_published(max(0.0, timeout - (time.monotonic() - began)))
         else:
             self._wait_stable_configs(timeout)
 

@@ -12,32 +12,17 @@ from ..cluster.base import Cluster, wait_for
 from ..cluster.k8s import KubernetesCluster
 from ..cluster.local import lifecycle
 from ..cluster.local.node import local_cluster
-from ..kube import Obj
 from ..profiles import DEFAULT_PROFILE, PROFILES, Profile
 from ..settings import Settings, Timeouts
 from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_PODS, control_plane, load_fixture
 
 Progress = Callable[[str], None]
-# The Pilot CRDs of Istio's install files (istio/istio install/kubernetes/istio.yaml, "# Pilot CRDs":
-# apiextensions.k8s.io/v1beta1, group config.istio.io, version v1alpha2): the API serves RouteRules once they exist.
-PILOT_CRDS = (("RouteRule", "routerules"), ("DestinationPolicy", "destinationpolicies"),
-              ("EgressRule", "egressrules"))
-
-
-def pilot_crds() -> list[Obj]:
-    return [{"apiVersion": "apiextensions.k8s.io/v1beta1", "kind": "CustomResourceDefinition",
-             "metadata": {"name": f"{plural}.config.istio.io", "labels": {"istio": "core"}},
-             "spec": {"group": "config.istio.io", "version": "v1alpha2", "scope": "Namespaced",
-                      "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"}}}
-            for kind, plural in PILOT_CRDS]
-
-
 def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None,
                  profile: Profile = PROFILES[DEFAULT_PROFILE]) -> None:
     """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress. The
     data plane is the profile's twin: its agents and mixer read what the profile says of the release."""
     progress(f"installing the Istio control plane and the Nginmesh injector ({profile.name})")
-    cluster.apply(pilot_crds() + control_plane(profile))
+    cluster.apply(control_plane(profile))
     cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     progress("deploying Bookinfo")
     cluster.apply(load_fixture(BOOKINFO))

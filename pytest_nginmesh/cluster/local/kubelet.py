@@ -30,7 +30,6 @@ from .launcher import NODE_PATH, LaunchSpec, VolumeMount, program_env
 from .network import ETC_NETNS, Allocator, NodeNetwork, pod_link, pod_netns
 from .paths import inside
 from .probes import Probe, ProbeError, Prober
-from .rest.server import VERSION
 from .store import Store, now
 
 log = logging.getLogger(__name__)
@@ -557,6 +556,8 @@ class Kubelet:
     def register_node(self) -> None:
         """Register this node (its InternalIP is the node address pods and NodePorts are reached at), as a
         kubelet does at start."""
+        from .rest.server import VERSION  # here: the REST API imports the controllers, which import the kubelet
+
         addresses = self.network.addresses
         self.store.put(node_object(self.node_name, addresses.node_ip, addresses.pod_cidr, VERSION["gitVersion"],
                                    now()))

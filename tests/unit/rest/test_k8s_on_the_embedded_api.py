@@ -17,7 +17,7 @@ from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
 from pytest_nginmesh.cluster.local.network import Addresses
 from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
 from pytest_nginmesh.kube import Obj, ObjectKey, read_manifest_file
-from pytest_nginmesh.mesh.install import pilot_crds
+from pytest_nginmesh.mesh.istio_crds import istio_crds
 from pytest_nginmesh.mesh.manifests import FIXTURES
 from pytest_nginmesh.settings import Timeouts
 
@@ -169,7 +169,7 @@ def test_get_finds_kinds_in_the_api_version_the_server_serves(adapter: Kubernete
 
 def test_route_rules_apply_reapply_and_delete_once_pilots_crds_exist(adapter: KubernetesCluster) -> None:
     rules = read_manifest_file(str(FIXTURES / "routes/route-rule-all-v1.yaml"))
-    adapter.apply(pilot_crds())
+    adapter.apply(istio_crds())  # as Pilot registers them at start
     assert {r["action"] for r in adapter.apply(rules)} == {"created"}
     assert adapter.get("RouteRule", "reviews-default") is not None
     assert {r["action"] for r in adapter.apply(rules)} == {"configured"}
