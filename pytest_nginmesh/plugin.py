@@ -235,10 +235,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if settings.cluster == "kind":
         refuse_pytest_kind(config, items)
     if settings.cluster != "local" and provider_key not in config.stash:
-        from .cluster.provider import make_provider
+        from .mesh.on_kubernetes import kubernetes_provider
 
         try:
-            config.stash[provider_key] = make_provider(settings, settings.mesh_profile, progress_line(config))
+            config.stash[provider_key] = kubernetes_provider(settings, settings.mesh_profile, progress_line(config))
         except NginmeshError as e:
             raise pytest.UsageError(str(e)) from e
     if tests and not config.option.collectonly:
@@ -385,9 +385,8 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
         def test_productpage(mesh_cluster):
             url = mesh_cluster.ingress_url() + "/productpage"
     """
-    from .cluster.provider import make_provider
     from .mesh.install import mesh_on_local
-    from .mesh.on_kubernetes import mesh_on_kubernetes
+    from .mesh.on_kubernetes import kubernetes_provider, mesh_on_kubernetes
 
     progress = progress_line(pytestconfig)
 
@@ -397,7 +396,7 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
         stash = pytestconfig.stash
         validated = stash.get(settings_key, None) == nginmesh_settings and provider_key in stash
         provider = (pytestconfig.stash[provider_key] if validated
-                    else make_provider(nginmesh_settings, nginmesh_settings.mesh_profile, progress))
+                    else kubernetes_provider(nginmesh_settings, nginmesh_settings.mesh_profile, progress))
         return mesh_on_kubernetes(settings, provider, progress)
 
     previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)

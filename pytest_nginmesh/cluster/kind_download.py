@@ -12,13 +12,11 @@ from pathlib import Path
 
 import requests
 
+from ..downloads import Fetch, default_cache_dir, requests_fetch, sha256_of
 from ..errors import ClusterError, UsageError
-from ..mesh.releases import default_cache_dir, requests_fetch, sha256_of
 
 KIND_DOWNLOADS = "https://github.com/kubernetes-sigs/kind/releases/download"
 ARCHITECTURES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-
-Fetch = Callable[[str, Path, float], None]
 
 
 def kind_asset(system: str | None = None, machine: str | None = None) -> str:

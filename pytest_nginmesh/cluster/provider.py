@@ -76,25 +76,12 @@ def preflight(api: KubeApi, profile: Profile) -> ServerFacts:
     return ServerFacts(version, git_version)
 
 
-def release_version(settings: Settings, profile: Profile) -> str:
-    """The Nginmesh release to install: ``--nginmesh-release``, else the profile's; it must inject as the
-    profile expects."""
-    from ..mesh.releases import get_release
-
-    release = get_release(settings.release or profile.nginmesh_version)
-    if release.injection != profile.injection:
-        raise UsageError(f"Nginmesh {release.version} injects with the {release.injection}, profile "
-                         f"{profile.name} expects the {profile.injection}: choose a release and a profile that agree")
-    return release.version
-
-
 def make_provider(settings: Settings, profile: Profile, progress: Progress) -> Provider:
     """The provider ``--nginmesh-cluster`` names; its constructor validates every option (nothing is touched)."""
     from .existing import ExistingProvider
     from .kind import KindProvider
     from .kubeadm import KubeadmProvider
 
-    release_version(settings, profile)
     providers: dict[str, Callable[[Settings, Profile, Progress], Provider]] = {
         "kind": KindProvider, "kubeadm": KubeadmProvider, "existing": ExistingProvider}
     return providers[settings.cluster](settings, profile, progress)

@@ -8,11 +8,29 @@ from contextlib import contextmanager
 
 from ..cluster.k8s import KubernetesCluster
 from ..cluster.kubeapi import KubeApi
-from ..cluster.provider import Progress, Provider, preflight, provided, release_version
+from ..cluster.provider import Progress, Provider, make_provider, preflight, provided
 from ..errors import UsageError
+from ..profiles import Profile
 from ..settings import Settings
 from .release_install import Installation, install_release, mesh_installed, uninstall
-from .releases import ReleaseStore
+from .releases import ReleaseStore, get_release
+
+
+def release_version(settings: Settings, profile: Profile) -> str:
+    """The Nginmesh release to install: ``--nginmesh-release``, else the profile's; it must inject as the
+    profile expects."""
+    release = get_release(settings.release or profile.nginmesh_version)
+    if release.injection != profile.injection:
+        raise UsageError(f"Nginmesh {release.version} injects with the {release.injection}, profile "
+                         f"{profile.name} expects the {profile.injection}: choose a release and a profile that agree")
+    return release.version
+
+
+def kubernetes_provider(settings: Settings, profile: Profile, progress: Progress) -> Provider:
+    """The provider of ``--nginmesh-cluster``, once the release to install and the profile agree (every option
+    validated, nothing touched)."""
+    release_version(settings, profile)
+    return make_provider(settings, profile, progress)
 
 
 @contextmanager

@@ -10,7 +10,6 @@ runs are checked against it) unless the user gives one.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import shutil
 import tarfile
@@ -22,14 +21,13 @@ from pathlib import Path, PurePosixPath
 
 import requests
 
+from ..downloads import Fetch, default_cache_dir, requests_fetch, sha256_of
 from ..errors import NginmeshError, UsageError
 
-Fetch = Callable[[str, Path, float], None]
 Progress = Callable[[str], None]
 
 CHECKSUMS_FILE = "SHA256SUMS"
 RECORD_SUFFIX = ".sha256"
-CHUNK = 1 << 16
 
 
 class ReleaseError(NginmeshError):
@@ -142,28 +140,6 @@ class ReleaseManifests:
     injector_script: Path | None
     bookinfo: list[Path]
     root: Path  # the directory holding both trees, istio-<v>/ and nginmesh-<v>/
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "pytest-nginmesh" / "releases"
-
-
-def requests_fetch(url: str, dest: Path, timeout: float) -> None:
-    """Stream ``url`` into ``dest``; a connect or read stalled for ``timeout`` seconds fails."""
-    with requests.get(url, stream=True, timeout=timeout) as response:
-        response.raise_for_status()
-        with dest.open("wb") as out:
-            for chunk in response.iter_content(CHUNK):
-                out.write(chunk)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def parse_sha256sums(path: Path) -> dict[str, str]:

@@ -160,3 +160,12 @@ def test_get_routerules_through_the_crds_pilot_registered(kubectl: Kubectl, loca
     finally:
         local_mesh.delete(rules)
         local_mesh.wait_converged(e2e_settings.timeouts.convergence)
+
+
+@NEEDS_KUBECTL
+def test_the_services_proxy_reaches_a_service_by_name_and_port(kubectl: Kubectl) -> None:
+    for service in ("productpage:9080", "productpage:http", "productpage"):
+        result = kubectl("get", "--raw", f"/api/v1/namespaces/default/services/{service}/proxy/productpage")
+        assert result.returncode == 0 and "Simple Bookstore App" in result.stdout, (service, result.stderr)
+    missing = kubectl("get", "--raw", "/api/v1/namespaces/default/services/nosuch:9080/proxy/")
+    assert missing.returncode == 1 and 'services "nosuch" not found' in missing.stderr

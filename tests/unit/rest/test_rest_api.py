@@ -10,7 +10,7 @@ import pytest
 from embedded_api import EmbeddedApi
 
 from pytest_nginmesh.cluster.local.rest import protobuf
-from pytest_nginmesh.cluster.local.rest.server import Request, Response
+from pytest_nginmesh.cluster.local.rest.server import Request, Response, proxied_service
 
 CONFIGMAPS = "/api/v1/namespaces/default/configmaps"
 
@@ -167,3 +167,11 @@ def test_watch_streams_added_modified_and_deleted(embedded_api: EmbeddedApi) -> 
 def test_bodies_over_the_limit_are_413(embedded_api: EmbeddedApi) -> None:
     response = call(embedded_api, "POST", CONFIGMAPS, b"{" + b" " * (4 * 1024 * 1024) + b"}")
     assert (response.code, response.body["reason"]) == (413, "RequestEntityTooLarge")
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("reviews", ("reviews", "")), ("reviews:9080", ("reviews", "9080")), ("reviews:http", ("reviews", "http")),
+    ("http:reviews:9080", ("reviews", "9080")), ("https:reviews:", ("reviews", "")),
+])
+def test_a_services_proxy_name_splits_as_kube_apiserver_splits_it(path: str, expected: tuple[str, str]) -> None:
+    assert proxied_service(path) == expected

@@ -90,6 +90,18 @@ class Response:
     upgrade: Callable[[io.BufferedIOBase, io.BufferedIOBase], None] | None = None  # a WebSocket session after 101
 
 
+def proxied_service(name: str) -> tuple[str, str]:
+    """A services/proxy path's ``name``, ``name:port`` or ``scheme:name:port`` as (name, port name or number;
+    "" for the first port), as kube-apiserver splits it (kubernetes/apimachinery pkg/util/net/port_split.go,
+    SplitSchemeNamePort)."""
+    parts = name.split(":")
+    if len(parts) == 3:
+        return parts[1], parts[2]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    return name, ""
+
+
 @dataclass(frozen=True)
 class Target:
     """What a resource path names: the resource, a namespace, a name, a subresource."""
@@ -499,11 +511,11 @@ class RestApi:
         return Response(200, None, stream=chunks, content_type="text/plain")
 
     def _proxy(self, request: Request, target: Target) -> Response:
-        service = self._stored(target)
-        if service is None or target.resource.kind != "Service":
-            raise status.not_found("services", "", target.name or "")
+        name, wanted = proxied_service(target.name or "")
+        service = self.store.get(target.key(name)) if target.resource.kind == "Service" else None
+        if service is None:
+            raise status.not_found("services", "", name)
         spec = service.get("spec") or {}
-        wanted = (target.name or "").split(":")[-1] if ":" in (target.name or "") else ""
         ports = spec.get("ports") or []
         port = next((p for p in ports if wanted in (str(p.get("port")), p.get("name"))), None) if wanted else \
             (ports[0] if ports else None)
