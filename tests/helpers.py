@@ -16,6 +16,7 @@ import pytest
 
 from pytest_nginmesh.cluster.local import system
 from pytest_nginmesh.settings import Settings
+from pytest_nginmesh.workers import alive
 
 NEEDS_ROOT = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("nginx") is None or shutil.which("iptables") is None,
@@ -55,7 +56,7 @@ def reserve_free_block() -> ipaddress.IPv4Network:
             held = json.loads(RESERVATIONS.read_text()) if RESERVATIONS.exists() else {}
         except ValueError:
             held = {}
-        held = {block: pid for block, pid in held.items() if pid_alive(pid)}
+        held = {block: pid for block, pid in held.items() if alive(pid)}
         routed = routed_networks()
         for block in RANGE_POOL.subnets(new_prefix=BLOCK_PREFIX):
             if str(block) not in held and not any(block.overlaps(network) for network in routed):
@@ -63,16 +64,6 @@ def reserve_free_block() -> ipaddress.IPv4Network:
                 RESERVATIONS.write_text(json.dumps(held))
                 return block
     raise RuntimeError(f"no free /{BLOCK_PREFIX} left in {RANGE_POOL} for a test cluster")
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cluster_settings(name: str, index: int) -> Settings:

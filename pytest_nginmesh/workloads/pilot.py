@@ -14,6 +14,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from ..cluster.local.api import send_json
 from ..errors import ClusterError, ForbiddenError, NginmeshError, NotFoundError
 from ..kube import Obj
 from ..mesh.istio_crds import istio_crds
@@ -174,12 +175,7 @@ def discovery_handler(pilot: Pilot) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, {"status": "accepted"})
 
         def _reply(self, status: int, body: object) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, status, body)
 
     return Discovery
 

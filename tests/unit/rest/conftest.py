@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from embedded_api import EmbeddedApi
 
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
 from pytest_nginmesh.cluster.local.apiserver import ApiServer
 from pytest_nginmesh.cluster.local.rest.server import RestApi, serve
+from pytest_nginmesh.settings import Timeouts
 
 
 @pytest.fixture
@@ -43,3 +46,12 @@ def embedded_api(tmp_path: Path) -> Iterator[EmbeddedApi]:
         for https in servers:
             https.shutdown()
             https.server_close()
+
+
+@pytest.fixture
+def adapter(embedded_api: EmbeddedApi) -> Iterator[KubernetesCluster]:
+    """The Kubernetes adapter on the embedded API, through its kubeconfig, as every cluster is driven."""
+    api = KubeApi(choose_kubeconfig(embedded_api.kubeconfig, None), 10.0)
+    cluster = KubernetesCluster(api, "unit", Timeouts(pod_ready=5, api_request=5), "nginmesh/proxy_init:0.2.12")
+    yield cluster
+    cluster.close()

@@ -7,27 +7,16 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 
 import pytest
 from embedded_api import EmbeddedApi
 
 from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
-from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
 from pytest_nginmesh.cluster.local.network import Addresses
 from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
 from pytest_nginmesh.kube import Obj, ObjectKey, read_manifest_file
 from pytest_nginmesh.mesh.istio_crds import istio_crds
 from pytest_nginmesh.mesh.manifests import FIXTURES
-from pytest_nginmesh.settings import Timeouts
-
-
-@pytest.fixture
-def adapter(embedded_api: EmbeddedApi) -> Iterator[KubernetesCluster]:
-    api = KubeApi(choose_kubeconfig(embedded_api.kubeconfig, None), 10.0)
-    cluster = KubernetesCluster(api, "unit", Timeouts(pod_ready=5, api_request=5), "nginmesh/proxy_init:0.2.12")
-    yield cluster
-    cluster.close()
 
 
 def node_ip(embedded_api: EmbeddedApi) -> str:

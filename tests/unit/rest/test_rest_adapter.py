@@ -4,27 +4,16 @@ the path users run on kind, met by a real API server rather than a double."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from embedded_api import EmbeddedApi, start_container, stop_container
 
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
-from pytest_nginmesh.cluster.kubeapi import KubeApi, choose_kubeconfig
 from pytest_nginmesh.errors import ClusterError
 from pytest_nginmesh.kube import read_manifest_file
-from pytest_nginmesh.settings import Timeouts
 
 BOOKINFO = Path(__file__).resolve().parents[3] / "fixtures" / "bookinfo" / "bookinfo.yaml"
-
-
-@pytest.fixture
-def adapter(embedded_api: EmbeddedApi) -> Iterator[KubernetesCluster]:
-    api = KubeApi(choose_kubeconfig(embedded_api.kubeconfig, None), 10.0)
-    cluster = KubernetesCluster(api, "unit", Timeouts(pod_ready=5, api_request=5), "nginmesh/proxy_init:0.2.12")
-    yield cluster
-    cluster.close()
 
 
 def test_apply_get_list_and_delete_through_the_official_client(adapter: KubernetesCluster) -> None:
