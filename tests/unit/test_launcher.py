@@ -177,6 +177,26 @@ def test_etc_hosts_follows_the_pods_hosts_file_as_it_is_replaced(state: Path) ->
         shutil.rmtree(hosts_dir)
 
 
+@needs_root
+def test_a_hosts_file_replaced_after_ip_netns_exec_bound_it_does_not_fail_the_launch(state: Path) -> None:
+    # The kubelet starts the launcher through ``ip netns exec``, which binds the pod's hosts file on /etc/hosts;
+    # when the network controller replaces that file before the launcher runs, the bind is of an unlinked file.
+    hosts_dir = Path("/run") / f"nmunit-hosts-{uuid.uuid4().hex[:8]}"
+    hosts_dir.mkdir()
+    (hosts_dir / "hosts").write_text("10.0.0.1\tfirst\n")
+    (hosts_dir / "hosts.tmp").write_text("10.0.0.2\tsecond\n")
+    launcher = launch_argv(state, "cat /etc/hosts", hosts_dir=str(hosts_dir))[2:]
+    as_ip_netns_exec = (f"mount --bind {hosts_dir}/hosts /etc/hosts && mv {hosts_dir}/hosts.tmp {hosts_dir}/hosts"
+                        ' && exec "$@"')
+    try:
+        result = subprocess.run(["unshare", "-m", "sh", "-c", as_ip_netns_exec, "sh", *launcher],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "10.0.0.2\tsecond\n"
+    finally:
+        shutil.rmtree(hosts_dir)
+
+
 def test_a_launch_spec_survives_its_file() -> None:
     spec = LaunchSpec("/s", "/run/nginmesh", "/run/nginmesh/c/api.sock", "/etc/netns/p",
                       (VolumeMount("/v", "/etc/x", True),), "/", ("/usr/bin/true",), {"A": "1"})

@@ -158,13 +158,17 @@ def build_root(spec: LaunchSpec) -> None:
         os.mkdir(f"{stage}/{part}", 0o755)
     root = f"{stage}/root"
     _mount("overlay", root, "overlay", 0, f"lowerdir=/,upperdir={stage}/upper,workdir={stage}/work")
+    live_hosts = os.path.isfile(f"{spec.hosts_dir}/hosts")
     table = mount_table()
     root_entry = [e for e in table if e.point == "/"][-1]  # the last of a stack is the one on top
     for entry in table:
         below_root = entry.parent_id == root_entry.mount_id and entry.point != "/"
-        if below_root and not _below(entry.point, state_root) and os.path.lexists(root + entry.point):
+        # ``ip netns exec`` bound the pod's hosts file on /etc/hosts; the network controller may have replaced
+        # that file since (a rename), and binding a mount of an unlinked file fails with ENOENT.
+        replaced = live_hosts and entry.point == "/etc/hosts"
+        if below_root and not replaced and not _below(entry.point, state_root) and os.path.lexists(root + entry.point):
             _mount(entry.point, root + entry.point, None, MS_BIND | MS_REC)
-    if os.path.isfile(f"{spec.hosts_dir}/hosts"):
+    if live_hosts:
         _live_hosts_file(root, spec.hosts_dir)
     # Every cluster's state stays hidden; only this cluster's API socket shows, where the programs expect it.
     _mount("tmpfs", root + state_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
@@ -227,7 +231,6 @@ def _live_hosts_file(root: str, hosts_dir: str) -> None:
     """/etc/hosts as a link into the pod's hosts directory, bind-mounted live: the network controller replaces
     the file as Services come and go, and a bind of the file itself (what ``ip netns exec`` makes) would keep
     showing the one that was there when the container started."""
-    _umount(root + "/etc/hosts", gone_ok=True)
     os.unlink(root + "/etc/hosts")
     os.makedirs(root + hosts_dir, 0o755, exist_ok=True)
     _mount(hosts_dir, root + hosts_dir, None, MS_BIND)
