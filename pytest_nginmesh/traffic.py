@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 # Runs under Python 2 or 3, whichever the application image has (Bookinfo's productpage has one). With an
 # interval, requests go out on a fixed schedule and each one's latency counts from when it was due, so that a
 # stall delays the requests that should have gone out meanwhile too (no coordinated omission, as wrk2 measures).
+# The schedule starts at an absolute time when one is given (several clients on one schedule); a client that
+# starts after that sends nothing and exits SCHEDULE_MISSED, since its first requests would count the delay.
+SCHEDULE_MISSED = 75  # the script's exit status then (EX_TEMPFAIL)
 REQUEST_SCRIPT = """
 import sys, time
 try:
@@ -27,7 +30,10 @@ headers = {"x-request-id": sys.argv[2]}
 if sys.argv[3]:
     headers["Cookie"] = sys.argv[3]
 interval = float(sys.argv[5])
-first = time.time()
+first = float(sys.argv[6]) if sys.argv[6] else time.time()
+if sys.argv[6] and time.time() > first:
+    sys.stderr.write("started %.3fs after the schedule\\n" % (time.time() - first))
+    sys.exit(75)
 for i in range(int(sys.argv[4])):
     started = time.time()
     if interval:
@@ -45,6 +51,10 @@ for i in range(int(sys.argv[4])):
 """
 
 
+class ScheduleMissed(ClusterError):
+    """A client started after the time its schedule began: nothing was sent; try again with more lead."""
+
+
 def new_marker() -> str:
     return f"nginmesh-probe-{uuid.uuid4()}"
 
@@ -56,15 +66,19 @@ def request_with_python(cluster: Cluster, namespace: str, pod: str, container: s
 
 
 def requests_with_python(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str,
-                         count: int, cookie: str = "", interval: float = 0.0) -> list[tuple[int, float]]:
+                         count: int, cookie: str = "", interval: float = 0.0,
+                         start_at: float | None = None) -> list[tuple[int, float]]:
     """GET ``url`` ``count`` times from a container; each request's status and seconds, as the client saw. With
-    ``interval``, one request is due every ``interval`` seconds and its latency counts from when it was due."""
-    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3" "$4" "$5"',
-               REQUEST_SCRIPT, url, marker, cookie, str(count), repr(interval)]
-    result = cluster.exec(namespace, pod, command, container=container,
-                          timeout=30 + (35 + interval) * count).check()
+    ``interval``, one request is due every ``interval`` seconds and its latency counts from when it was due;
+    with ``start_at`` (seconds since the epoch, on the pod's clock) the first one is due then."""
+    command = ["sh", "-c", 'exec "$(command -v python3 || command -v python)" -c "$0" "$1" "$2" "$3" "$4" "$5" "$6"',
+               REQUEST_SCRIPT, url, marker, cookie, str(count), repr(interval),
+               "" if start_at is None else repr(start_at)]
+    result = cluster.exec(namespace, pod, command, container=container, timeout=30 + (35 + interval) * count)
+    if start_at is not None and result.returncode == SCHEDULE_MISSED:
+        raise ScheduleMissed(f"{namespace}/{pod}: {result.stderr.strip()}")
     return [(int(status), float(seconds)) for status, seconds in
-            (line.split() for line in result.stdout.strip().splitlines())]
+            (line.split() for line in result.check().stdout.strip().splitlines())]
 
 
 def request_with_curl(cluster: Cluster, namespace: str, pod: str, container: str, url: str, marker: str) -> int:

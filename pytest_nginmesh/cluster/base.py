@@ -81,6 +81,12 @@ CRASH_LOOP_RESTARTS = 3
 def hopeless_reason(pod: Obj) -> str | None:
     """Why a pod will not become ready by waiting, or None while it still may."""
     status = pod.get("status") or {}
+    if status.get("phase") in ("Failed", "Succeeded"):  # every container ended and none restarts
+        ended = [f"{c['name']} exited {c['state']['terminated'].get('exitCode')}"
+                 f" ({c['state']['terminated'].get('reason', '')})"
+                 for c in status.get("containerStatuses") or [] if "terminated" in (c.get("state") or {})]
+        detail = ": " + "; ".join(ended) if ended else (f": {status['message']}" if status.get("message") else "")
+        return f"pod {pod['metadata']['name']} has {status['phase']}{detail}"
     for container in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
         waiting = (container.get("state") or {}).get("waiting") or {}
         reason = waiting.get("reason")

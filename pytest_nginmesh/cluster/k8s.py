@@ -412,7 +412,12 @@ class KubernetesCluster(Cluster):
             self.apply([{"apiVersion": "v1", "kind": "Namespace",
                          "metadata": {"name": DEBUG_NAMESPACE, "labels": dict(MANAGED_BY)}}])
             self._created_debug_namespace = True
-        name = "netdebug-" + hashlib.sha256(node.encode()).hexdigest()[:10]
+        name = debug_pod_name(node)
+        earlier = self.get("Pod", name, DEBUG_NAMESPACE)
+        if earlier is not None and (earlier.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
+            # An earlier run's helper that reached its activeDeadlineSeconds (or failed): a new one replaces it.
+            self.delete([earlier])
+            self.wait_pods_gone(DEBUG_NAMESPACE, self.timeouts.pod_ready, {"nginmesh.test/debug-node": name})
         self.apply([debug_pod(name, node, self.debug_image)])
         self.wait_pods_ready(DEBUG_NAMESPACE, self.timeouts.pod_ready, {"nginmesh.test/debug-node": name})
         self._debug_pods[node] = name
@@ -530,6 +535,10 @@ def proxy_entry(text: str | None) -> dict[str, Any]:
     except ValueError:
         return {}
     return entry if isinstance(entry, dict) else {}
+
+
+def debug_pod_name(node: str) -> str:
+    return "netdebug-" + hashlib.sha256(node.encode()).hexdigest()[:10]
 
 
 def debug_pod(name: str, node: str, image: str) -> Obj:

@@ -50,8 +50,8 @@ class ServerFacts:
 
 
 def preflight(api: KubeApi, profile: Profile) -> ServerFacts:
-    """Read-only checks before anything is installed: the server answers (bounded), its version fits the
-    profile, and the API the profile's injection needs is served."""
+    """Read-only checks before anything is installed: the server answers (bounded) and serves the API the
+    profile's injection needs (when not, its version says why, if it can)."""
     info = as_obj(api.request("GET", "/version", timeout=min(PREFLIGHT_TIMEOUT, api.request_timeout)))
     git_version = str(info.get("gitVersion") or f"v{info.get('major')}.{info.get('minor')}")
     try:
@@ -59,21 +59,26 @@ def preflight(api: KubeApi, profile: Profile) -> ServerFacts:
     except UsageError:
         raise ClusterError(f"the API server reports version {git_version!r}, which is not a Kubernetes 1.x "
                            "version: is this a Kubernetes API server?") from None
+    # The API served is the truth (the embedded cluster serves InitializerConfigurations at any version); the
+    # version only explains why it is missing.
+    if profile.injection == "initializer":
+        served = api.serves("admissionregistration.k8s.io/v1alpha1", "InitializerConfiguration")
+    else:
+        served = any(api.serves(f"admissionregistration.k8s.io/{v}", "MutatingWebhookConfiguration")
+                     for v in ("v1", "v1beta1"))
+    if served:
+        return ServerFacts(version, git_version)
     try:
         check_profile_supports(profile, version, version_option="a cluster")
     except UsageError as e:
         raise UsageError(f"context {api.choice.context!r} runs Kubernetes {git_version}: {e}") from None
-    if profile.injection == "initializer" and not api.serves("admissionregistration.k8s.io/v1alpha1",
-                                                             "InitializerConfiguration"):
+    if profile.injection == "initializer":
         raise UsageError(f"context {api.choice.context!r} does not serve admissionregistration.k8s.io/v1alpha1 "
                          f"InitializerConfigurations, which profile {profile.name} needs: start kube-apiserver "
                          "with the Initializers admission plugin and that runtime-config (see "
                          "'nginmesh render kubeadm-config')")
-    if profile.injection == "webhook" and not any(
-            api.serves(f"admissionregistration.k8s.io/{v}", "MutatingWebhookConfiguration") for v in ("v1", "v1beta1")):
-        raise UsageError(f"context {api.choice.context!r} serves no MutatingWebhookConfigurations, which profile "
-                         f"{profile.name} needs: enable the MutatingAdmissionWebhook admission plugin")
-    return ServerFacts(version, git_version)
+    raise UsageError(f"context {api.choice.context!r} serves no MutatingWebhookConfigurations, which profile "
+                     f"{profile.name} needs: enable the MutatingAdmissionWebhook admission plugin")
 
 
 def make_provider(settings: Settings, profile: Profile, progress: Progress) -> Provider:

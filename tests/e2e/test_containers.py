@@ -21,6 +21,7 @@ from seeding import pod_of
 from pytest_nginmesh.cluster.base import pod_is_ready, wait_for
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local.cgroup import Cgroup
+from pytest_nginmesh.cluster.local.kubelet import instance_cgroup, main_process
 from pytest_nginmesh.cluster.local.network import pod_netns
 from pytest_nginmesh.cluster.local.node import LocalNode
 from pytest_nginmesh.kube import Obj
@@ -54,8 +55,10 @@ def status_of(pod: Obj, container: str) -> Obj:
     return next(s for s in pod["status"]["containerStatuses"] if s["name"] == container)
 
 
-def pid_of(pod: Obj, container: str) -> int:
-    return int(status_of(pod, container)["containerID"].rsplit("/", 1)[1])
+def pid_of(cluster: KubernetesCluster, pod: Obj, container: str) -> int:
+    pid = main_process(container_cgroup(cluster, pod, container))
+    assert pid is not None, f"container {container} of {pod['metadata']['name']} has no process"
+    return pid
 
 
 def children(pid: int) -> list[int]:
@@ -77,7 +80,8 @@ def mode(path: Path) -> int:
 
 
 def container_cgroup(cluster: KubernetesCluster, pod: Obj, container: str) -> Cgroup:
-    return Cgroup.of_cluster(cluster.name).child("pods", pod["metadata"]["uid"], container)
+    """The cgroup of the container instance the pod's status names."""
+    return instance_cgroup(cluster.name, pod, status_of(pod, container))
 
 
 def listeners(cluster: KubernetesCluster, pod: Obj, port: int) -> set[int]:
@@ -120,7 +124,7 @@ def test_a_killed_sidecar_nginx_master_makes_the_pod_unready_and_heals(healthy: 
     name = pod_of(healthy, "details")
     pod = healthy.get("Pod", name, "default")
     assert pod is not None
-    (master,) = children(pid_of(pod, PROXY_CONTAINER))
+    (master,) = children(pid_of(healthy, pod, PROXY_CONTAINER))
     workers = children(master)
     assert workers and listeners(healthy, pod, 15001) <= {master, *workers}
     restarts = status_of(pod, PROXY_CONTAINER)["restartCount"]
@@ -142,7 +146,7 @@ def test_what_a_container_forked_dies_with_it(healthy: KubernetesCluster) -> Non
     name = pod_of(healthy, "ratings")
     pod = healthy.get("Pod", name, "default")
     assert pod is not None
-    agent = pid_of(pod, PROXY_CONTAINER)
+    agent = pid_of(healthy, pod, PROXY_CONTAINER)
     forked = [pid for pid in container_cgroup(healthy, pod, PROXY_CONTAINER).pids() if pid != agent]
     assert len(forked) >= 2, "the agent runs an NGINX master and its workers"
     restarts = status_of(pod, PROXY_CONTAINER)["restartCount"]

@@ -19,6 +19,7 @@ from helpers import settings_env
 from pytest_nginmesh.bookinfo import reviews_version
 from pytest_nginmesh.cluster.base import pod_is_ready, wait_for
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.local.kubelet import instance_cgroup, main_process
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import STATUS_ANNOTATION
 from pytest_nginmesh.settings import Settings
@@ -150,7 +151,9 @@ def test_killed_container_is_restarted_and_counted(local_mesh: KubernetesCluster
     local_mesh.apply([deployment("ratings", scratch_namespace, "istio/examples-bookinfo-ratings-v1:0.2.3")])
     pod = local_mesh.wait_pods_ready(scratch_namespace, 60)[0]
     app = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "ratings")
-    os.kill(int(app["containerID"].rsplit("/", 1)[1]), signal.SIGKILL)
+    pid = main_process(instance_cgroup(local_mesh.name, pod, app))
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
 
     def restarted(pod: Obj) -> bool:
         status = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "ratings")
@@ -159,6 +162,8 @@ def test_killed_container_is_restarted_and_counted(local_mesh: KubernetesCluster
     pod = wait_pod(local_mesh, scratch_namespace, "the killed container back and ready", restarted)
     status = next(c for c in pod["status"]["containerStatuses"] if c["name"] == "ratings")
     assert status["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGKILL
+    # A new instance, a new ID; the terminated one keeps its own, as a container runtime reports them.
+    assert status["lastState"]["terminated"]["containerID"] == app["containerID"] != status["containerID"]
     assert "ratings-v1 listening" in local_mesh.logs(scratch_namespace, pod["metadata"]["name"], "ratings",
                                                      previous=True)
     assert any(e["reason"] == "BackOff" for e in local_mesh.events(scratch_namespace))

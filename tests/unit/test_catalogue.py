@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nginmesh.cluster.local.catalogue import is_proxy, readiness_probe, repository, resolve
+from pytest_nginmesh.cluster.local.catalogue import is_proxy, program_of, readiness_probe, repository, resolve
 from pytest_nginmesh.kube import Obj, read_manifest_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -172,3 +172,20 @@ def test_every_program_runs_isolated_from_the_interpreter_env() -> None:
         program = resolve(container)
         assert program is not None
         assert program.argv[:3] == [sys.executable, "-I", "-u"], container["name"]
+
+
+def test_a_command_replaces_the_images_program_and_its_default_probe() -> None:
+    # The helper pod the Kubernetes adapter reads pods' iptables from: the init image, running `sleep`.
+    program = program_of({"name": "debug", "image": "nginmesh/proxy_init:0.2.12", "command": ["sleep", 3600],
+                          "args": ["--extra"]})
+    assert program is not None
+    assert program.argv == ["sleep", "3600", "--extra"]
+    assert program.default_probe is None
+    with_args_only = program_of({"name": "p", "image": "docker.io/istio/pilot:0.2.12", "args": ["discovery"],
+                                 "ports": [{"containerPort": 8080}]})
+    assert with_args_only == resolve({"name": "p", "image": "docker.io/istio/pilot:0.2.12", "args": ["discovery"],
+                                      "ports": [{"containerPort": 8080}]})
+
+
+def test_a_command_does_not_make_an_unknown_image_known() -> None:
+    assert program_of({"name": "c", "image": "busybox", "command": ["sleep", "1"]}) is None

@@ -122,6 +122,15 @@ def test_hopeless_pods_are_told_from_slow_ones(status: Obj, hopeless: bool) -> N
         assert "container c of pod p is in" in reason
 
 
+def test_a_pod_that_ended_is_hopeless_and_says_how_its_containers_exited() -> None:
+    failed = pod_with({"state": {"terminated": {"exitCode": 127, "reason": "Error"}}})
+    failed["status"]["phase"] = "Failed"
+    assert hopeless_reason(failed) == "pod p has Failed: c exited 127 (Error)"
+    message = "Pod was active on the node longer than the specified deadline"
+    deadline = {"metadata": {"name": "p"}, "status": {"phase": "Failed", "message": message}}
+    assert hopeless_reason(deadline) == f"pod p has Failed: {message}"
+
+
 def test_named_target_ports_are_resolved_in_the_pod() -> None:
     pod = {"metadata": {"name": "ingress"}, "spec": {"containers": [
         {"name": "proxy", "ports": [{"name": "http", "containerPort": 8080}]}]}}

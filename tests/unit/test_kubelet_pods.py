@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
+import secrets
 import stat
 import subprocess
 import time
@@ -109,7 +110,8 @@ def alive(pid: int) -> bool:
 
 
 def start_in_cgroup(runner: PodRunner, container: Container, script: str, processes: int) -> None:
-    container.cgroup = runner.cgroup.child(container.name).create()
+    container.container_id = secrets.token_hex(32)
+    container.cgroup = runner.cgroup.child(container.name, container.container_id).create()
     container.process = subprocess.Popen(container.cgroup.launch_argv(["sh", "-c", script]), start_new_session=True)
     deadline = time.monotonic() + 5
     while len(container.cgroup.pids()) < processes and time.monotonic() < deadline:
@@ -145,9 +147,8 @@ def test_teardown_leaves_no_directory_and_no_cgroup(kubelet: Kubelet) -> None:
     assert not runner.cgroup.exists()
 
 
-def running(pod_obj: Obj, pid: int) -> Obj:
-    pod_obj["status"] = {"containerStatuses": [{"name": "app", "containerID": f"nginmesh-local://{pid}",
-                                                "state": {"running": {}}}]}
+def running(pod_obj: Obj, container: Container) -> Obj:
+    pod_obj["status"] = {"containerStatuses": [{**container.status(), "state": {"running": {}}}]}
     return pod_obj
 
 
@@ -159,11 +160,23 @@ def test_exec_refuses_a_container_that_is_not_running() -> None:
 
 
 @needs_root
-def test_exec_refuses_a_pid_outside_the_containers_cgroup(kubelet: Kubelet) -> None:
-    # The status names a pid of another process (reused, or the container restarted): never enter it.
-    impostor = running(pod([]), os.getpid())
+def test_exec_refuses_a_container_instance_that_is_gone(kubelet: Kubelet) -> None:
+    # The status names an instance whose processes are gone (the container restarted since): never enter
+    # anything else.
+    spec = pod([])
+    container = runner_of(kubelet, spec).containers[0]
+    container.container_id = secrets.token_hex(32)
     with pytest.raises(ClusterError, match="has just restarted"):
-        exec_in_container(kubelet.cluster, impostor, impostor["spec"]["containers"][0], ["true"])
+        exec_in_container(kubelet.cluster, running(spec, container), container.spec, ["true"])
+
+
+@needs_root
+def test_exec_refuses_a_container_id_that_names_no_instance(kubelet: Kubelet) -> None:
+    spec = pod([])
+    spec["status"] = {"containerStatuses": [{"name": "app", "containerID": "nginmesh-local://../../daemon",
+                                             "state": {"running": {}}}]}
+    with pytest.raises(ClusterError, match="is not running"):
+        exec_in_container(kubelet.cluster, spec, spec["spec"]["containers"][0], ["true"])
 
 
 @needs_root
@@ -174,12 +187,13 @@ def test_exec_enters_the_container_in_its_cgroup_with_its_env(kubelet: Kubelet) 
     container = runner.containers[0]
     start_in_cgroup(runner, container, "sleep 300 & sleep 300 & wait", 3)
     assert container.process is not None
-    argv, env = exec_in_container(kubelet.cluster, running(spec, container.process.pid), container.spec,
+    argv, env = exec_in_container(kubelet.cluster, running(spec, container), container.spec,
                                   ["sh", "-c", "cat /proc/self/cgroup"])
     try:
         result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
         assert result.returncode == 0, result.stderr
-        assert result.stdout.strip().endswith(f"/pods/{spec['metadata']['uid']}/app")
+        # The instance's cgroup is named by its ID, so the ID finds its processes in /proc/<pid>/cgroup.
+        assert result.stdout.strip().endswith(f"/pods/{spec['metadata']['uid']}/app/{container.container_id}")
         assert "LD_PRELOAD" not in env and env["KEPT"] == "yes"
     finally:
         runner._kill(container)

@@ -197,6 +197,20 @@ def test_a_hosts_file_replaced_after_ip_netns_exec_bound_it_does_not_fail_the_la
         shutil.rmtree(hosts_dir)
 
 
+@needs_root
+def test_a_bare_command_is_found_on_the_containers_path_and_a_missing_one_exits_127(state: Path) -> None:
+    pod = state / "unit" / "pods" / "default_p"
+    for command, code in (("true", 0), ("nmunit-no-such-command", 127)):
+        spec = LaunchSpec(str(pod / "containers" / "c"), str(state), str(state / "unit" / "api.sock"), "/nonexistent",
+                          (), "/", (command,), {})
+        spec_file = pod / "containers" / "c.json"
+        spec_file.write_text(spec.to_json())
+        result = subprocess.run(["unshare", "-m", sys.executable, "-I", "-m", "pytest_nginmesh.cluster.local.launcher",
+                                 str(spec_file)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == code, result.stderr
+    assert result.stderr.strip() == 'launcher: exec: "nmunit-no-such-command": executable file not found in $PATH'
+
+
 def test_a_launch_spec_survives_its_file() -> None:
     spec = LaunchSpec("/s", "/run/nginmesh", "/run/nginmesh/c/api.sock", "/etc/netns/p",
                       (VolumeMount("/v", "/etc/x", True),), "/", ("/usr/bin/true",), {"A": "1"})

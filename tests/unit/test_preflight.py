@@ -23,9 +23,9 @@ def connect(server: RecordedApiServer, tmp_path: Path) -> KubeApi:
     return KubeApi(choose_kubeconfig(server.write_kubeconfig(tmp_path / "kubeconfig", "ci"), None), 5.0)
 
 
-@pytest.fixture
-def without_initializers(tmp_path: Path) -> Iterator[RecordedApiServer]:
-    """A 1.13 server started without --runtime-config=admissionregistration.k8s.io/v1alpha1."""
+def discovery_without_initializers(tmp_path: Path) -> Discovery:
+    """What a server started without --runtime-config=admissionregistration.k8s.io/v1alpha1 serves (every
+    server from Kubernetes 1.14 on, which removed the API)."""
     data = tmp_path / "discovery"
     shutil.copytree(DATA_DIR, data)
     (data / f"apis-{ALPHA.replace('/', '-')}.json").unlink()
@@ -33,7 +33,13 @@ def without_initializers(tmp_path: Path) -> Iterator[RecordedApiServer]:
     for group in apis["groups"]:
         group["versions"] = [v for v in group["versions"] if v["groupVersion"] != ALPHA]
     (data / "apis.json").write_text(json.dumps(apis))
-    with RecordedApiServer(discovery=Discovery(data)) as server:
+    return Discovery(data)
+
+
+@pytest.fixture
+def without_initializers(tmp_path: Path) -> Iterator[RecordedApiServer]:
+    """A 1.13 server started without the Initializer API."""
+    with RecordedApiServer(discovery=discovery_without_initializers(tmp_path)) as server:
         yield server
 
 
@@ -46,7 +52,8 @@ def test_a_fitting_server_passes_and_nothing_is_written(tmp_path: Path) -> None:
 
 
 def test_a_server_too_new_for_initializers(tmp_path: Path) -> None:
-    with (RecordedApiServer(version={"major": "1", "minor": "16", "gitVersion": "v1.16.15"}) as server,
+    with (RecordedApiServer(version={"major": "1", "minor": "16", "gitVersion": "v1.16.15"},
+                            discovery=discovery_without_initializers(tmp_path)) as server,
           pytest.raises(UsageError, match=r"context 'ci' runs Kubernetes v1.16.15: profile nginmesh-0.2.12 "
                                           r"injects through the Initializers admission plugin")):
         preflight(connect(server, tmp_path), get_profile("nginmesh-0.2.12"))

@@ -101,6 +101,16 @@ def resolve(container: Obj) -> Program | None:
     return None
 
 
+def program_of(container: Obj) -> Program | None:
+    """What the container runs: its image's program, or its ``command`` (with ``args``) when it has one, as a
+    command replaces an image's entrypoint and default args on any runtime. Every image here has the node's own
+    filesystem, so the command is found on it; a manifest's probe still applies, the image's default does not."""
+    program = resolve(container)
+    if program is None or not container.get("command"):
+        return program
+    return Program([str(part) for part in (*container["command"], *(container.get("args") or []))], None)
+
+
 KNOWN_IMAGES = (
     "*/proxy_init, */proxy_debug, */pilot, */mixer, */sidecar_initializer, */httpbin, "
     "*/examples-bookinfo-{productpage,details,reviews,ratings}-vN"

@@ -11,6 +11,8 @@ import binascii
 import contextlib
 import logging
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -48,7 +50,10 @@ VOLUME_DIR_MODE = 0o755
 EMPTY_DIR_MODE = 0o1777
 LOG_MODE = system.PRIVATE_FILE_MODE
 # What a kubelet publishes of the runtime it drives (NodeSystemInfo.containerRuntimeVersion: "<runtime>://<version>").
-CONTAINER_RUNTIME = "nginmesh-local://1"
+CONTAINER_RUNTIME_NAME = "nginmesh-local"
+CONTAINER_RUNTIME = f"{CONTAINER_RUNTIME_NAME}://1"
+# A container instance's ID: 64 hex digits, new at every start, as Docker's and containerd's.
+CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
 
 def node_object(name: str, node_ip: str, pod_cidr: str, kubelet_version: str, at: str) -> Obj:
@@ -127,6 +132,26 @@ def enter_argv(pid: int, container: Obj, pod: Obj, command: Sequence[str]) -> li
     return [NSENTER, "-t", str(pid), "-m", "-n", *user_prefix(container, pod), *command]
 
 
+def instance_cgroup(cluster: str, pod: Obj, status: Obj) -> Cgroup:
+    """The cgroup of the container instance a containerStatus names (its ID is the cgroup's name, as a
+    container runtime names its cgroups: what finds a container's processes in /proc/<pid>/cgroup)."""
+    container_id = str(status.get("containerID") or "").split("://", 1)[-1]
+    if not CONTAINER_ID.fullmatch(container_id):
+        raise ClusterError(f"container {status.get('name')} of pod {pod['metadata']['name']} is not running: "
+                           "wait for it (nginmesh local get pods)")
+    return Cgroup.of_cluster(cluster).child("pods", pod["metadata"]["uid"], str(status["name"]), container_id)
+
+
+def main_process(cgroup: Cgroup) -> int | None:
+    """The container's own process: the first started of its cgroup (what it forked and what exec ran came
+    later)."""
+    started = []
+    for pid in cgroup.pids():
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            started.append((int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]), pid))
+    return min(started)[1] if started else None
+
+
 def exec_in_container(cluster: str, pod: Obj, container: Obj, command: Sequence[str]
                       ) -> tuple[list[str], dict[str, str]]:
     """The host argv and env that run ``command`` in a running container as a runtime's exec does: in its
@@ -134,16 +159,16 @@ def exec_in_container(cluster: str, pod: Obj, container: Obj, command: Sequence[
     name = pod["metadata"]["name"]
     status = pod.get("status") or {}
     statuses = (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or [])
-    found: Obj = next((s for s in statuses if s.get("name") == container["name"]), {})
-    pid = str(found.get("containerID") or "").rsplit("/", 1)[-1]
-    if "running" not in (found.get("state") or {}) or not pid.isdigit():
+    found: Obj = next((s for s in statuses if s.get("name") == container["name"]), {"name": container["name"]})
+    if "running" not in (found.get("state") or {}):
         raise ClusterError(f"container {container['name']} of pod {name} is not running: "
                            "wait for it (nginmesh local get pods)")
-    cgroup = Cgroup.of_cluster(cluster).child("pods", pod["metadata"]["uid"], container["name"])
-    if int(pid) not in cgroup.pids():  # the pid was reused, or the container restarted since the status
+    cgroup = instance_cgroup(cluster, pod, found)
+    pid = main_process(cgroup)
+    if pid is None:  # the container restarted (or stopped) since the status was read
         raise ClusterError(f"container {container['name']} of pod {name} has just restarted: run the command again")
     env = container_env(container, pod, {"PATH": NODE_PATH, "HOME": "/tmp"})
-    return cgroup.launch_argv(enter_argv(int(pid), container, pod, command)), env
+    return cgroup.launch_argv(enter_argv(pid, container, pod, command)), env
 
 
 def write_volume_file(path: Path, data: bytes, mode: int) -> None:
@@ -163,7 +188,8 @@ class Container:
     spec: Obj
     init: bool
     process: subprocess.Popen[bytes] | None = None
-    cgroup: Cgroup | None = None
+    cgroup: Cgroup | None = None  # of the running instance: <pod cgroup>/<name>/<container ID>
+    container_id: str = ""
     prober: Prober | None = None
     started: float = 0.0
     restart_count: int = 0
@@ -177,12 +203,11 @@ class Container:
         return str(self.spec["name"])
 
     def status(self) -> Obj:
-        pid = self.process.pid if self.process else 0
         return {
             "name": self.name,
             "image": self.spec.get("image", ""),
-            "imageID": f"nginmesh-local://{catalogue.repository(self.spec.get('image', ''))}",
-            "containerID": f"nginmesh-local://{pid}" if pid else "",
+            "imageID": f"{CONTAINER_RUNTIME_NAME}://{catalogue.repository(self.spec.get('image', ''))}",
+            "containerID": f"{CONTAINER_RUNTIME_NAME}://{self.container_id}" if self.container_id else "",
             "ready": self.ready,
             "restartCount": self.restart_count,
             "state": self.state,
@@ -366,7 +391,7 @@ class PodRunner(threading.Thread):
         return changed
 
     def _start(self, container: Container) -> bool:
-        program = catalogue.resolve(container.spec)
+        program = catalogue.program_of(container.spec)
         if program is None:
             image = container.spec.get("image", "")
             message = (f'image "{image}" is not in the local catalogue; known images: {catalogue.KNOWN_IMAGES}')
@@ -377,8 +402,12 @@ class PodRunner(threading.Thread):
             probe = Probe.from_spec(probe_spec) if probe_spec else None
         except ProbeError as e:
             return self._cannot_start(container, "CreateContainerConfigError", str(e), "Error")
-        container.cgroup = self.cgroup.child(container.name).create()
-        self._kill_cgroup(container.cgroup)  # nothing of an earlier instance outlives it
+        instances = self.cgroup.child(container.name)
+        self._kill_cgroup(instances)  # nothing of an earlier instance outlives it
+        for earlier in instances.path.glob("*/"):
+            instances.child(earlier.name).remove(self.kubelet.grace + 5)
+        container.container_id = secrets.token_hex(32)
+        container.cgroup = instances.child(container.container_id).create()
         spec_path = self._write_launch_spec(container, program.argv)
         log_fd = self._open_log(container)
         try:

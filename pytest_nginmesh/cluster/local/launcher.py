@@ -265,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
     except (LaunchError, OSError) as e:
         print(f"launcher: {e}", file=sys.stderr, flush=True)
         return 128
-    os.execve(spec.argv[0], list(spec.argv), program_env(spec.env))
+    try:  # a bare command name is looked up on the container's PATH, as a runtime's exec does
+        os.execvpe(spec.argv[0], list(spec.argv), program_env(spec.env))
+    except OSError as e:
+        # the words runc reports (Go's exec.LookPath), and the shell's status for a command it cannot run
+        reason = "executable file not found in $PATH" if isinstance(e, FileNotFoundError) else e.strerror
+        print(f'launcher: exec: "{spec.argv[0]}": {reason}', file=sys.stderr, flush=True)
+        return 127
 
 
 if __name__ == "__main__":

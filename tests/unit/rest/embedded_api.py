@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import time
 from dataclasses import dataclass
@@ -37,14 +38,16 @@ def start_container(api: EmbeddedApi, name: str, containers: list[Obj]) -> tuple
                         "spec": {"containers": containers}})
     netns = pod_netns(api.server.info["name"], "default", name)
     subprocess.run(["ip", "netns", "add", netns], check=True, capture_output=True)
-    cgroup = Cgroup.of_cluster(api.server.info["name"]).child("pods", pod["metadata"]["uid"], containers[0]["name"])
+    container_id = secrets.token_hex(32)
+    cgroup = Cgroup.of_cluster(api.server.info["name"]).child("pods", pod["metadata"]["uid"], containers[0]["name"],
+                                                               container_id)
     process = subprocess.Popen(cgroup.create().launch_argv(["ip", "netns", "exec", netns, "sleep", "300"]))
     deadline = time.monotonic() + 5
     while process.pid not in cgroup.pids() and time.monotonic() < deadline:
         time.sleep(0.01)
     running = {"running": {"startedAt": "2026-01-01T00:00:00Z"}}
     statuses = [{"name": c["name"], "ready": True, "restartCount": 0, "state": running,
-                 "containerID": f"nginmesh-local://{process.pid}" if i == 0 else ""}
+                 "containerID": f"nginmesh-local://{container_id}" if i == 0 else ""}
                 for i, c in enumerate(containers)]
     store.update(ObjectKey("Pod", "default", name), lambda p: p.__setitem__(
         "status", {"phase": "Running", "containerStatuses": statuses}))

@@ -13,10 +13,13 @@ from embedded_api import EmbeddedApi
 
 from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
 from pytest_nginmesh.cluster.local.network import Addresses
+from pytest_nginmesh.cluster.provider import preflight
+from pytest_nginmesh.cluster.versions import INITIALIZERS_REMOVED
 from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
 from pytest_nginmesh.kube import Obj, ObjectKey, read_manifest_file
 from pytest_nginmesh.mesh.istio_crds import istio_crds
 from pytest_nginmesh.mesh.manifests import FIXTURES
+from pytest_nginmesh.profiles import get_profile
 
 
 def node_ip(embedded_api: EmbeddedApi) -> str:
@@ -246,3 +249,12 @@ def test_a_status_read_right_after_a_change_is_not_trusted_yet(adapter: Kubernet
     with pytest.raises(WaitTimeout, match="istio-proxy of a at v1"):
         adapter.wait_converged(0.5)
     pilot.join()
+
+
+@pytest.mark.parametrize("profile", ["local", "nginmesh-0.2.12"])
+def test_preflight_judges_the_injection_api_by_what_is_served_not_by_the_version(adapter: KubernetesCluster,
+                                                                                 profile: str) -> None:
+    # The embedded API reports a current Kubernetes and still serves InitializerConfigurations, which a real
+    # 1.14+ server never does: the served API decides.
+    facts = preflight(adapter.api, get_profile(profile))
+    assert facts.version.minor >= INITIALIZERS_REMOVED.minor
