@@ -40,7 +40,6 @@ class Proxy:
     ingress_port: int = 80
     run_as_root: bool = False
     service_cluster: str = "istio-proxy"
-    defects: frozenset[str] = frozenset()
     report_to: str | None = None
     route_rendering: RouteRendering = ISTIO_RENDERING  # the release's (the agent reads it at start)
     redirect_status: int = SIDECAR_REDIRECT
@@ -66,8 +65,8 @@ def host_pattern(service: str, namespace: str, port: int, local: bool, only_port
 
 def render(snapshot: Snapshot, proxy: Proxy) -> str:
     d = proxy.directory
-    identity = Identity(proxy.service_cluster, own_labels(snapshot, proxy), proxy.defects,
-                        own_service(snapshot, proxy), proxy.report_to)
+    identity = Identity(proxy.service_cluster, own_labels(snapshot, proxy), own_service(snapshot, proxy),
+                        proxy.report_to)
     routes = RouteRenderer(identity, proxy.route_rendering, proxy.redirect_status)
     targets = list(_targets(snapshot))
     rules = parse_rules(snapshot.get("routeRules", []))
@@ -165,10 +164,9 @@ def _inbound_server(snapshot: Snapshot, proxy: Proxy, identity: Identity) -> lis
             if instance["pod"] == proxy.pod_name and service["namespace"] == proxy.namespace:
                 app_port = app_port or next(iter(instance["ports"].values()), None)
     target = f"proxy_pass http://127.0.0.1:{app_port};" if app_port else 'return 503 "no inbound service\\n";'
-    version = identity.version + ("-wrong" if "wrong-version" in identity.defects else "")
     return [
         # Each request is reported once, by the destination's proxy, as Nginmesh's mixer module does.
-        report_format("nginmesh_report", identity.service_fqdn, version),
+        report_format("nginmesh_report", identity.service_fqdn, identity.version),
         "  server {",
         f"    listen {proxy.pod_ip}:{PROXY_PORT};",
         "    set $nginmesh_direction inbound;",

@@ -15,8 +15,6 @@ CONNECT_TIMEOUT = "10s"
 RETRY_ON = "error timeout http_500 http_502 http_503 http_504"
 # What the Nginmesh agent retries on (nginmesh/nginmesh istio/agent/nginx/converter.go, createProxyNextUpstream).
 NGINMESH_RETRY_ON = "error http_500 http_502 http_503 http_504"
-SEEDED_DEFECTS = frozenset({"skew-weights", "ignore-headers", "invert-precedence", "drop-timeout", "no-reports",
-                            "wrong-version"})
 
 
 @dataclass(frozen=True)
@@ -25,8 +23,6 @@ class Identity:
 
     service_cluster: str
     labels: tuple[tuple[str, str], ...]
-    # Deliberate misbehaviour for the project's own seeded-defect tests (NGINMESH_AGENT_DEFECTS); empty in use.
-    defects: frozenset[str] = frozenset()
     service_fqdn: str = "unknown"
     report_to: str | None = None  # ip:port of the mixer's report endpoint (syslog over UDP)
 
@@ -50,7 +46,7 @@ def report_format(name: str, destination_service: str, destination_version: str,
 
 
 def report_log(identity: Identity, format_name: str, condition: str = "") -> list[str]:
-    if identity.report_to is None or "no-reports" in identity.defects:
+    if identity.report_to is None:
         return []
     suffix = f" if={condition}" if condition else ""
     return [f"access_log syslog:server={identity.report_to},tag=nginmesh,nohostname {format_name}{suffix};"]
@@ -115,8 +111,7 @@ def applicable_rules(rules: list[RouteRule], target: Target, identity: Identity)
               if r.destination == target.service and r.destination_namespace == target.namespace
               and (r.source_name is None or r.source_name == identity.service_cluster)
               and all(own.get(k) == v for k, v in r.source_labels)]
-    descending = "invert-precedence" not in identity.defects
-    return sorted(chosen, key=lambda r: (-r.precedence if descending else r.precedence, r.name))
+    return sorted(chosen, key=lambda r: (-r.precedence, r.name))
 
 
 def parse_rules(objects: list[dict[str, object]]) -> list[RouteRule]:
@@ -164,12 +159,11 @@ class RouteRenderer:
     def _selection(self, target: Target, rules: list[RouteRule], selector: str) -> None:
         flags = []
         for index, rule in enumerate(rules):
-            headers = () if "ignore-headers" in self.identity.defects else rule.headers
-            if not headers:
+            if not rule.headers:
                 flags.append("1")
                 continue
             parts = []
-            for number, header in enumerate(headers):
+            for number, header in enumerate(rule.headers):
                 variable = f"$nginmesh_m_{target.key}_r{index}_{number}"
                 self.http += [f"  map {header_variable(header.name)} {variable} {{",
                               f"    {quote('~' + header_regex(header))} 1;", '    default "";', "  }"]
@@ -236,8 +230,7 @@ class RouteRenderer:
                          f"      proxy_next_upstream_timeout {per_try_ms}ms;",
                          f"      proxy_next_upstream_tries {rule.retry_attempts};"]
             return 1
-        rendered = self.rendering.request_timeout and "drop-timeout" not in self.identity.defects
-        timeout = rule.timeout if rendered else None
+        timeout = rule.timeout if self.rendering.request_timeout else None
         per_try = rule.retry_per_try_timeout or timeout or DEFAULT_TIMEOUT
         body.append(f"      proxy_read_timeout {nginx_time(per_try)};")
         body.append(f"      proxy_send_timeout {nginx_time(per_try)};")
@@ -252,9 +245,6 @@ class RouteRenderer:
     def _split(self, target: Target, rule: RouteRule, name: str, copies: int) -> str:
         """The upstream (or split_clients variable naming one) for the rule's weighted routes."""
         routes = [(dict(r.labels), r.weight) for r in rule.routes] or [({}, 100)]
-        if "skew-weights" in self.identity.defects and len(routes) >= 2:
-            routes[0] = (routes[0][0], min(100, routes[0][1] + 20))
-            routes[-1] = (routes[-1][0], max(0, routes[-1][1] - 20))
         groups = []
         for index, (labels, weight) in enumerate(routes):
             servers = [(ip, port) for ip, port, have in target.instances

@@ -22,20 +22,10 @@ from pathlib import Path
 from ..cluster.local.catalogue import PROXY_READINESS, PROXY_STATUS_PORT
 from ..mesh.manifests import AGENT_CONFIG_KEY, AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, AgentConfig
 from ..mesh.nginx_config import Proxy, Snapshot, render
-from ..mesh.nginx_routes import DELAY_PORT, SEEDED_DEFECTS
+from ..mesh.nginx_routes import DELAY_PORT
 from ..mesh.proxy_status import ACK_PATH
 from ..mesh.routerules import parse_duration
 from ._common import NO_PROXY_OPENER, HttpServer, get_json, stop_event, writable_dir
-
-
-def seeded_defects() -> frozenset[str]:
-    """Defects the project's own tests seed into a sidecar through NGINMESH_AGENT_DEFECTS."""
-    names = frozenset(d.strip() for d in os.environ.get("NGINMESH_AGENT_DEFECTS", "").split(",") if d.strip())
-    unknown = names - SEEDED_DEFECTS
-    if unknown:
-        raise SystemExit(f"agent: unknown NGINMESH_AGENT_DEFECTS {sorted(unknown)}; known: {sorted(SEEDED_DEFECTS)}")
-    return names
-
 
 RELOAD_TIMEOUT = 5.0
 # Istio's pilot-agent serves its readiness on this port and path since Istio 1.1 (istio/istio
@@ -146,7 +136,6 @@ class Agent:
             ingress_port=args.ingressPort,
             run_as_root=os.geteuid() == 0,
             service_cluster=args.serviceCluster,
-            defects=seeded_defects(),
             route_rendering=release.route_rendering,
             redirect_status=release.redirect_status(args.mode),
         )

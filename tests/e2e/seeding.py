@@ -19,6 +19,7 @@ from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
 from pytest_nginmesh.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
+DEFECTIVE_AGENT = REPO / "tests" / "defective_agent.py"
 SUITES = [str(REPO / "suites" / "test_sidecar.py"), str(REPO / "suites" / "test_iptables.py")]
 PREROUTING_RULE = ["PREROUTING", "-m", "comment", "--comment", "istio/install-istio-prerouting",
                    "-j", "ISTIO_REDIRECT"]
@@ -100,9 +101,10 @@ def assert_passes(settings: Settings, *args: str) -> None:
 
 
 def with_defect(name: str) -> Callable[[Obj], None]:
-    """An edit for ``edited_deployment``: the proxy misbehaves as NGINMESH_AGENT_DEFECTS says."""
+    """An edit for ``edited_deployment``: the proxy runs the agent through tests/defective_agent.py, which
+    distorts what it renders as ``name`` says (its command goes ahead of the injected args, as on any runtime)."""
 
     def edit(proxy: Obj) -> None:
-        proxy.setdefault("env", []).append({"name": "NGINMESH_AGENT_DEFECTS", "value": name})
+        proxy["command"] = [sys.executable, "-I", "-u", str(DEFECTIVE_AGENT), name]
 
     return edit

@@ -10,6 +10,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import yaml
+
 from pytest_nginmesh.cluster.base import wait_for
 from pytest_nginmesh.cluster.k8s import DEBUG_NAMESPACE, KubernetesCluster, debug_pod_name
 from pytest_nginmesh.settings import Settings
@@ -65,4 +67,6 @@ def test_the_suites_pass_through_the_existing_provider_on_the_embedded_cluster(
     skipped = sorted(name for name, case in cases.items() if case.find("skipped") is not None)
     assert skipped == [], skipped  # the local profile claims every feature: nothing is skipped
     assert "test_capture_rules_of_every_injected_pod" in cases  # read through the replaced helper pod
-    assert "context nginmesh-" in output and "cluster existing" in output
+    assert f"using context nginmesh-{e2e_settings.cluster_name} of {kubeconfig}" in output
+    report = yaml.safe_load((tmp_path / "reports" / "conformance-report.yaml").read_text())
+    assert report["cluster"]["kind"] == "existing"

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from defective_agent import DEFECTS
 
 from pytest_nginmesh.kube import Obj, read_manifest_file
 from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, render
@@ -82,10 +83,9 @@ def bookinfo(rules: list[Obj], extra_services: Iterable[Obj] = ()) -> Snapshot:
     }
 
 
-def sidecar(directory: Path = TEXT_ONLY_DIR, defects: Iterable[str] = (), service_cluster: str = "productpage",
-            pod_name: str = POD_NAME) -> Proxy:
+def sidecar(directory: Path = TEXT_ONLY_DIR, service_cluster: str = "productpage", pod_name: str = POD_NAME) -> Proxy:
     return Proxy(mode="sidecar", pod_name=pod_name, namespace="default", pod_ip=POD_IP, directory=directory,
-                 run_as_root=os.geteuid() == 0, service_cluster=service_cluster, defects=frozenset(defects))
+                 run_as_root=os.geteuid() == 0, service_cluster=service_cluster)
 
 
 def ingress(directory: Path) -> Proxy:
@@ -93,8 +93,10 @@ def ingress(directory: Path) -> Proxy:
                  directory=directory, run_as_root=os.geteuid() == 0)
 
 
-def rendered(*rules: Obj, defects: Iterable[str] = (), service_cluster: str = "productpage") -> str:
-    return render(bookinfo(list(rules)), sidecar(defects=defects, service_cluster=service_cluster))
+def rendered(*rules: Obj, service_cluster: str = "productpage", defect: str | None = None) -> str:
+    """The sidecar's config; with ``defect``, as tests/defective_agent.py distorts it for the seeded tests."""
+    renderer = DEFECTS[defect] if defect else render
+    return renderer(bookinfo(list(rules)), sidecar(service_cluster=service_cluster))
 
 
 def twin_rendered(*rules: Obj) -> str:
@@ -719,14 +721,14 @@ def test_invalid_rules_in_the_snapshot_are_skipped() -> None:
     assert servers(conf, f"{REVIEWS}_r0_0") == server_lines(REVIEWS_V3)
 
 
-# -- seeded defects --------------------------------------------------------------------------------
+# -- seeded defects (tests/defective_agent.py distorts the real renderer from outside) ---------------
 
 
 def test_skew_weights_turns_50_50_into_70_30() -> None:
     rule = route_rule("half", to("reviews", route=routes(("v1", 50), ("v3", 50))))
     variable = f"$nginmesh_route_{REVIEWS}_r0"
     assert shares(split(rendered(rule), variable)) == {f"{REVIEWS}_r0_0": 50.0, f"{REVIEWS}_r0_1": 50.0}
-    assert shares(split(rendered(rule, defects={"skew-weights"}), variable)) == {
+    assert shares(split(rendered(rule, defect="skew-weights"), variable)) == {
         f"{REVIEWS}_r0_0": 70.0, f"{REVIEWS}_r0_1": 30.0}
 
 
@@ -734,21 +736,31 @@ def test_ignore_headers_drops_the_header_maps_so_the_rule_always_matches() -> No
     rules = (route_rule("jason", to("reviews", precedence=2, match=JASON, route=routes(("v2", 100)))),
              route_rule("default", to("reviews", precedence=1, route=routes(("v1", 100)))))
     assert selected(rendered(*rules), {"http_cookie": "user=bob"}) == "r1"
-    conf = rendered(*rules, defects={"ignore-headers"})
+    conf = rendered(*rules, defect="ignore-headers")
     assert "map $http_cookie" not in conf
     assert selected(conf, {"http_cookie": "user=bob"}) == "r0"
     assert selected(conf, {}) == "r0"
 
 
 def test_invert_precedence_reverses_the_order() -> None:
-    conf = rendered(*PRECEDENCE_RULES, defects={"invert-precedence"})
+    conf = rendered(*PRECEDENCE_RULES, defect="invert-precedence")
     assert read_timeouts(conf, ["r0", "r1", "r2", "r3"]) == ["1s", "3s", "4s", "2s"]
 
 
 def test_drop_timeout_falls_back_to_the_default() -> None:
     rule = route_rule("slow", to("reviews", httpReqTimeout={"simpleTimeout": {"timeout": "3s"}}))
     assert read_timeouts(rendered(rule), ["r0"]) == ["3s"]
-    assert read_timeouts(rendered(rule, defects={"drop-timeout"}), ["r0"]) == ["15s"]
+    assert read_timeouts(rendered(rule, defect="drop-timeout"), ["r0"]) == ["15s"]
+
+
+def test_no_reports_and_wrong_version_distort_only_the_proxys_own_report() -> None:
+    snapshot, proxy = bookinfo([]), replace(sidecar(), report_to="10.0.0.9:9125")
+    honest = render(snapshot, proxy)
+    assert "access_log syslog:server=10.0.0.9:9125" in honest
+    assert "access_log syslog" not in DEFECTS["no-reports"](snapshot, proxy)
+    lying = DEFECTS["wrong-version"](snapshot, proxy)
+    assert lying != honest
+    assert lying == honest.replace('"destination_version":"v1"', '"destination_version":"v1-wrong"', 1)
 
 
 # -- nginx -t --------------------------------------------------------------------------------------
