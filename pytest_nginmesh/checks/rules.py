@@ -1,5 +1,5 @@
 """An offline analyzer of route rules, in the manner of ``istioctl analyze``: errors where the API would refuse a
-rule (Pilot 0.2.12's validation, pytest_nginmesh.mesh.routerules), warnings where it would accept a rule that
+rule (Pilot 0.2.12's validation, pytest_nginmesh.routerules), warnings where it would accept a rule that
 cannot do what it says (routes to labels no pod carries, versions a weight of 0 leaves unreachable, rules
 whose order is unspecified)."""
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..errors import ManifestError
 from ..kube import Obj, labels_of, selector_matches
-from ..mesh.routerules import API_VERSION, KIND, RouteRule, parse_route_rule
+from ..routerules import API_VERSION, KIND, RouteRule, parse_route_rule
 from .findings import Finding
 
 ERROR, WARNING = "error", "warning"

@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..kube import Obj, ObjectKey, annotations_of
+from ..routerules import KIND as ROUTE_RULE_KIND
+from ..routerules import parse_route_rule
 from .injection import INJECT_CONFIG_MAP, INJECTED_KINDS, STATUS_ANNOTATION, InjectConfig, MeshConfig, inject
 from .manifests import CONTROL_PLANE_NAMESPACE
-from .routerules import KIND as ROUTE_RULE_KIND
-from .routerules import parse_route_rule
 
 Lookup = Callable[[ObjectKey], Obj | None]
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..profiles import ISTIO_RENDERING, SIDECAR_REDIRECT, RouteRendering
+from ..routerules import DEFAULT_TIMEOUT
 from .nginx_routes import (
     CONNECT_TIMEOUT,
     UNAVAILABLE,
@@ -22,7 +23,6 @@ from .nginx_routes import (
     report_log,
     service_fqdn,
 )
-from .routerules import DEFAULT_TIMEOUT
 
 Snapshot = dict[str, Any]
 PROXY_PORT = 15001

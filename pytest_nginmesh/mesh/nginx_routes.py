@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..errors import ManifestError
 from ..profiles import ISTIO_RENDERING, SIDECAR_REDIRECT, RouteRendering
-from .routerules import DEFAULT_TIMEOUT, HeaderMatch, RouteRule, parse_route_rule
+from ..routerules import DEFAULT_TIMEOUT, HeaderMatch, RouteRule, parse_route_rule
 
 DELAY_PORT = 15009
 UNAVAILABLE_PORT = 15008

@@ -24,7 +24,7 @@ from ..mesh.manifests import AGENT_CONFIG_KEY, AGENT_CONFIG_MAP, AGENT_CONFIG_PA
 from ..mesh.nginx_config import Proxy, Snapshot, render
 from ..mesh.nginx_routes import DELAY_PORT
 from ..mesh.proxy_status import ACK_PATH
-from ..mesh.routerules import parse_duration
+from ..routerules import parse_duration
 from ._common import NO_PROXY_OPENER, HttpServer, get_json, stop_event, writable_dir
 
 RELOAD_TIMEOUT = 5.0

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.kube import read_manifest_file
-from pytest_nginmesh.mesh.routerules import parse_duration
+from pytest_nginmesh.routerules import parse_duration
 from pytest_nginmesh.workloads.agent import parse_args
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,5 +1,5 @@
-"""Layers point one way: the cluster layer imports nothing of the mesh above it, nor anything of the plugin,
-the CLI or the report; the mesh layer nothing of the plugin, the CLI or the report."""
+"""Layers point one way: base (objects, errors) ← domain (checks, Istio rules, profiles) ← settings ← cluster (a
+Kubernetes and its providers) ← mesh (what Istio and Nginmesh install and run) ← plugin, CLI, report."""
 
 from __future__ import annotations
 
@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_nginmesh"
-ABOVE_CLUSTER = ("mesh", "workloads", "plugin", "cli", "report", "telemetry", "traffic", "workers")
-ABOVE_MESH = ("plugin", "cli", "report", "workers")
+# From the bottom up; a module imports from its own layer and those below, never from one above. Settings read
+# the profiles (which release, which features), so they sit just above the domain.
+LAYERS: dict[str, tuple[str, ...]] = {
+    "base": ("errors", "kube", "validation", "downloads", "features", "__version__"),
+    "domain": ("checks", "profiles", "bookinfo", "injection_policy", "routerules", "observe"),
+    "settings": ("settings",),
+    "cluster": ("cluster",),
+    "mesh": ("mesh", "workloads", "telemetry", "traffic"),
+    "front": ("plugin", "cli", "report", "workers"),
+}
+LAYER_OF = {module: index for index, modules in enumerate(LAYERS.values()) for module in modules}
 
 
 def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
@@ -32,12 +41,21 @@ def imported_modules(path: Path, root: Path = PACKAGE) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize(("layer", "forbidden"), [("cluster", ABOVE_CLUSTER), ("mesh", ABOVE_MESH)])
-def test_a_layer_imports_nothing_above_it(layer: str, forbidden: tuple[str, ...]) -> None:
-    offending = {f"{path.relative_to(PACKAGE)} imports {module}"
-                 for path in (PACKAGE / layer).rglob("*.py")
-                 for module in imported_modules(path) if module.split(".")[0] in forbidden}
-    assert not offending, sorted(offending)
+def top_module(path: Path) -> str:
+    return path.relative_to(PACKAGE).with_suffix("").parts[0]
+
+
+def test_every_module_of_the_package_has_a_layer() -> None:
+    assert {top_module(path) for path in PACKAGE.rglob("*.py")} - {"__init__"} <= set(LAYER_OF)
+
+
+@pytest.mark.parametrize("layer", list(LAYERS))
+def test_a_layer_imports_nothing_above_it(layer: str) -> None:
+    own = list(LAYERS).index(layer)
+    offending = sorted(f"{path.relative_to(PACKAGE)} imports {module}"
+                       for path in PACKAGE.rglob("*.py") if LAYER_OF.get(top_module(path)) == own
+                       for module in imported_modules(path) if LAYER_OF.get(module.split(".")[0], -1) > own)
+    assert not offending
 
 
 def test_the_check_sees_an_upward_import(tmp_path: Path) -> None:

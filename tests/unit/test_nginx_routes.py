@@ -23,8 +23,8 @@ from defective_agent import DEFECTS
 from pytest_nginmesh.kube import Obj, read_manifest_file
 from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, render
 from pytest_nginmesh.mesh.nginx_routes import DELAY_PORT, UNAVAILABLE
-from pytest_nginmesh.mesh.routerules import API_VERSION
 from pytest_nginmesh.profiles import NGINMESH_RENDERING
+from pytest_nginmesh.routerules import API_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
 ROUTES = REPO / "fixtures" / "routes"

@@ -1,4 +1,4 @@
-"""Istio RouteRule parsing and validation (pytest_nginmesh.mesh.routerules), on Istio's Bookinfo samples and on
+"""Istio RouteRule parsing and validation (pytest_nginmesh.routerules), on Istio's Bookinfo samples and on
 hand-made rules that an API server must refuse."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from pytest_nginmesh.errors import ManifestError, UsageError
 from pytest_nginmesh.kube import Obj, read_manifest_file
-from pytest_nginmesh.mesh.routerules import (
+from pytest_nginmesh.routerules import (
     API_VERSION,
     SPEC_FIELDS,
     Fault,

@@ -13,8 +13,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ManifestError
-from ..kube import Obj
+from .errors import ManifestError
+from .kube import Obj
 
 API_VERSION = "config.istio.io/v1alpha2"
 KIND = "RouteRule"
