@@ -81,11 +81,16 @@ CONVERGENCE_POLL_INTERVAL = 1.0
 # Pilot): data "mesh-version" is the version served now, "<namespace>.<pod>" a JSON {"version": …,
 # ["rejectedVersion": …, "rejection": …]} per live proxy. Real Nginmesh publishes nothing of the kind.
 PROXY_STATUS_NAMESPACE, PROXY_STATUS_CONFIGMAP = "istio-system", "nginmesh-proxy-status"
+MESH_VERSION_KEY = "mesh-version"
+# Annotations of that ConfigMap: the highest resourceVersion the control plane had seen when it wrote it, of the
+# collections it watches (their API paths, comma-separated). This adapter's own writes to those collections are
+# judged exactly by them: the status shows a write once the observed resourceVersion reaches the write's.
+PROXY_STATUS_OBSERVED = "nginmesh.io/observed-resource-version"
+PROXY_STATUS_WATCHED = "nginmesh.io/watched-collections"
 PROXY_STATUS_POLL_INTERVAL = 0.05
-# How long after a change the published status may still show the mesh before it: the embedded cluster's
-# Pilot publishes within 0.1 s of a change (pytest_nginmesh/workloads/pilot.py), plus the ConfigMap write. A
-# status read sooner after a change (this adapter's write, or a controller's: Endpoints once a pod is ready)
-# could show every proxy converged on the mesh before it.
+# Changes others make just before a wait (a controller's: Endpoints once a pod is ready) have no resourceVersion
+# this adapter knows; the embedded cluster's Pilot publishes within 0.1 s of a change
+# (pytest_nginmesh/workloads/pilot.py), so a status read this long after the wait began shows them.
 PROXY_STATUS_LAG = 0.2
 INGRESS_NAMESPACE, INGRESS_SERVICE, INGRESS_PORT = "istio-system", "istio-ingress", 80
 PROBE_TIMEOUT = 2.0
@@ -116,6 +121,8 @@ class KubernetesCluster(Cluster):
         self._port_forward: PortForward | None = None
         self._ingress_url: str | None = None
         self._debug_pods: dict[str, str] = {}
+        # Collection path -> the highest resourceVersion this adapter's writes there left (PROXY_STATUS_OBSERVED).
+        self._written: dict[str, int] = {}
         # kubernetes.stream swaps the ApiClient's request method while it opens a WebSocket: one at a time.
         self._exec_setup = threading.Lock()
         self._created_debug_namespace = False
@@ -163,7 +170,7 @@ class KubernetesCluster(Cluster):
             namespace = (obj.get("metadata") or {}).get("namespace") or "default"
             name = obj["metadata"]["name"]
             try:
-                self.api.request("POST", resource.path(namespace), body=obj)
+                self._wrote(resource, self.api.request("POST", resource.path(namespace), body=obj))
                 action = "created"
             except ClusterError as e:
                 if e.status.get("reason") != "AlreadyExists":
@@ -172,8 +179,9 @@ class KubernetesCluster(Cluster):
                 strategic = is_builtin_group(obj["apiVersion"])
                 patch = three_way_patch(last_applied(current), obj, strategic)
                 try:
-                    self.api.request("PATCH", resource.path(namespace, name), body=patch,
-                                     content_type=STRATEGIC_MERGE_PATCH if strategic else MERGE_PATCH)
+                    self._wrote(resource, self.api.request(
+                        "PATCH", resource.path(namespace, name), body=patch,
+                        content_type=STRATEGIC_MERGE_PATCH if strategic else MERGE_PATCH))
                 except ClusterError as e:
                     raise ClusterError(f"{key_of(obj)} refused: {e}", e.status) from None
                 action = "configured"
@@ -205,6 +213,13 @@ class KubernetesCluster(Cluster):
         """``obj`` in an API version this server serves (old manifests on new servers)."""
         return served_version_of(obj, self.api.serves) if obj["kind"] in SUCCESSORS else obj
 
+    def _wrote(self, resource: Resource, answer: object) -> None:
+        """Remember the resourceVersion a write left (a deletion's, for a DELETE), per collection."""
+        version = str(((answer if isinstance(answer, dict) else {}).get("metadata") or {}).get("resourceVersion", ""))
+        if version.isdigit():
+            path = resource.path()
+            self._written[path] = max(self._written.get(path, 0), int(version))
+
     def _resource_for(self, obj: Obj) -> Resource:
         """The resource serving ``obj``; right after its CRD was created, wait (bounded) until it is served."""
 
@@ -224,8 +239,8 @@ class KubernetesCluster(Cluster):
             resource = self._resource_for(self._served(obj))
             namespace = (obj.get("metadata") or {}).get("namespace") or "default"
             try:
-                self.api.request("DELETE", resource.path(namespace, obj["metadata"]["name"]),
-                                 query={"propagationPolicy": "Background"})
+                self._wrote(resource, self.api.request("DELETE", resource.path(namespace, obj["metadata"]["name"]),
+                                                       query={"propagationPolicy": "Background"}))
                 action = "deleted"
             except NotFoundError:
                 action = "not found"
@@ -337,22 +352,24 @@ class KubernetesCluster(Cluster):
         every change made before the call); elsewhere (real Nginmesh) by the configurations themselves staying
         the same."""
         began = time.monotonic()
-        if self._published_proxy_status() is not None:
+        if self._proxy_status() is not None:
             time.sleep(max(0.0, began + PROXY_STATUS_LAG - time.monotonic()))
             self._wait_published(max(0.0, timeout - (time.monotonic() - began)))
         else:
             self._wait_stable_configs(timeout)
 
-    def _published_proxy_status(self) -> dict[str, str] | None:
-        configmap = self.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
-        return None if configmap is None else dict(configmap.get("data") or {})
+    def _proxy_status(self) -> Obj | None:
+        return self.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
 
     def _wait_published(self, timeout: float) -> None:
         def probe() -> tuple[str | None, str]:
-            published = self._published_proxy_status()
-            if published is None:
+            configmap = self._proxy_status()
+            if configmap is None:
                 return None, f"configmap {PROXY_STATUS_NAMESPACE}/{PROXY_STATUS_CONFIGMAP} is gone"
-            return published_convergence(published, self.list_pods())
+            unseen = unseen_writes(configmap, self._written)
+            if unseen:
+                return None, unseen
+            return published_convergence(dict(configmap.get("data") or {}), self.list_pods())
 
         wait_for("every proxy to apply the current mesh config", probe, timeout, interval=PROXY_STATUS_POLL_INTERVAL)
 
@@ -493,12 +510,27 @@ def is_builtin_group(api_version: str) -> bool:
     return group in BUILTIN_GROUPS or group.endswith(".k8s.io")
 
 
+def unseen_writes(proxy_status: Obj, written: dict[str, int]) -> str:
+    """What the control plane that published ``proxy_status`` has not seen yet of the writes ``written``
+    (collection path -> resourceVersion) to the collections it watches; "" when it has seen them all, or
+    publishes no resourceVersion."""
+    annotations = (proxy_status.get("metadata") or {}).get("annotations") or {}
+    observed = str(annotations.get(PROXY_STATUS_OBSERVED, ""))
+    if not observed.isdigit():
+        return ""
+    watched = set(str(annotations.get(PROXY_STATUS_WATCHED, "")).split(","))
+    latest = max((version for path, version in written.items() if path in watched), default=0)
+    if int(observed) >= latest:
+        return ""
+    return f"the control plane has seen resourceVersion {observed}, not yet this client's write at {latest}"
+
+
 def published_convergence(published: dict[str, str], pods: list[Obj]) -> tuple[str | None, str]:
     """Whether every proxy of a running pod is ready and runs the mesh version Pilot serves, by what the
     control plane published (PROXY_STATUS_CONFIGMAP): (the version, "") when so, else (None, what is behind).
     A proxy that is not ready (crashed, restarting, not yet serving) holds convergence back: it may still
     route the old way, or not at all. A proxy that rejected the current version raises ClusterError."""
-    target = published.get("mesh-version")
+    target = published.get(MESH_VERSION_KEY)
     if not target:
         return None, "no mesh-version published yet"
     behind = []

@@ -9,13 +9,17 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from ..cluster.k8s import (
+    MESH_VERSION_KEY,
+    PROXY_STATUS_CONFIGMAP,
+    PROXY_STATUS_NAMESPACE,
+    PROXY_STATUS_OBSERVED,
+    PROXY_STATUS_WATCHED,
+)
 from ..cluster.local.catalogue import is_proxy
 from ..errors import ForbiddenError
 from ..kube import Obj
-from .manifests import CONTROL_PLANE_NAMESPACE
 
-PROXY_STATUS_CONFIG_MAP = "nginmesh-proxy-status"
-MESH_VERSION_KEY = "mesh-version"
 ACK_PATH = "/v1/ack"  # where the local Pilot takes the agents' acks
 
 
@@ -48,17 +52,17 @@ def status_data(mesh_version: str, acks: Iterable[ProxyAck]) -> dict[str, str]:
     return data
 
 
-def status_config_map(data: dict[str, str], observed: int | None = None) -> Obj:
-    """The ConfigMap; ``observed`` (annotation OBSERVED_ANNOTATION) is the highest resourceVersion Pilot had seen
-    when it wrote it, so a client that wrote at resourceVersion R reads a mesh-version that includes its write
-    once the annotation is >= R."""
-    meta: Obj = {"name": PROXY_STATUS_CONFIG_MAP, "namespace": CONTROL_PLANE_NAMESPACE}
+def status_config_map(data: dict[str, str], observed: int | None = None,
+                      watched: Iterable[str] = ()) -> Obj:
+    """The ConfigMap; ``observed`` (annotation PROXY_STATUS_OBSERVED) is the highest resourceVersion Pilot had seen
+    when it wrote it, of the collections ``watched`` (annotation PROXY_STATUS_WATCHED, their API paths), so a client
+    that wrote an object of one of them at resourceVersion R reads a mesh-version that includes its write once
+    the annotation is >= R (a write elsewhere never shows there)."""
+    meta: Obj = {"name": PROXY_STATUS_CONFIGMAP, "namespace": PROXY_STATUS_NAMESPACE}
     if observed is not None:
-        meta["annotations"] = {OBSERVED_ANNOTATION: str(observed)}
+        meta["annotations"] = {PROXY_STATUS_OBSERVED: str(observed), PROXY_STATUS_WATCHED: ",".join(sorted(watched))}
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": data}
 
-
-OBSERVED_ANNOTATION = "nginmesh.io/observed-resource-version"
 
 
 def proxy_identity(pod: Obj) -> tuple[str, int] | None:

@@ -14,12 +14,13 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from ..cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
 from ..cluster.local.api import send_json
 from ..errors import ClusterError, ForbiddenError, NginmeshError, NotFoundError
 from ..kube import Obj
 from ..mesh.istio_crds import istio_crds
 from ..mesh.manifests import AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE
-from ..mesh.proxy_status import ACK_PATH, PROXY_STATUS_CONFIG_MAP, AckBook, ProxyAck, status_config_map, status_data
+from ..mesh.proxy_status import ACK_PATH, AckBook, ProxyAck, status_config_map, status_data
 from ..mesh.snapshot import WATCHED, MeshCache
 from ._common import HttpServer, stop_event
 from ._kubeclient import ConflictError, KubeClient
@@ -30,7 +31,7 @@ WATCH_SECONDS = 300
 RETRY_PERIOD = 0.5
 MAX_ACK_BYTES = 64 * 1024
 CRD_PATH = "/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions"
-STATUS_PATH = f"/api/v1/namespaces/{CONTROL_PLANE_NAMESPACE}/configmaps/{PROXY_STATUS_CONFIG_MAP}"
+STATUS_PATH = f"/api/v1/namespaces/{PROXY_STATUS_NAMESPACE}/configmaps/{PROXY_STATUS_CONFIGMAP}"
 
 
 class Pilot:
@@ -94,7 +95,7 @@ class Pilot:
             if (data, observed) == published:
                 continue
             try:
-                self._write_status(status_config_map(data, observed))
+                self._write_status(status_config_map(data, observed, WATCHED.values()))
             except ClusterError as e:
                 print(f"pilot: cannot publish the proxy status: {e}", flush=True)
                 self.dirty.set()

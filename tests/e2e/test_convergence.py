@@ -11,11 +11,15 @@ import requests
 from pytest_nginmesh.bookinfo import reviews_sampler
 from pytest_nginmesh.checks.routing import check_weights
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.k8s import (
+    MESH_VERSION_KEY,
+    PROXY_STATUS_CONFIGMAP,
+    PROXY_STATUS_OBSERVED,
+    KubernetesCluster,
+)
 from pytest_nginmesh.cluster.local.catalogue import is_proxy
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.manifests import load_fixture
-from pytest_nginmesh.mesh.proxy_status import MESH_VERSION_KEY, OBSERVED_ANNOTATION, PROXY_STATUS_CONFIG_MAP
 from pytest_nginmesh.settings import Settings
 
 IMMEDIATE_SAMPLES = 5
@@ -65,7 +69,7 @@ def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(l
 
         def published() -> tuple[dict[str, str] | None, str]:
             configmap = status_config_map(local_mesh)
-            observed = int(configmap["metadata"]["annotations"][OBSERVED_ANNOTATION])
+            observed = int(configmap["metadata"]["annotations"][PROXY_STATUS_OBSERVED])
             data = configmap["data"]
             target = data[MESH_VERSION_KEY]
             behind = sorted(p for p in proxies if json.loads(data.get(p, "{}")).get("version") != target)
@@ -83,6 +87,6 @@ def test_pilot_publishes_every_live_proxy_at_the_new_version_in_its_config_map(l
 
 
 def status_config_map(cluster: KubernetesCluster) -> Obj:
-    configmap = cluster.get("ConfigMap", PROXY_STATUS_CONFIG_MAP, "istio-system")
+    configmap = cluster.get("ConfigMap", PROXY_STATUS_CONFIGMAP, "istio-system")
     assert configmap is not None, "Pilot has not published nginmesh-proxy-status"
     return configmap

@@ -167,10 +167,7 @@ class ApiServer:
 
     def remove(self, key: ObjectKey) -> Obj | None:
         """Delete one object; a pod stays, marked, until the kubelet has stopped it."""
-        existing = self.store.get(key)
-        if existing is None or not self._delete(key):
-            return None
-        return self.store.get(key) or existing
+        return self._delete(key)
 
     def exec_argv(self, namespace: str, pod: str, container: str | None, command: list[str]
                   ) -> tuple[list[str], dict[str, str]]:
@@ -198,24 +195,23 @@ class ApiServer:
                 return dict(candidate)
         raise NotFoundError(f"container {name} is not valid for pod {pod['metadata']['name']}")
 
-    def _delete(self, key: ObjectKey) -> bool:
+    def _delete(self, key: ObjectKey) -> Obj | None:
+        """The object as its deletion left it (marked, for a pod; else at its deletion's resourceVersion)."""
         existing = self.store.get(key)
         if existing is None:
-            return False
+            return None
         if key.kind == "Pod":
             mark_deleted(self.store, key)
-            return True
+            return self.store.get(key) or existing
         if key.kind == "Namespace":
             with self.store.changed:  # no controller fills the namespace again while it goes
                 for obj in self.store.objects(namespace=key.name):
                     self._delete(key_of(obj))
-                self.store.delete(key)
-            return True
+                return self.store.delete(key)
         if key.kind == "Service":
             self.controllers.release(existing)
             self.store.delete(ObjectKey("Endpoints", key.namespace, key.name))
-        self.store.delete(key)
-        return True
+        return self.store.delete(key)
 
     # -- until the suites and the CLI use the Kubernetes adapter: the proxy status Pilot publishes, in the shape the
     # local adapter reads. Pilot owns it; the daemon only reads the ConfigMap like any API client.

@@ -105,13 +105,17 @@ class Store:
             return copy.deepcopy(obj)
 
     def delete(self, key: ObjectKey) -> Obj | None:
+        """Remove the object; returned at the resourceVersion of its deletion, as etcd3's store returns it
+        (kubernetes staging/src/k8s.io/apiserver/pkg/storage/etcd3/store.go: Delete decodes the object at the
+        delete response's revision), so a client knows which version of the world lacks it."""
         with self.changed:
             obj = self._objects.pop(key, None)
-            if obj is not None:
-                self._revision += 1
-                self._record("DELETED", {**obj, "metadata": {**obj["metadata"],
-                                                             "resourceVersion": str(self._revision)}})
-            return obj
+            if obj is None:
+                return None
+            self._revision += 1
+            deleted = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self._revision)}}
+            self._record("DELETED", deleted)
+            return deleted
 
     def record_event(self, involved: Obj, reason: str, message: str, type_: str = "Normal") -> None:
         with self.changed:

@@ -11,7 +11,13 @@ import threading
 import pytest
 from embedded_api import EmbeddedApi
 
-from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
+from pytest_nginmesh.cluster.k8s import (
+    PROXY_STATUS_CONFIGMAP,
+    PROXY_STATUS_NAMESPACE,
+    PROXY_STATUS_OBSERVED,
+    PROXY_STATUS_WATCHED,
+    KubernetesCluster,
+)
 from pytest_nginmesh.cluster.local.network import Addresses
 from pytest_nginmesh.cluster.provider import preflight
 from pytest_nginmesh.cluster.versions import INITIALIZERS_REMOVED
@@ -128,10 +134,39 @@ def running_pod(api: EmbeddedApi, name: str, proxy_ready: bool = True) -> None:
         "status", {"phase": "Running", "containerStatuses": statuses}))
 
 
-def publish(adapter: KubernetesCluster, data: dict[str, object]) -> None:
+def publish(adapter: KubernetesCluster, data: dict[str, object], annotations: dict[str, str] | None = None) -> None:
     adapter.apply([{"apiVersion": "v1", "kind": "ConfigMap",
-                    "metadata": {"name": PROXY_STATUS_CONFIGMAP, "namespace": PROXY_STATUS_NAMESPACE},
+                    "metadata": {"name": PROXY_STATUS_CONFIGMAP, "namespace": PROXY_STATUS_NAMESPACE,
+                                 "annotations": annotations or {}},
                     "data": {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items()}}])
+
+
+def test_the_wait_holds_until_the_control_plane_has_seen_this_clients_own_writes(
+        adapter: KubernetesCluster, embedded_api: EmbeddedApi) -> None:
+    # However late the control plane is (a loaded machine), a write of this adapter to a collection it watches
+    # is waited for by resourceVersion, a deletion included; a write elsewhere never holds the wait.
+    adapter.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": PROXY_STATUS_NAMESPACE}}])
+    converged = {"mesh-version": "v1"}
+
+    def seen(version: int) -> dict[str, str]:
+        return {PROXY_STATUS_OBSERVED: str(version), PROXY_STATUS_WATCHED: "/api/v1/services,/api/v1/endpoints"}
+
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "reviews", "namespace": "default"},
+               "spec": {"ports": [{"port": 9080}]}}
+    adapter.apply([service])
+    written = int(adapter.get("Service", "reviews")["metadata"]["resourceVersion"])  # type: ignore[index]
+    publish(adapter, converged, seen(written - 1))
+    with pytest.raises(WaitTimeout, match=f"not yet this client's write at {written}"):
+        adapter.wait_converged(0.5)
+    publish(adapter, converged, seen(written))
+    adapter.wait_converged(1.0)
+    adapter.delete([service])
+    with pytest.raises(WaitTimeout, match="not yet this client's write at"):
+        adapter.wait_converged(0.5)  # the deletion came later than the write the control plane has seen
+    publish(adapter, converged, seen(written + 100))
+    adapter.wait_converged(1.0)
+    adapter.apply([{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "elsewhere"}, "data": {}}])
+    adapter.wait_converged(1.0)
 
 
 def test_convergence_is_read_from_the_published_proxy_status(adapter: KubernetesCluster,

@@ -158,10 +158,14 @@ def test_watch_streams_added_modified_and_deleted(embedded_api: EmbeddedApi) -> 
     reader.start()
     current = call(embedded_api, "GET", f"{CONFIGMAPS}/w").body
     call(embedded_api, "PUT", f"{CONFIGMAPS}/w", {**current, "data": {"key": "changed"}})
-    call(embedded_api, "DELETE", f"{CONFIGMAPS}/w")
+    deleted = call(embedded_api, "DELETE", f"{CONFIGMAPS}/w").body
     reader.join(10)
     assert events[0] == ("ADDED", "w")
     assert ("MODIFIED", "changed") in events and events[-1][0] == "DELETED"
+    # The deleted object comes back at its deletion's resourceVersion, as from etcd3's store: later than the
+    # update's, and the one the DELETED event carries.
+    assert int(deleted["metadata"]["resourceVersion"]) > int(current["metadata"]["resourceVersion"]) + 1
+    assert deleted["metadata"]["resourceVersion"] == str(embedded_api.server.store.revision)
 
 
 def test_bodies_over_the_limit_are_413(embedded_api: EmbeddedApi) -> None:
