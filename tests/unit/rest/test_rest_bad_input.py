@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 from typing import Any
 
 import pytest
-from embedded_api import EmbeddedApi
+from embedded_api import EmbeddedApi, start_container, stop_container
 
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local.rest import server
 from pytest_nginmesh.errors import ClusterError
 from pytest_nginmesh.kube import Obj
+from pytest_nginmesh.workloads._kubeclient import KubeClient
 
 MIB = 1024 * 1024
 CONFIG_MAPS = "/api/v1/namespaces/default/configmaps"
@@ -149,3 +153,32 @@ def test_a_client_that_never_says_hello_holds_nobody_else_up(embedded_api: Embed
         assert silent.recv(1) == b"", "the silent client's connection is closed once its handshake times out"
     finally:
         silent.close()
+
+
+def test_clients_outlive_the_close_of_their_idle_connection(adapter: KubernetesCluster, embedded_api: EmbeddedApi,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kept-alive connection idle for READ_TIMEOUT is closed; the official client and Pilot's open a new one."""
+    monkeypatch.setattr(server._Handler, "timeout", 0.3)
+    host, port = embedded_api.url.removeprefix("https://").rsplit(":", 1)
+    pilots = KubeClient(host, int(port), embedded_api.token(), embedded_api.credentials.ca_cert)
+    for _ in range(2):
+        assert adapter.get("Namespace", "default", "") is not None
+        assert pilots.request("GET", "/api/v1/namespaces/default")["metadata"]["name"] == "default"
+        time.sleep(0.6)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not on PATH")
+@pytest.mark.skipif(os.geteuid() != 0, reason="a container needs a network namespace and a cgroup: needs root")
+def test_an_exec_session_may_idle_longer_than_a_request_may(embedded_api: EmbeddedApi,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once upgraded to a WebSocket, the connection is the exec's: its stdin may stay quiet past READ_TIMEOUT."""
+    monkeypatch.setattr(server._Handler, "timeout", 0.3)
+    process, cgroup = start_container(embedded_api, "quiet", [{"name": "app", "image": "a"}])
+    try:
+        kubectl = subprocess.Popen(["kubectl", f"--kubeconfig={embedded_api.kubeconfig}", "exec", "-i", "quiet", "--",
+                                    "cat"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        out, _ = kubectl.communicate("after a quiet second\n", timeout=30)
+        assert (kubectl.returncode, out) == (0, "after a quiet second\n")
+    finally:
+        stop_container(embedded_api, "quiet", process, cgroup)
