@@ -1,7 +1,8 @@
 """Benchmark the bounds on bad input: how fast, and in how much memory, manifests and request bodies that would
 blow up are refused — by the parser (in-process), by ``nginmesh local apply`` (a child process: seconds and
-peak RSS) and by the local API server's handler (the daemon's ApiServer and handler in a child process on a
-temporary state directory: seconds to the 413/422 and its peak RSS before and after). Needs no root.
+peak RSS) and by the embedded cluster's Kubernetes API (the daemon's ApiServer and REST layer over HTTPS on loopback,
+in a child process on a temporary state directory: seconds to the 413/400/422 and its peak RSS before and after).
+Needs no root.
 
 Prints one JSON object:
 
@@ -15,6 +16,7 @@ import http.client
 import json
 import os
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from pytest_nginmesh.cluster.local.rest.pki import Credentials
 from pytest_nginmesh.errors import ManifestError
 from pytest_nginmesh.kube import parse_manifests
 
@@ -40,13 +43,17 @@ INPUTS = {
 SERVER = """
 import sys, threading
 from pathlib import Path
-from pytest_nginmesh.cluster.local.apiserver import ApiServer, _Server
+from pytest_nginmesh.cluster.local.apiserver import ApiServer
+from pytest_nginmesh.cluster.local.rest.server import RestApi, serve
 state = Path(sys.argv[1])
 info = {"name": "nmbench", "grace": 1.0,
         "addresses": {"pod_cidr": "10.99.0.0/16", "service_cidr": "10.98.0.0/16", "link_cidr": "10.97.0.0/30"}}
-server = _Server(state / "api.sock", ApiServer(state, info))
-print("ready", flush=True)
-server.serve_forever()
+api = ApiServer(state, info)
+stopping = threading.Event()
+start = lambda target: threading.Thread(target=target, daemon=True).start()
+(listener,) = serve(RestApi(api, api.credentials, stopping), api.credentials, ["127.0.0.1"], 0, start)
+print("ready", listener.server_address[1], flush=True)
+stopping.wait()
 """
 MEASURED = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[1:]).returncode; "
             "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(code)")
@@ -88,14 +95,14 @@ def cli(directory: Path) -> dict[str, object]:
     return results
 
 
-def post(socket_path: Path, body: bytes) -> int:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(120)
-    connection.connect(str(socket_path))
+def post(port: int, credentials: Credentials, path: str, body: bytes) -> int:
+    context = ssl.create_default_context(cafile=str(credentials.ca_cert))
+    connection = context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=120),
+                                     server_hostname="127.0.0.1")
     try:
-        connection.sendall(f"POST /api/apply HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-                           + body)
-        response = http.client.HTTPResponse(connection)
+        connection.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {credentials.token()}\r\n"
+                           f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        response = http.client.HTTPResponse(connection)  # type: ignore[arg-type]
         response.begin()
         response.read()
         return response.status
@@ -109,21 +116,27 @@ def peak_rss_kib(pid: int) -> int:
 
 
 def api_server(directory: Path) -> dict[str, object]:
+    config_maps, pods = "/api/v1/namespaces/default/configmaps", "/api/v1/namespaces/default/pods"
     bodies = {
-        "configmap_50_mib": json.dumps({"objects": [{"apiVersion": "v1", "kind": "ConfigMap",
-                                                     "metadata": {"name": "huge"}, "data": {"a": "x" * (50 * MIB)}}]}),
-        "json_100000_deep": '{"objects": ' + "[" * 100_000 + "]" * 100_000 + "}",
-        "pod_named_traversal": json.dumps({"objects": [{"apiVersion": "v1", "kind": "Pod",
-                                                        "metadata": {"name": "../../x"}, "spec": {"containers": []}}]}),
+        "configmap_50_mib": (config_maps, json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": "huge"}, "data": {"a": "x" * (50 * MIB)}})),
+        "json_100000_deep": (config_maps, "[" * 100_000 + "]" * 100_000),
+        "configmap_500_deep": (config_maps, '{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "deep"}, '
+                               '"data": ' + "[" * 500 + "]" * 500 + "}"),
+        "pod_named_traversal": (pods, json.dumps({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "../../x"},
+                                                  "spec": {"containers": []}})),
     }
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(directory)], stdout=subprocess.PIPE, text=True)
     try:
-        assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+        assert server.stdout is not None
+        ready, port = server.stdout.readline().split()
+        assert ready == "ready"
+        credentials = Credentials(directory / "pki")
         results: dict[str, object] = {"peak_rss_kib_at_start": peak_rss_kib(server.pid)}
-        for name, body in bodies.items():
+        for name, (path, body) in bodies.items():
             data = body.encode()
             started = time.monotonic()
-            status = post(directory / "api.sock", data)
+            status = post(int(port), credentials, path, data)
             results[name] = {"status": status, "seconds": round(time.monotonic() - started, 3),
                              "peak_rss_kib_after": peak_rss_kib(server.pid)}
         return results

@@ -1,4 +1,5 @@
-"""What the local programs share: writable directories, HTTP without proxies, signals, the HTTP server class."""
+"""What the local programs share: writable directories, HTTP without proxies, JSON answers, signals, the HTTP server
+class."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import signal
 import tempfile
 import threading
 import urllib.request
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -35,6 +36,16 @@ def stop_event() -> threading.Event:
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
     return event
+
+
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: object) -> None:
+    """Answer a request with ``body`` as JSON."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
 
 
 def get_json(url: str, timeout: float) -> object:

@@ -15,14 +15,13 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ..cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
-from ..cluster.local.api import send_json
 from ..errors import ClusterError, ForbiddenError, NginmeshError, NotFoundError
 from ..kube import Obj
 from ..mesh.istio_crds import istio_crds
 from ..mesh.manifests import AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE
 from ..mesh.proxy_status import ACK_PATH, AckBook, ProxyAck, status_config_map, status_data
 from ..mesh.snapshot import WATCHED, MeshCache
-from ._common import HttpServer, stop_event
+from ._common import HttpServer, send_json, stop_event
 from ._kubeclient import ConflictError, KubeClient
 
 MESH_PATH = "/v1/mesh"

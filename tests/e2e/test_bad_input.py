@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import http.client
 import ipaddress
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,13 +200,20 @@ def daemon_peak_rss_kib(settings: Settings) -> int:
 
 
 def post_raw(settings: Settings, body: bytes) -> tuple[int, Obj]:
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(60)
-    connection.connect(str(settings.state_dir / "api.sock"))
+    """A raw POST to the cluster's Kubernetes API, with the server, CA and token of its kubeconfig."""
+    config = yaml.safe_load((settings.state_dir / "kubeconfig").read_text())
+    server = urllib.parse.urlsplit(config["clusters"][0]["cluster"]["server"])
+    ca = base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    token = config["users"][0]["user"]["token"]
+    context = ssl.create_default_context(cadata=ca)
+    assert server.hostname is not None and server.port is not None
+    connection = context.wrap_socket(socket.create_connection((server.hostname, server.port), timeout=60),
+                                     server_hostname=server.hostname)
     try:
-        head = f"POST /api/apply HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        head = (f"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
         connection.sendall(head.encode() + body)
-        response = http.client.HTTPResponse(connection)
+        response = http.client.HTTPResponse(connection)  # type: ignore[arg-type]
         response.begin()
         return response.status, json.loads(response.read())
     finally:
@@ -213,11 +223,19 @@ def post_raw(settings: Settings, body: bytes) -> tuple[int, Obj]:
 def test_the_daemon_refuses_oversize_and_deep_bodies_and_its_memory_stays_bounded(bare_cluster: Settings) -> None:
     before = daemon_peak_rss_kib(bare_cluster)
     huge = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "huge"}, "data": {"a": "x" * (50 * MIB)}}
-    status, answer = post_raw(bare_cluster, json.dumps({"objects": [huge]}).encode())
-    assert status == 413 and answer["message"].startswith("Request entity too large: limit is 3145728 bytes")
-    status, answer = post_raw(bare_cluster, b'{"objects": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
-    assert status == 422 and "nests deeper than 100 levels" in answer["message"]
+    status, answer = post_raw(bare_cluster, json.dumps(huge).encode())
+    assert (status, answer["reason"]) == (413, "RequestEntityTooLarge")
+    assert answer["message"] == "Request entity too large: limit is 3145728"
+    deep = {**huge, "metadata": {"name": "deep"}, "data": "DEEP"}
+    status, answer = post_raw(bare_cluster, json.dumps(deep).encode().replace(b'"DEEP"', b"[" * 500 + b"]" * 500))
+    assert (status, answer["reason"]) == (422, "Invalid") and "nests deeper than 100 levels" in answer["message"]
+    status, answer = post_raw(bare_cluster, b"[" * 100_000 + b"]" * 100_000)
+    assert (status, answer["reason"]) == (400, "BadRequest") and len(answer["message"].splitlines()) == 1
     grown_mib = (daemon_peak_rss_kib(bare_cluster) - before) / 1024
     assert grown_mib < 32, f"the daemon's peak RSS grew by {grown_mib:.0f} MiB"
-    assert local_cluster(bare_cluster).get("ConfigMap", "huge", "default") is None
+    cluster = local_cluster(bare_cluster)
+    try:
+        assert [cluster.get("ConfigMap", name, "default") for name in ("huge", "deep")] == [None, None]
+    finally:
+        cluster.close()
     assert lifecycle.is_running(bare_cluster)

@@ -19,10 +19,16 @@ from proxies import Proxy, alive, find_proxy, kill_master, orphans
 from seeding import pod_of
 
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.k8s import KubernetesCluster
-from pytest_nginmesh.cluster.local.api import ApiClient
+from pytest_nginmesh.cluster.k8s import (
+    MESH_VERSION_KEY,
+    PROXY_STATUS_CONFIGMAP,
+    PROXY_STATUS_NAMESPACE,
+    PROXY_STATUS_OBSERVED,
+    KubernetesCluster,
+)
 from pytest_nginmesh.cluster.local.network import pod_netns
 from pytest_nginmesh.errors import WaitTimeout
+from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER
 from pytest_nginmesh.mesh.manifests import load_fixture
 from pytest_nginmesh.settings import Settings
@@ -41,7 +47,6 @@ try:
 except urllib.error.HTTPError as e:
     print(e.code, json.load(e).get("message", ""))
 """
-CONNECT = "import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])"
 
 
 def proxy_of(cluster: KubernetesCluster, app: str, timeout: float) -> tuple[str, Proxy]:
@@ -85,9 +90,18 @@ def healed_or_replaced(cluster: KubernetesCluster, settings: Settings, app: str)
             cluster.wait_pods_ready("default", settings.timeouts.pod_ready, {"app": app}, minimum=1)
 
 
-def daemon_api(settings: Settings) -> ApiClient:
-    """The daemon's own socket (root's only), where the mesh version and the acks Pilot holds are read."""
-    return ApiClient(settings.state_dir / "api.sock", settings.timeouts.api_request)
+def published_status(cluster: KubernetesCluster) -> Obj:
+    """The proxy status Pilot publishes (the mesh version it serves, the version each live proxy acked), read
+    through the adapter as any API client reads it."""
+    configmap = cluster.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
+    assert configmap is not None, f"Pilot has not published {PROXY_STATUS_NAMESPACE}/{PROXY_STATUS_CONFIGMAP}"
+    return configmap
+
+
+def acked_versions(cluster: KubernetesCluster) -> dict[str, str]:
+    """``<namespace>.<pod>`` → the version that proxy acked, as published."""
+    data = published_status(cluster).get("data") or {}
+    return {key: json.loads(value)["version"] for key, value in data.items() if key != MESH_VERSION_KEY}
 
 
 def test_the_agent_serves_readiness_on_pilot_agents_status_port(healthy: KubernetesCluster,
@@ -97,7 +111,7 @@ def test_the_agent_serves_readiness_on_pilot_agents_status_port(healthy: Kuberne
                                            "http://127.0.0.1:15020/healthz/ready"], container=PROXY_CONTAINER)
     body, _, status = result.check().stdout.rpartition(" ")
     assert status == "200", result.stdout
-    assert daemon_api(e2e_settings).get("/api/mesh")["version"] in body
+    assert published_status(healthy)["data"][MESH_VERSION_KEY] in body
 
 
 def test_a_killed_nginx_master_ends_its_agent_at_once(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
@@ -154,15 +168,21 @@ def test_acks_from_another_pod_or_the_host_are_refused_and_do_not_fool_convergen
         healthy: KubernetesCluster, e2e_settings: Settings) -> None:
     victim, proxy = proxy_of(healthy, "ratings", e2e_settings.timeouts.pod_ready)
     other = pod_of(healthy, "details")
-    daemon = daemon_api(e2e_settings)
-    before = {(a["namespace"], a["pod"]): a["version"] for a in daemon.get("/api/proxy-status")}
+    before = acked_versions(healthy)
     rules = load_fixture("routes/route-rule-all-v1.yaml")
     os.kill(proxy.agent, signal.SIGSTOP)  # the victim's proxy cannot take the new config
     try:
         healthy.apply(rules)
-        target = wait_for("Pilot to serve the new rules", lambda: (
-            (version, "") if not (version := daemon.get("/api/mesh")["version"]).startswith("(") else
-            (None, version)), e2e_settings.timeouts.convergence, interval=0.05)
+        written = max(int(healthy.get(r["kind"], r["metadata"]["name"], r["metadata"].get("namespace", "default"))
+                          ["metadata"]["resourceVersion"]) for r in rules)
+
+        def served() -> tuple[str | None, str]:
+            configmap = published_status(healthy)
+            observed = int(configmap["metadata"]["annotations"][PROXY_STATUS_OBSERVED])
+            version = configmap["data"][MESH_VERSION_KEY]
+            return (version, "") if observed >= written else (None, f"observed {observed}, the rules {written}")
+
+        target = wait_for("Pilot to serve the new rules", served, e2e_settings.timeouts.convergence, interval=0.05)
         forged = {"pod": victim, "namespace": "default", "version": target}
         # Another pod's proxy (uid 1337 passes its pod's capture rules), and the host.
         from_other_pod = ["ip", "netns", "exec", pod_netns(healthy.name, "default", other),
@@ -172,8 +192,7 @@ def test_acks_from_another_pod_or_the_host_are_refused_and_do_not_fool_convergen
             assert status == 403, (origin, message)
             assert message.startswith(f"config ack for pod default/{victim} refused: it must come from that pod's "
                                       "own proxy"), message
-        acked = {(a["namespace"], a["pod"]): a["version"] for a in daemon.get("/api/proxy-status")}
-        assert acked[("default", victim)] == before[("default", victim)]
+        assert acked_versions(healthy)[f"default.{victim}"] == before[f"default.{victim}"]
         with pytest.raises(WaitTimeout) as waited:
             healthy.wait_converged(3.0)
         assert f"{PROXY_CONTAINER} of {victim}" in str(waited.value)
@@ -183,11 +202,10 @@ def test_acks_from_another_pod_or_the_host_are_refused_and_do_not_fool_convergen
     healthy.wait_converged(e2e_settings.timeouts.convergence)
 
 
-def test_the_api_socket_is_roots_only(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
-    """Pods reach the cluster through the Kubernetes API; the daemon's socket is no door for a proxy."""
-    pod = pod_of(healthy, "ratings")
-    as_proxy = ["ip", "netns", "exec", pod_netns(healthy.name, "default", pod),
-                "setpriv", "--reuid=1337", "--regid=1337", "--clear-groups"]
-    result = subprocess.run([*as_proxy, sys.executable, "-I", "-c", CONNECT, str(e2e_settings.state_dir / "api.sock")],
-                            capture_output=True, text=True, timeout=30)
-    assert result.returncode != 0 and "PermissionError" in result.stderr, result.stderr
+def test_no_clusters_state_shows_in_a_container(healthy: KubernetesCluster, e2e_settings: Settings) -> None:
+    """Containers reach the cluster through the Kubernetes API only: no cluster's state directory (its kubeconfig,
+    keys, objects), this one's included, is there to read."""
+    assert (e2e_settings.state_dir / "kubeconfig").exists()
+    result = healthy.exec("default", pod_of(healthy, "ratings"), ["ls", "-A", str(e2e_settings.state_root)],
+                          container=PROXY_CONTAINER)
+    assert result.check().stdout == ""

@@ -1,31 +1,27 @@
 """Admission of the local API server, and the bounds before it: manifest parsing, request bodies, the CLI's input.
 
-The API server here is the daemon's own ApiServer on a temporary state directory, served on a unix socket by the
-daemon's own handler; only its control loop (controllers, kubelet) does not run, so nothing needs root. How fast
-the refusals are is measured by benchmarks/bad_input.py, not here.
+The API server here is the daemon's own ApiServer on a temporary state directory, its REST layer called in-process;
+only its control loop (controllers, kubelet) does not run, so nothing needs root. The HTTPS handler's bounds (body
+size, time, Content-Length) are tested in tests/unit/rest/test_rest_bad_input.py; how fast the refusals are is
+measured by benchmarks/bad_input.py, not here.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from pytest_nginmesh.cluster.local.api import ApiClient
-from pytest_nginmesh.cluster.local.apiserver import MAX_REQUEST_BODY_BYTES, ApiServer, _Server
+from pytest_nginmesh.cluster.local.apiserver import ApiServer
 from pytest_nginmesh.cluster.local.rest.pki import Credentials
 from pytest_nginmesh.cluster.local.rest.server import Request, Response, RestApi
-from pytest_nginmesh.errors import ClusterError, ManifestError
+from pytest_nginmesh.errors import ManifestError
 from pytest_nginmesh.kube import MAX_ALIAS_EXPANSION, MAX_MANIFEST_BYTES, Obj, ObjectKey, key_of, parse_manifests
 from pytest_nginmesh.mesh.manifests import FIXTURES, load_fixture
 
@@ -204,110 +200,11 @@ def test_rest_yaml_bodies_are_parsed_within_bounds(rest: RestApi, api: ApiServer
 
 @pytest.mark.parametrize(("depth", "code"), [(500, 422), (100_000, 400)])
 def test_rest_json_bodies_nesting_deep_are_refused(rest: RestApi, api: ApiServer, depth: int, code: int) -> None:
-    body = apply_body(config_map("deep", {})).replace(b'{"objects": [', b"").rsplit(b"]", 1)[0]
-    response = rest_post(rest, body.replace(b'"data": {}', b'"data": ' + b"[" * depth + b"]" * depth))
+    body = json.dumps(config_map("deep", {})).replace('"data": {}', '"data": ' + "[" * depth + "]" * depth)
+    response = rest_post(rest, body.encode())
     assert response.code == code
     assert len(response.body["message"].splitlines()) == 1
     assert stored(api) == []
-
-
-# -- the HTTP handler: bounded bodies, 413 and 422 with one line -------------------------------------------------
-@pytest.fixture
-def socket_path(api: ApiServer) -> Iterator[Path]:
-    path = api.state_dir / "api.sock"
-    server = _Server(path, api)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield path
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def post(path: Path, body: bytes, url: str = "/api/apply", length: int | None = None) -> tuple[int, Any]:
-    """A raw POST: the body exactly as given, Content-Length as given (its real length by default)."""
-    connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    connection.settimeout(30)
-    connection.connect(str(path))
-    try:
-        head = f"POST {url} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {len(body) if length is None else length}"
-        connection.sendall(head.encode() + b"\r\n\r\n" + body)
-        response = http.client.HTTPResponse(connection)
-        response.begin()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
-
-
-def apply_body(*objects: Obj) -> bytes:
-    return json.dumps({"objects": list(objects)}).encode()
-
-
-def test_a_refusal_is_422_with_the_kubernetes_message(socket_path: Path, api: ApiServer) -> None:
-    status, body = post(socket_path, apply_body(config_map("fine", {}), pod(name="../x")))
-    assert status == 422 and body["reason"] == "Invalid"
-    assert body["message"].startswith('Pod "../x" is invalid: metadata.name: Invalid value: "../x": a lowercase RFC')
-    assert stored(api) == []
-
-
-def test_a_50_mb_config_map_is_413_and_never_reaches_the_store(socket_path: Path, api: ApiServer) -> None:
-    body = apply_body(config_map("huge", {"blob": "x" * (50 * MIB)}))
-    status, answer = post(socket_path, body)
-    assert status == 413 and answer["reason"] == "RequestEntityTooLarge"
-    assert answer["message"].startswith(f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes")
-    assert stored(api) == []
-
-
-def test_the_client_reads_the_413_as_bad_input(socket_path: Path) -> None:
-    with pytest.raises(ClusterError, match="Request entity too large") as refused:
-        ApiClient(socket_path).post("/api/apply", {"objects": [config_map("huge", {"blob": "x" * (4 * MIB)})]})
-    assert refused.value.status["reason"] == "RequestEntityTooLarge"
-
-
-def test_a_body_just_under_the_limit_is_read(socket_path: Path, api: ApiServer) -> None:
-    status, _ = post(socket_path, apply_body(config_map("near", {"blob": "x" * (MIB - 100)})))
-    assert status == 200 and stored(api) == ["ConfigMap/near"]
-
-
-DEEP_CONFIG_MAP = apply_body(config_map("deep", {})).replace(b'"data": {}', b'"data": ' + b"[" * 200 + b"]" * 200)
-
-
-@pytest.mark.parametrize("body", [DEEP_JSON.encode(), ("[" * 101 + "]" * 101).encode(), DEEP_CONFIG_MAP],
-                         ids=["100000-deep", "101-deep", "deep-object"])
-def test_deep_nesting_is_a_one_line_422(socket_path: Path, body: bytes) -> None:
-    status, answer = post(socket_path, body)
-    assert status == 422
-    assert answer["message"] == ("the request body nests deeper than 100 levels; no Kubernetes object does: "
-                                 "fix the manifest")
-
-
-@pytest.mark.parametrize(("body", "length", "fragment"), [
-    (b"{}", None, 'the body must be {\\"objects\\": [...]}'),
-    (b'{"objects": {"a": 1}}', None, "the body must be"),
-    (b"not json", None, "JSONDecodeError"),
-    (b"", -5, "Content-Length -5 is negative"),
-])
-def test_malformed_requests_are_400(socket_path: Path, body: bytes, length: int | None, fragment: str) -> None:
-    status, answer = post(socket_path, body, length=length)
-    assert status == 400 and fragment in json.dumps(answer["message"])
-
-
-def test_an_oversize_body_that_stops_arriving_still_gets_its_413(socket_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_nginmesh.cluster.local import apiserver
-    monkeypatch.setattr(apiserver.Handler, "timeout", 0.5)
-    status, answer = post(socket_path, b"x" * 1000, length=50 * MIB)
-    assert status == 413 and answer["reason"] == "RequestEntityTooLarge"
-
-
-def test_a_body_that_never_arrives_frees_the_handler(socket_path: Path, api: ApiServer,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from pytest_nginmesh.cluster.local import apiserver
-    monkeypatch.setattr(apiserver.Handler, "timeout", 0.5)
-    status, answer = post(socket_path, b'{"objects": [', length=100)
-    assert status == 400 and "did not arrive within 0.5s" in answer["message"]
 
 
 # -- the CLI: one line, exit 2, bounded memory, before any cluster is asked ----------------------------------------

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import uuid
@@ -46,17 +45,15 @@ def test_a_container_path_is_normalised_inside_the_root() -> None:
 @pytest.fixture
 def state() -> Iterator[Path]:
     """A state root like /run/nginmesh (not under /tmp, which the container's private /tmp hides): a cluster
-    directory with an API socket, and a pod with one volume."""
+    directory with a kubeconfig, and a pod with one volume."""
     root = Path("/run") / f"nmunit-{uuid.uuid4().hex[:8]}"
     pod = root / "unit" / "pods" / "default_p"
     (pod / "containers" / "c").mkdir(parents=True)
     (pod / "volumes" / "config").mkdir(parents=True)
     (pod / "volumes" / "config" / "key").write_text("from the volume\n")
     (pod / "volumes" / "config").chmod(0o1777)
-    listener = socket.socket(socket.AF_UNIX)
-    listener.bind(str(root / "unit" / "api.sock"))
+    (root / "unit" / "kubeconfig").write_text("the admin's credentials\n")
     yield root
-    listener.close()
     shutil.rmtree(root)
 
 
@@ -72,8 +69,7 @@ def launch_argv(state: Path, script: str, uid: int = 1337, mounts: tuple[VolumeM
     if mounts is None:
         mounts = (VolumeMount(str(pod / "volumes" / "config"), "/etc/nmunit-" + uuid.uuid4().hex[:6], False),)
     user = ["/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--"] if uid else []
-    spec = LaunchSpec(str(pod / "containers" / "c"), str(state), str(state / "unit" / "api.sock"),
-                      hosts_dir, mounts, "/",
+    spec = LaunchSpec(str(pod / "containers" / "c"), str(state), hosts_dir, mounts, "/",
                       (*user, "/bin/sh", "-c", script), env or {"HOME": "/tmp"})
     spec_file = pod / "containers" / "c.json"
     spec_file.write_text(spec.to_json())
@@ -114,10 +110,12 @@ def test_a_read_only_volume_cannot_be_written(state: Path) -> None:
 
 
 @needs_root
-def test_every_clusters_state_is_hidden_but_the_api_socket(state: Path) -> None:
+def test_every_clusters_state_is_hidden(state: Path) -> None:
+    """Nothing of any cluster's state shows, not even root's own: a container reaches its cluster through the
+    Kubernetes API with its service account's token only."""
     result = launch(state, f"find {state} | sort", uid=0)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(state), str(state / "unit"), str(state / "unit" / "api.sock")]
+    assert result.stdout.split() == [str(state)]
 
 
 @needs_root
@@ -201,8 +199,7 @@ def test_a_hosts_file_replaced_after_ip_netns_exec_bound_it_does_not_fail_the_la
 def test_a_bare_command_is_found_on_the_containers_path_and_a_missing_one_exits_127(state: Path) -> None:
     pod = state / "unit" / "pods" / "default_p"
     for command, code in (("true", 0), ("nmunit-no-such-command", 127)):
-        spec = LaunchSpec(str(pod / "containers" / "c"), str(state), str(state / "unit" / "api.sock"), "/nonexistent",
-                          (), "/", (command,), {})
+        spec = LaunchSpec(str(pod / "containers" / "c"), str(state), "/nonexistent", (), "/", (command,), {})
         spec_file = pod / "containers" / "c.json"
         spec_file.write_text(spec.to_json())
         result = subprocess.run(["unshare", "-m", sys.executable, "-I", "-m", "pytest_nginmesh.cluster.local.launcher",
@@ -212,7 +209,7 @@ def test_a_bare_command_is_found_on_the_containers_path_and_a_missing_one_exits_
 
 
 def test_a_launch_spec_survives_its_file() -> None:
-    spec = LaunchSpec("/s", "/run/nginmesh", "/run/nginmesh/c/api.sock", "/etc/netns/p",
+    spec = LaunchSpec("/s", "/run/nginmesh", "/etc/netns/p",
                       (VolumeMount("/v", "/etc/x", True),), "/", ("/usr/bin/true",), {"A": "1"})
     assert LaunchSpec.from_json(spec.to_json()) == spec
     assert replace(spec, argv=("x",)) != spec

@@ -1,28 +1,21 @@
-"""The local cluster's daemon: an API server on a unix socket, admission, controllers and the kubelet."""
+"""The local cluster's daemon: the Kubernetes API over HTTPS, admission, controllers and the kubelet."""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import ipaddress
 import json
 import logging
 import signal
-import socketserver
 import sys
 import threading
-import urllib.parse
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
 
-from ...errors import ClusterError, ForbiddenError, ManifestError, NginmeshError, NotFoundError
+from ...errors import ManifestError, NginmeshError, NotFoundError
 from ...kube import CLUSTER_SCOPED_KINDS, Obj, ObjectKey, key_of
-from ...settings import Timeouts
-from ...validation import MAX_NESTING_DEPTH, Invalid, object_errors, shape_problem
-from .api import send_json
+from ...validation import Invalid, object_errors, shape_problem
 from .controllers import Controllers, mark_deleted
 from .kubelet import Kubelet, exec_in_container
 from .network import Addresses, NodeNetwork
@@ -38,20 +31,6 @@ log = logging.getLogger("nginmesh.local")
 
 BUILTIN_NAMESPACES = ("default", "kube-system", "kube-public")
 KUBECONFIG = "kubeconfig"
-# The ConfigMap Pilot publishes the proxy status in (its contract, README "Convergence"), and the kinds Pilot
-# watches: read here only for the local adapter's convergence wait, until it uses the Kubernetes adapter.
-PROXY_STATUS = ObjectKey("ConfigMap", "istio-system", "nginmesh-proxy-status")
-OBSERVED = "nginmesh.io/observed-resource-version"
-PILOT_WATCHES = frozenset({"Service", "Endpoints", "Pod", "RouteRule", "Ingress"})
-# kube-apiserver's default limit of a request body (MaxRequestBodyBytes, 3 MiB, in kubernetes/kubernetes
-# staging/src/k8s.io/apiserver/pkg/server/config.go); the rest of a bigger body is read and dropped, up to
-# MAX_DISCARDED_BODY_BYTES, so that the client still reads the 413 instead of a broken pipe.
-MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
-MAX_DISCARDED_BODY_BYTES = 64 * 1024 * 1024
-
-
-class RequestTooLarge(NginmeshError):
-    """A request body over MAX_REQUEST_BODY_BYTES: answered 413 before it is parsed."""
 
 
 class Admission:
@@ -120,7 +99,7 @@ class Admission:
 
 
 class ApiServer:
-    """Everything the daemon holds; the HTTP handler calls into it."""
+    """Everything the daemon holds; the REST API (rest/server.py) calls into it as its Backend."""
 
     def __init__(self, state_dir: Path, info: Obj) -> None:
         self.state_dir = state_dir
@@ -151,14 +130,6 @@ class ApiServer:
                 stored, action = self.store.put(obj)
                 results.append({"object": str(key_of(stored)), "action": action})
             return results
-
-    def delete(self, objects: list[Obj]) -> list[Obj]:
-        results = []
-        with self._apply_lock:
-            for obj in objects:
-                key = key_of(obj)
-                results.append({"object": str(key), "action": "deleted" if self._delete(key) else "not found"})
-        return results
 
     def admit(self, obj: Obj, old: Obj | None) -> Obj:
         """Validate and mutate one object about to be stored (the REST API's admission chain)."""
@@ -213,29 +184,6 @@ class ApiServer:
             self.store.delete(ObjectKey("Endpoints", key.namespace, key.name))
         return self.store.delete(key)
 
-    # -- until the suites and the CLI use the Kubernetes adapter: the proxy status Pilot publishes, in the shape the
-    # local adapter reads. Pilot owns it; the daemon only reads the ConfigMap like any API client.
-    def mesh_version(self) -> Obj:
-        """The mesh version Pilot serves, once Pilot has seen every change of what it watches so far (the
-        ConfigMap's observed resourceVersion); until then a version no proxy has, so a convergence wait right
-        after a write waits for Pilot instead of trusting the version from before the write."""
-        configmap = self.store.get(PROXY_STATUS) or {}
-        observed = str(((configmap.get("metadata") or {}).get("annotations") or {}).get(OBSERVED, ""))
-        if not observed.isdigit() or int(observed) < self.store.last_revision_of(PILOT_WATCHES):
-            return {"version": "(pilot has not seen the latest change yet)"}
-        return {"version": (configmap.get("data") or {}).get("mesh-version", "")}
-
-    def proxy_status(self) -> list[Obj]:
-        """The version each live proxy acked, as Pilot published it."""
-        data = (self.store.get(PROXY_STATUS) or {}).get("data") or {}
-        acks = []
-        for key, value in sorted(data.items()):
-            if key == "mesh-version":
-                continue
-            namespace, _, pod = key.partition(".")
-            acks.append({"namespace": namespace, "pod": pod, **json.loads(value)})
-        return acks
-
     # -- the loop -----------------------------------------------------------------------------------
     def run(self) -> None:
         saved = -1
@@ -265,120 +213,6 @@ def api_service_ip(addresses: Addresses) -> str:
     return str(next(ipaddress.IPv4Network(addresses.service_cidr).hosts()))
 
 
-class Handler(BaseHTTPRequestHandler):
-    server: _Server
-    timeout = Timeouts().api_request  # a client that stops sending mid-request frees its thread
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("api: " + format, *args)
-
-    def _reply(self, status: int, body: object) -> None:
-        send_json(self, status, body)
-
-    def _forbidden(self, message: str) -> None:
-        self._reply(403, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message,
-                          "reason": "Forbidden", "code": 403})
-
-    def _body(self) -> Any:
-        """The JSON body: at most MAX_REQUEST_BODY_BYTES, nesting at most MAX_NESTING_DEPTH levels."""
-        length = int(self.headers.get("Content-Length") or 0)
-        if length < 0:
-            raise ValueError(f"Content-Length {length} is negative")
-        if length > MAX_REQUEST_BODY_BYTES:
-            self._discard(length)
-            raise RequestTooLarge(f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES} bytes, this body has "
-                                  f"{length}; send fewer or smaller objects at a time")
-        try:
-            data = self.rfile.read(length)
-        except TimeoutError as e:
-            raise ValueError(f"the body did not arrive within {self.timeout:g}s") from e
-        try:
-            body = json.loads(data or b"null")
-        except RecursionError:  # deeper than the JSON decoder goes: far deeper than any object
-            problem: str | None = f"nests deeper than {MAX_NESTING_DEPTH} levels; no Kubernetes object does"
-        else:
-            problem = shape_problem(body)
-        if problem:
-            raise ManifestError(f"the request body {problem}: fix the manifest")
-        return body
-
-    def _discard(self, length: int) -> None:
-        remaining = min(length, MAX_DISCARDED_BODY_BYTES)
-        with contextlib.suppress(TimeoutError):  # a client that stops sending gets its 413 all the same
-            while remaining > 0:
-                chunk = self.rfile.read(min(remaining, 1024 * 1024))
-                if not chunk:
-                    return
-                remaining -= len(chunk)
-
-    def _objects(self) -> list[Obj]:
-        payload = self._body()
-        objects = payload.get("objects") if isinstance(payload, dict) else None
-        if not isinstance(objects, list):
-            raise ValueError('the body must be {"objects": [...]}')
-        return objects
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def _dispatch(self, method: str) -> None:
-        url = urllib.parse.urlsplit(self.path)
-        query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query).items()}
-        api = self.server.api
-        try:
-            match method, url.path:
-                case "GET", "/healthz":
-                    body: object = {"status": "ok", "cluster": api.info["name"]}
-                case "GET", "/api/objects":
-                    body = api.store.objects(query.get("kind"), query.get("namespace"))
-                case "GET", "/api/object":
-                    key = ObjectKey(query["kind"], "" if query["kind"] in CLUSTER_SCOPED_KINDS
-                                    else query.get("namespace", "default"), query["name"])
-                    body = api.store.get(key)
-                    if body is None:
-                        return self._reply(404, {"message": f"{key} not found", "reason": "NotFound"})
-                case "GET", "/api/events":
-                    body = api.store.events(query.get("namespace"))
-                case "GET", "/api/mesh":
-                    body = api.mesh_version()
-                case "GET", "/api/proxy-status":
-                    body = api.proxy_status()
-                case "POST", "/api/apply":
-                    body = api.apply(self._objects())
-                case "POST", "/api/delete":
-                    body = api.delete(self._objects())
-                case _:
-                    return self._reply(404, {"message": f"no such API path {method} {url.path}"})
-        except RequestTooLarge as e:
-            return self._reply(413, {"message": str(e), "reason": "RequestEntityTooLarge"})
-        except ManifestError as e:
-            return self._reply(422, {"message": str(e), "reason": "Invalid"})
-        except ForbiddenError as e:
-            return self._forbidden(str(e))
-        except ClusterError as e:
-            return self._reply(409, {"message": str(e), "reason": "Conflict"})
-        except (KeyError, TypeError, ValueError) as e:
-            return self._reply(400, {"message": f"bad request: {e!r}", "reason": "BadRequest"})
-        self._reply(200, body)
-
-
-class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, path: Path, api: ApiServer) -> None:
-        self.api = api
-        self.path = path
-        super().__init__(str(path), Handler)
-
-    def server_bind(self) -> None:
-        super().server_bind()
-        self.path.chmod(0o600)  # root's only: pods reach the cluster through the Kubernetes API
-
-
 def serve_kubernetes_api(api: ApiServer, state_dir: Path, info: Obj) -> list[HttpsServer]:
     """The Kubernetes REST API over HTTPS on loopback and the node-link address, and its kubeconfig."""
     addresses = Addresses(**info["addresses"])
@@ -406,10 +240,6 @@ def main(argv: list[str] | None = None) -> int:
     info = json.loads((args.state_dir / "cluster.json").read_text())
     api = ApiServer(args.state_dir, info)
     https = serve_kubernetes_api(api, args.state_dir, info)
-    socket_path = args.state_dir / "api.sock"
-    socket_path.unlink(missing_ok=True)
-    server = _Server(socket_path, api)
-    threading.Thread(target=server.serve_forever, name="api", daemon=True).start()
 
     def stop(signum: int, frame: object) -> None:
         log.info("signal %d: shutting down", signum)
@@ -424,10 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         api.run()
     finally:
         api.shutdown()
-        server.shutdown()
         for listener in https:
             listener.shutdown()
-        socket_path.unlink(missing_ok=True)
         log.info("local cluster %s stopped", info["name"])
     return 0
 

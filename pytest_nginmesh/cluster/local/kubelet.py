@@ -457,8 +457,7 @@ class PodRunner(threading.Thread):
                                    bool(m.get("readOnly")))
                        for m in container.spec.get("volumeMounts") or [])
         env = container_env(container.spec, self.pod, self.kubelet.base_env())
-        spec = LaunchSpec(str(stage), str(self.kubelet.state_root), str(self.kubelet.api_socket),
-                          str(ETC_NETNS / self.netns), mounts,
+        spec = LaunchSpec(str(stage), str(self.kubelet.state_root), str(ETC_NETNS / self.netns), mounts,
                           str(container.spec.get("workingDir") or "/"),
                           (*user_prefix(container.spec, self.pod), *program_argv), env)
         path = inside(self.directory, "containers", f"{container.name}.json")
@@ -574,7 +573,6 @@ class Kubelet:
         self.state_root = state_dir.parent
         self.pods_cgroup = Cgroup.of_cluster(cluster).child("pods")
         self.node_name = f"{cluster}-node"
-        self.api_socket = state_dir / "api.sock"
         self.on_pod_added: Callable[[str, str, str, str], None] = lambda namespace, netns, name, ip: None
         self.on_pod_removed: Callable[[str], None] = lambda netns: None
         self.pod_ips = Allocator(network.addresses.pod_cidr)
@@ -593,7 +591,7 @@ class Kubelet:
 
     def base_env(self) -> dict[str, str]:
         """The env every container starts from, before its own; the launcher sets PATH to the node's."""
-        return {"PATH": NODE_PATH, "HOME": "/tmp", "NGINMESH_API_SOCKET": str(self.api_socket)}
+        return {"PATH": NODE_PATH, "HOME": "/tmp"}
 
     def sync(self) -> None:
         for pod in self.store.objects("Pod"):

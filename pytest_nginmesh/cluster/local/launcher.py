@@ -4,7 +4,7 @@ filesystem and then execs the container's argv (``setpriv`` first, which drops t
 The filesystem is the host's, read-only, seen through an overlay whose writable layer is a tmpfs of the
 container's own (so a ``mountPath`` missing on the host can be made without touching the host), with the
 pod's volumes bind-mounted at their ``mountPath``, a private ``/tmp`` and ``/dev/shm``, and every cluster's
-state directory hidden but for the API socket. The launch spec (JSON, root-only) comes from the kubelet:
+state directory hidden. The launch spec (JSON, root-only) comes from the kubelet:
 ``python -I -m pytest_nginmesh.cluster.local.launcher SPEC``.
 """
 
@@ -69,7 +69,6 @@ class LaunchSpec:
 
     stage: str
     state_root: str
-    api_socket: str
     hosts_dir: str
     mounts: tuple[VolumeMount, ...]
     working_dir: str
@@ -77,15 +76,14 @@ class LaunchSpec:
     env: dict[str, str]
 
     def to_json(self) -> str:
-        return json.dumps({"stage": self.stage, "state_root": self.state_root, "api_socket": self.api_socket,
-                           "hosts_dir": self.hosts_dir,
+        return json.dumps({"stage": self.stage, "state_root": self.state_root, "hosts_dir": self.hosts_dir,
                            "mounts": [m.__dict__ for m in self.mounts], "working_dir": self.working_dir,
                            "argv": list(self.argv), "env": self.env})
 
     @classmethod
     def from_json(cls, text: str) -> LaunchSpec:
         raw: dict[str, Any] = json.loads(text)
-        return cls(raw["stage"], raw["state_root"], raw["api_socket"], raw["hosts_dir"],
+        return cls(raw["stage"], raw["state_root"], raw["hosts_dir"],
                    tuple(VolumeMount(**m) for m in raw["mounts"]), raw["working_dir"], tuple(raw["argv"]),
                    dict(raw["env"]))
 
@@ -170,13 +168,8 @@ def build_root(spec: LaunchSpec) -> None:
             _mount(entry.point, root + entry.point, None, MS_BIND | MS_REC)
     if live_hosts:
         _live_hosts_file(root, spec.hosts_dir)
-    # Every cluster's state stays hidden; only this cluster's API socket shows, where the programs expect it.
+    # Every cluster's state stays hidden: containers reach their cluster through the Kubernetes API only.
     _mount("tmpfs", root + state_root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755")
-    if os.path.exists(spec.api_socket):
-        socket = root + os.path.realpath(spec.api_socket)
-        os.makedirs(os.path.dirname(socket), 0o755, exist_ok=True)
-        Path(socket).touch(0o600)
-        _mount(spec.api_socket, socket, None, MS_BIND)
     _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
     if os.path.isdir(root + "/dev/shm"):
         _mount("tmpfs", root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")

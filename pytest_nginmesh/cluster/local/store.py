@@ -156,11 +156,6 @@ class Store:
         self._revision += 1
         meta["resourceVersion"] = str(self._revision)
 
-    def last_revision_of(self, kinds: frozenset[str]) -> int:
-        """The revision of the latest change to an object of ``kinds`` still in the change log (0 if none)."""
-        with self.changed:
-            return next((c.revision for c in reversed(self._changes) if c.object.get("kind") in kinds), 0)
-
     def changes_since(self, revision: int) -> list[Change] | None:
         """The changes after ``revision``, oldest first; None when they are no longer all kept."""
         with self.changed:

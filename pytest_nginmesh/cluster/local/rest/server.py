@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ....errors import ClusterError, ManifestError, NotFoundError
 from ....kube import Obj, ObjectKey, load_documents
+from ....settings import Timeouts
 from ....validation import Invalid
 from ..controllers import pending_initializers
 from ..serviceaccounts import token_user
@@ -43,6 +44,12 @@ from .websocket import accept_key
 log = logging.getLogger(__name__)
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's default --max-request-bytes for JSON/YAML bodies
+# The rest of a bigger body is read and dropped, up to this, so that the client reads its 413, not a broken pipe.
+MAX_DISCARDED_BODY = 64 * 1024 * 1024
+# How long a client may take to finish the TLS handshake, to send a request's head or body, or to start its next
+# request on a kept connection: a client that stops sending frees its thread (kube-apiserver bounds the same with
+# ReadHeaderTimeout and its request timeout, staging/src/k8s.io/apiserver/pkg/server/secure_serving.go).
+READ_TIMEOUT = Timeouts().api_request
 MAX_WATCH = 1800.0
 OPEN_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 NAMESPACE_SUBRESOURCES = ("status", "finalize")
@@ -608,6 +615,8 @@ def _event(kind: str, obj: Obj) -> bytes:
 class _Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: HttpsServer
+    timeout = READ_TIMEOUT
+    rfile: io.BufferedReader
 
     def log_message(self, format: str, *args: Any) -> None:
         """Requests are not logged: watches and polls would drown the daemon's log."""
@@ -617,13 +626,49 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         repeated = urllib.parse.parse_qs(url.query, keep_blank_values=True)
         query = {k: v[-1] for k, v in repeated.items()}
         headers = {k.lower(): v for k, v in self.headers.items()}
-        length = int(headers.get("content-length") or 0)
-        if length > MAX_BODY:
-            self._send(Response(413, status.too_large(MAX_BODY).status()), close=True)
+        try:
+            body = self._body(headers.get("content-length") or "0")
+        except status.ApiError as e:
+            self._send(Response(e.code, e.status()), close=True)
             return
-        body = self.rfile.read(length) if length else b""
         response = self.server.api.handle(Request(self.command, url.path, query, headers, body, repeated))
         self._send(response)
+
+    def _body(self, content_length: str) -> bytes:
+        """The request body, of at most MAX_BODY bytes, all arrived within READ_TIMEOUT."""
+        try:
+            length = int(content_length)
+        except ValueError:
+            raise status.bad_request(f"invalid Content-Length {content_length!r}") from None
+        if length < 0:
+            raise status.bad_request(f"invalid Content-Length {content_length!r}: it is negative")
+        if length > MAX_BODY:
+            self._discard(length)
+            raise status.too_large(MAX_BODY)
+        deadline = time.monotonic() + self.timeout
+        chunks, remaining = [], length
+        try:
+            while remaining > 0:
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                chunk = self.rfile.read1(min(remaining, 1024 * 1024))
+                if not chunk:
+                    raise status.bad_request(f"the request body ended after {length - remaining} of {length} bytes")
+                chunks.append(chunk)
+                remaining -= len(chunk)
+        except TimeoutError:
+            raise status.timed_out() from None
+        return b"".join(chunks)
+
+    def _discard(self, length: int) -> None:
+        remaining = min(length, MAX_DISCARDED_BODY)
+        deadline = time.monotonic() + self.timeout
+        with contextlib.suppress(TimeoutError):  # a client that stops sending gets its 413 all the same
+            while remaining > 0 and time.monotonic() < deadline:
+                chunk = self.rfile.read1(min(remaining, 1024 * 1024))
+                if not chunk:
+                    return
+                remaining -= len(chunk)
 
     def _send(self, response: Response, close: bool = False) -> None:
         if response.upgrade is not None:
@@ -633,6 +678,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.end_headers()
             self.wfile.flush()
             self.close_connection = True
+            self.connection.settimeout(None)  # a WebSocket session idles as long as its stdin does; exec bounds it
             response.upgrade(self.rfile, self.wfile)
             return
         if response.stream is not None:
@@ -679,7 +725,18 @@ class HttpsServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         context.load_cert_chain(credentials.server_cert, credentials.server_key)
         context.set_alpn_protocols(["http/1.1"])
-        self.socket = context.wrap_socket(self.socket, server_side=True)
+        # The handshake happens in the connection's own thread (finish_request), bounded: one client that never
+        # sends its hello must not hold the thread that accepts everyone else's.
+        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(_Handler.timeout)
+        try:
+            request.do_handshake()
+        except (ssl.SSLError, OSError) as e:
+            log.debug("TLS handshake with %s failed: %s", client_address[0], e)
+            return
+        super().finish_request(request, client_address)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         """Only loopback and the cluster's own networks reach the API; anything else is dropped unanswered."""

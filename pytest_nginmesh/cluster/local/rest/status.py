@@ -85,5 +85,11 @@ def too_large(limit: int) -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", f"Request entity too large: limit is {limit}")
 
 
+def timed_out() -> ApiError:
+    """504 as kube-apiserver's request timeout answers (apiserver/pkg/endpoints/handlers/finisher, NewTimeoutError)."""
+    return ApiError(504, "Timeout", "Timeout: request did not complete within requested timeout - context deadline "
+                    "exceeded")
+
+
 def path_not_found(path: str) -> ApiError:
     return ApiError(404, "NotFound", f'the server could not find the requested resource ("{path}")')
