@@ -58,14 +58,18 @@ def test_missing_nginx_names_the_package(tmp_path: Path) -> None:
 
 def test_range_clash_with_a_host_route_changes_nothing() -> None:
     routes = json.loads(subprocess.run(["ip", "-j", "-4", "route"], capture_output=True, text=True).stdout)
-    taken = next((r["dst"] for r in routes if r.get("dst") not in (None, "default")), None)
-    if taken is None:
-        pytest.skip("this host has no non-default IPv4 route to clash with")
-    network = ipaddress.IPv4Network(taken if "/" in taken else taken + "/32", strict=False)
     settings = cluster_settings("nmclash", 5)
+    own = [ipaddress.IPv4Network(settings.service_cidr), ipaddress.IPv4Network(settings.link_cidr)]
+    # A pod range over a host route (another cluster's, maybe) that overlaps none of this cluster's other ranges,
+    # so the clash with the route is what is refused.
+    candidates = (ipaddress.IPv4Network(r["dst"] if "/" in r["dst"] else r["dst"] + "/32", strict=False)
+                  for r in routes if r.get("dst") not in (None, "default"))
+    clashing = next((n.supernet(new_prefix=min(n.prefixlen, 16)) for n in candidates
+                     if not any(n.supernet(new_prefix=min(n.prefixlen, 16)).overlaps(o) for o in own)), None)
+    if clashing is None:
+        pytest.skip("this host has no non-default IPv4 route to clash with")
     before = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout
-    result = run_cli("up", "--pod-cidr", str(network.supernet(new_prefix=min(network.prefixlen, 16))),
-                     env=settings_env(settings))
+    result = run_cli("up", "--pod-cidr", str(clashing), env=settings_env(settings))
     assert_one_line_error(result, "clashes with the host route", "choose other ranges")
     assert lifecycle.leftovers(settings) == []
     assert subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout == before
