@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .bookinfo import RATINGS_UNAVAILABLE, BookinfoRelease
+from . import bookinfo
+from .bookinfo import BookinfoRelease
 from .checks.metrics import ISTIO_0_2, ISTIO_0_3, MetricNames
 from .errors import ManifestError, UsageError
 from .features import ALL
@@ -47,17 +48,7 @@ ISTIO_0_2_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:8080", control_plane_
 ISTIO_0_3_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15003", control_plane_auth_policy=True)
 # Istio 0.7.1 (install/kubernetes/istio.yaml, mesh defaultConfig.discoveryAddress).
 ISTIO_0_7_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15007", control_plane_auth_policy=True)
-
-# Istio's Bookinfo reviews app writes "Ratings service is currently unavailable" only from Istio 0.5.0 on
-# (istio/istio samples/bookinfo/src/reviews/reviews-application/.../LibertyRestEndpoint.java); the 0.2.12 and
-# 0.3.0 images leave a review whose ratings call failed without stars. productpage answers an API call with
-# the upstream's own status (samples/bookinfo/src/productpage/productpage.py, getProductRatings: status =
-# res.status_code), in every release.
-BOOKINFO_0_2 = BookinfoRelease(None, productpage_passes_status=True)
-BOOKINFO_0_5 = BookinfoRelease(RATINGS_UNAVAILABLE, productpage_passes_status=True)
-# The local Bookinfo programs (pytest_nginmesh/workloads/bookinfo.py) write the error text and answer an API
-# call whose upstream failed with 503.
-BOOKINFO_LOCAL = BookinfoRelease(RATINGS_UNAVAILABLE, productpage_passes_status=False)
+# Each release's Bookinfo (its images' tag, failure texts and statuses) is stated in pytest_nginmesh/bookinfo.py.
 
 # The suite asks for a redirect through the ingress. In every release the istio-ingress is Envoy (istio/istio
 # install/kubernetes/istio.yaml: istio-ingress runs docker.io/istio/proxy*), whose v1 route redirect answers
@@ -144,23 +135,23 @@ PROFILES = {
         # initImage nginmesh/proxy_init:0.2.12, proxyImage nginmesh/proxy_debug:0.2.12 for both releases.
         Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12",
                 "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_2_PROXY_ARGS,
-                NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_2, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD,
-                NGINMESH_RENDERING),
+                NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_2, bookinfo.ISTIO_0_2_12, ENVOY_INGRESS_REDIRECT,
+                AGENT_REFRESH_PERIOD, NGINMESH_RENDERING),
         Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh", "nginmesh/proxy_debug:0.2.12",
                 "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS,
-                NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_3, BOOKINFO_0_2, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD,
-                NGINMESH_RENDERING),
+                NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_3, bookinfo.ISTIO_0_3_0, ENVOY_INGRESS_REDIRECT,
+                AGENT_REFRESH_PERIOD, NGINMESH_RENDERING),
         # nginxinc/nginmesh istio/release/install/kubernetes/generate-sidecar-config.sh at v0.7.1:
         # NGINMESH_IMAGE_HUB defaults to nginxinc, ISTIO_PROXY_INIT=docker.io/istio/proxy_init:0.7.1; the
         # template injects nginxinc/nginmesh_proxy_debug:0.7.1.
         Profile("nginmesh-0.7.1", "0.7.1", "0.7.1", "nginxinc", "nginxinc/nginmesh_proxy_debug:0.7.1",
                 "docker.io/istio/proxy_init:0.7.1", "webhook", WEBHOOK_POLICY, ISTIO_0_7_PROXY_ARGS,
-                NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_3, BOOKINFO_0_5, ENVOY_INGRESS_REDIRECT, AGENT_REFRESH_PERIOD,
-                NGINMESH_RENDERING),
+                NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_3, bookinfo.ISTIO_0_7_1, ENVOY_INGRESS_REDIRECT,
+                AGENT_REFRESH_PERIOD, NGINMESH_RENDERING),
         # The embedded cluster: the 0.2.12 images and Initializer, the mesh config of fixtures/istio (Pilot on
         # 15003, with --controlPlaneAuthPolicy), Istio's semantics in full.
         Profile("local", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS, ALL, ISTIO_0_3, BOOKINFO_LOCAL,
+                "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS, ALL, ISTIO_0_3, bookinfo.LOCAL,
                 LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD, ISTIO_RENDERING, agent_long_poll=True),
     )
 }

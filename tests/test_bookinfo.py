@@ -80,12 +80,13 @@ def upstream_env(**ports: int) -> dict[str, str]:
     return env
 
 
-def spawn(service: str, version: str, log_dir: Path, env: dict[str, str] | None = None) -> Workload:
+def spawn(service: str, version: str, log_dir: Path, env: dict[str, str] | None = None,
+          image_tag: str = "local") -> Workload:
     port = free_port()
     log = log_dir / f"{service}-{version}-{port}.log"
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **(env or {})}
     command = [sys.executable, "-m", "pytest_nginmesh.workloads.bookinfo", service, version,
-               "--port", str(port), "--bind", LOOPBACK]
+               "--port", str(port), "--bind", LOOPBACK, "--image-tag", image_tag]
     with log.open("wb") as sink:
         process = subprocess.Popen(command, cwd=ROOT, env=full_env, stdout=sink, stderr=subprocess.STDOUT)
     return Workload(process, port, log)
@@ -121,12 +122,14 @@ def wait_healthy(*workloads: Workload) -> None:
 
 
 @contextmanager
-def running(specs: list[tuple[str, str, dict[str, str]]], log_dir: Path) -> Iterator[list[Workload]]:
-    """Start services in parallel, wait for all to be healthy, stop them all afterwards."""
+def running(specs: list[tuple[str, str, dict[str, str]]], log_dir: Path,
+            image_tag: str = "local") -> Iterator[list[Workload]]:
+    """Start services (of the Bookinfo release of ``image_tag``) in parallel, wait for all to be healthy, stop them
+    all afterwards."""
     workloads: list[Workload] = []
     try:
         for service, version, env in specs:
-            workloads.append(spawn(service, version, log_dir, env))
+            workloads.append(spawn(service, version, log_dir, env, image_tag))
         wait_healthy(*workloads)
         yield workloads
     finally:
@@ -149,6 +152,33 @@ class RecordingRatings(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+class AbortingRatings(BaseHTTPRequestHandler):
+    """A ratings call aborted by a fault rule: the sidecar answers 500 in its place."""
+
+    def do_GET(self) -> None:
+        body = b"fault filter abort"
+        self.send_response(500)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    server = ThreadingHTTPServer((LOOPBACK, 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +204,8 @@ def mesh(log_dir: Path) -> Iterator[dict[str, int]]:
 @pytest.fixture
 def recording_ratings() -> Iterator[tuple[int, list[dict[str, str]]]]:
     seen: ClassVar[list[dict[str, str]]] = []
-    handler = type("Recorder", (RecordingRatings,), {"seen": seen})
-    server = ThreadingHTTPServer((LOOPBACK, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1], seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(type("Recorder", (RecordingRatings,), {"seen": seen})) as port:
+        yield port, seen
 
 
 def test_v1_page_has_book_details_and_reviews_without_stars(mesh: dict[str, int]) -> None:
@@ -259,6 +281,37 @@ def test_ratings_down_behind_v2(log_dir: Path, mesh: dict[str, int]) -> None:
         with running(spec, log_dir) as (page,):
             body = call(page.port, "/productpage").body
     assert body.count(RATINGS_DOWN) == 2 and "<font color=" not in body
+
+
+@pytest.mark.parametrize(("image_tag", "shown"), [("0.2.3", None), ("0.2.8", None), ("1.5.0", RATINGS_DOWN)])
+def test_a_releases_reviews_show_a_failed_ratings_call_as_that_release(log_dir: Path, mesh: dict[str, int],
+                                                                       image_tag: str, shown: str | None) -> None:
+    """Istio's reviews write the error text from 0.5.0 on; the 0.2.3 and 0.2.8 images leave the stars out."""
+    with serving(AbortingRatings) as ratings, \
+            running([("reviews", "v2", upstream_env(ratings=ratings))], log_dir, image_tag) as (reviews,):
+        spec = [("productpage", "v1", upstream_env(details=mesh["details"], reviews=reviews.port))]
+        with running(spec, log_dir, image_tag) as (page,):
+            body = call(page.port, "/productpage").body
+            api = json.loads(call(reviews.port, "/reviews/0").body)
+    assert "<font color=" not in body and "Reviewer2" in body
+    if shown is None:
+        assert RATINGS_DOWN not in body and all("rating" not in review for review in api["reviews"])
+    else:
+        assert body.count(shown) == 2
+
+
+@pytest.mark.parametrize(("image_tag", "aborted", "unreachable"),
+                         [("0.2.3", 500, 500), ("0.2.8", 500, 500), ("1.5.0", 500, 500), ("local", 503, 503)])
+def test_productpage_relays_a_failed_upstreams_status_as_its_release_does(
+        log_dir: Path, image_tag: str, aborted: int, unreachable: int) -> None:
+    """Istio's productpage answers with the upstream's own status (500 when nothing answered); the local one 503."""
+    with serving(AbortingRatings) as ratings:
+        spec = [("productpage", "v1", upstream_env(details=free_port(), reviews=free_port(), ratings=ratings))]
+        with running(spec, log_dir, image_tag) as (page,):
+            ratings_api = call(page.port, "/api/v1/products/0/ratings")
+            details_api = call(page.port, "/api/v1/products/0")
+    assert ratings_api.status == aborted and "ratings are currently unavailable" in ratings_api.body
+    assert details_api.status == unreachable and json.loads(details_api.body) == {"error": DETAILS_DOWN}
 
 
 @pytest.mark.parametrize(

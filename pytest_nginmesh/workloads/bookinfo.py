@@ -1,4 +1,5 @@
-"""Local stand-ins for Istio's Bookinfo sample services (productpage, details, reviews, ratings)."""
+"""Local stand-ins for Istio's Bookinfo sample services (productpage, details, reviews, ratings), each behaving as
+the Bookinfo release of its image's tag (``--image-tag``, which the local image catalogue passes)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import os
 import re
 import signal
 import sys
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -21,6 +23,7 @@ from http.cookies import CookieError, Morsel, SimpleCookie
 from http.server import BaseHTTPRequestHandler
 from typing import Any, NamedTuple
 
+from ..bookinfo import LOCAL, BookinfoRelease, release_of_tag
 from ._common import HttpServer
 
 __all__ = [
@@ -75,7 +78,6 @@ RATINGS: Json = {"Reviewer1": 5, "Reviewer2": 4}
 DETAILS_ERROR = "Sorry, product details are currently unavailable for this book."
 REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book."
 RATINGS_ERROR = "Sorry, product ratings are currently unavailable for this book."
-RATING_ERROR = "Ratings service is currently unavailable"
 DETAIL_FIELDS = (
     ("Type", "type"),
     ("Pages", "pages"),
@@ -102,6 +104,7 @@ class Request:
     headers: Message
     body: bytes
     version: str
+    release: BookinfoRelease  # the Bookinfo release of the image this service runs as
 
     def user_cookie(self) -> Morsel[str] | None:
         """The `user` cookie, if the request carries a non-empty one."""
@@ -188,17 +191,36 @@ def forward_headers(request: Request) -> dict[str, str]:
     return headers
 
 
-def fetch_object(url: str, headers: Mapping[str, str], timeout: float, tries: int = 1) -> Json | None:
-    """GET a JSON object from `url`, trying up to `tries` times; None if every try fails."""
+class Upstream(NamedTuple):
+    """What a call to another service gave: the JSON object it answered, else the status of its last try."""
+
+    payload: Json | None
+    status: int | None  # None: no answer at all
+
+
+def fetch(url: str, headers: Mapping[str, str], timeout: float, tries: int = 1) -> Upstream:
+    """GET a JSON object from `url`, trying up to `tries` times."""
+    status = None
     for _ in range(tries):
         try:
             with OPENER.open(urllib.request.Request(url, headers=dict(headers)), timeout=timeout) as response:
                 payload = json.load(response)
+        except urllib.error.HTTPError as error:
+            with error:
+                status = error.code
+            continue
         except (OSError, ValueError, http.client.HTTPException):
+            status = None
             continue
         if isinstance(payload, dict):
-            return payload
-    return None
+            return Upstream(payload, 200)
+        status = None
+    return Upstream(None, status)
+
+
+def fetch_object(url: str, headers: Mapping[str, str], timeout: float, tries: int = 1) -> Json | None:
+    """GET a JSON object from `url`, trying up to `tries` times; None if every try fails."""
+    return fetch(url, headers, timeout, tries).payload
 
 
 def health(message: str) -> Handler:
@@ -234,10 +256,13 @@ def star_count(payload: Json | None, reviewer: str) -> int | None:
     return stars if isinstance(stars, int) else None
 
 
-def rating(payload: Json | None, reviewer: str, color: str) -> Json:
-    """The rating object the reviews service attaches to one review."""
+def rating(payload: Json | None, reviewer: str, color: str, release: BookinfoRelease) -> Json | None:
+    """The rating object the reviews service attaches to one review: none when ratings failed, unless the
+    release writes an error text in its place."""
     stars = star_count(payload, reviewer)
-    return {"error": RATING_ERROR} if stars is None else {"stars": stars, "color": color}
+    if stars is not None:
+        return {"stars": stars, "color": color}
+    return {"error": release.ratings_error_text} if release.ratings_error_text is not None else None
 
 
 def reviews(request: Request, match: re.Match[str]) -> Reply:
@@ -249,7 +274,9 @@ def reviews(request: Request, match: re.Match[str]) -> Reply:
         color, timeout = style
         payload = fetch_object(upstream_url("ratings", f"/ratings/{pid}"), forward_headers(request), timeout)
         for entry in entries:
-            entry["rating"] = rating(payload, entry["reviewer"], color)
+            grade = rating(payload, entry["reviewer"], color, request.release)
+            if grade is not None:
+                entry["rating"] = grade
     return json_reply(200, {"id": str(pid), "reviews": entries})
 
 
@@ -296,9 +323,11 @@ def products(_request: Request, _match: re.Match[str]) -> Reply:
 
 
 def proxy(request: Request, service: str, path: str, error: str, tries: int = 1) -> Reply:
-    """Relay an upstream JSON object, or a 503 error JSON if the upstream fails."""
-    payload = fetch_object(upstream_url(service, path), forward_headers(request), PRODUCTPAGE_TIMEOUT, tries)
-    return json_reply(503, {"error": error}) if payload is None else json_reply(200, payload)
+    """Relay an upstream JSON object, or an error JSON with the status the release answers for the failure."""
+    upstream = fetch(upstream_url(service, path), forward_headers(request), PRODUCTPAGE_TIMEOUT, tries)
+    if upstream.payload is None:
+        return json_reply(request.release.api_status(upstream.status), {"error": error})
+    return json_reply(200, upstream.payload)
 
 
 def product_details(request: Request, match: re.Match[str]) -> Reply:
@@ -442,9 +471,10 @@ class BookinfoHandler(BaseHTTPRequestHandler):
 
     server_version = "bookinfo/0.2"
 
-    def __init__(self, *args: Any, name: str, version: str, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, name: str, version: str, release: BookinfoRelease, **kwargs: Any) -> None:
         self.service_name = name
         self.service_version = version
+        self.release = release
         super().__init__(*args, **kwargs)
 
     def do_GET(self) -> None:
@@ -455,9 +485,8 @@ class BookinfoHandler(BaseHTTPRequestHandler):
 
     def respond(self) -> None:
         """Route the current request and write the reply."""
-        request = Request(
-            self.command, urllib.parse.urlsplit(self.path).path, self.headers, self.read_body(), self.service_version
-        )
+        request = Request(self.command, urllib.parse.urlsplit(self.path).path, self.headers, self.read_body(),
+                          self.service_version, self.release)
         reply = dispatch(SERVICES[self.service_name].routes, request)
         self.send_response(reply.status)
         self.send_header("Content-Type", reply.content_type)
@@ -483,9 +512,9 @@ class BookinfoServer(HttpServer):
     allow_reuse_address = True
 
 
-def make_server(name: str, version: str, bind: str, port: int) -> BookinfoServer:
-    """A server for service `name` at `version`, bound but not yet serving."""
-    handler = functools.partial(BookinfoHandler, name=name, version=version)
+def make_server(name: str, version: str, bind: str, port: int, release: BookinfoRelease = LOCAL) -> BookinfoServer:
+    """A server for service `name` at `version` of a Bookinfo release, bound but not yet serving."""
+    handler = functools.partial(BookinfoHandler, name=name, version=version, release=release)
     return BookinfoServer((bind, port), handler)
 
 
@@ -496,6 +525,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("version", help="v1 for every service; reviews also has v2 (black) and v3 (red)")
     parser.add_argument("--port", type=int, default=9080)
     parser.add_argument("--bind", default="0.0.0.0")
+    parser.add_argument("--image-tag", default=LOCAL.tag,
+                        help="the image tag: the Bookinfo release to behave as (a tag of no release: the local one)")
     args = parser.parse_args(argv)
     versions = SERVICES[args.service].versions
     if args.version not in versions:
@@ -514,9 +545,10 @@ def serve_until_signalled(server: BookinfoServer) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one Bookinfo service until signalled; returns the exit status."""
     args = parse_args(argv)
-    with make_server(args.service, args.version, args.bind, args.port) as server:
+    release = release_of_tag(args.image_tag)
+    with make_server(args.service, args.version, args.bind, args.port, release) as server:
         host, port = server.server_address[:2]
-        print(f"{args.service}-{args.version} listening on {host!s}:{port}", flush=True)
+        print(f"{args.service}-{args.version} (Bookinfo {release.tag}) listening on {host!s}:{port}", flush=True)
         serve_until_signalled(server)
     return 0
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from pytest_nginmesh.cluster.local.catalogue import is_proxy, program_of, readiness_probe, repository, resolve
+from pytest_nginmesh.bookinfo import RELEASES_BY_TAG, BookinfoRelease
+from pytest_nginmesh.cluster.local.catalogue import is_proxy, program_of, readiness_probe, repository, resolve, tag
 from pytest_nginmesh.kube import Obj, read_manifest_file
 
 REPO = Path(__file__).resolve().parents[2]
 BOOKINFO_MANIFEST = REPO / "fixtures" / "bookinfo" / "bookinfo.yaml"
+FIXTURES = REPO / "fixtures"
 ISTIO_MANIFEST = REPO / "fixtures" / "istio" / "istio-0.2.12.yaml"
 SEED_POD = REPO / "tests" / "data" / "seed-reviews-v3-pod.yaml"
 
@@ -57,6 +59,19 @@ def named(items: list[Obj], name: str) -> Obj:
 )
 def test_repository_strips_registry_tag_and_digest(image: str, expected: str) -> None:
     assert repository(image) == expected
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("pilot", "latest"),
+        ("istio/examples-bookinfo-reviews-v2:0.2.3", "0.2.3"),
+        ("localhost:5000/istio/examples-bookinfo-reviews-v2", "latest"),
+        ("localhost:5000/istio/examples-bookinfo-reviews-v2:1.5.0@sha256:abcd", "1.5.0"),
+    ],
+)
+def test_tag_is_the_last_parts_tag_and_latest_without_one(image: str, expected: str) -> None:
+    assert tag(image) == expected
 
 
 # -- resolve ---------------------------------------------------------------------------------------
@@ -113,12 +128,12 @@ def test_every_image_of_the_fixtures_is_known() -> None:
 
 @pytest.mark.parametrize(
     ("image", "service", "version"),
-    [("istio/examples-bookinfo-details-v1:0.2.3", "details", "v1"),
-     ("istio/examples-bookinfo-ratings-v1:0.2.3", "ratings", "v1"),
-     ("istio/examples-bookinfo-reviews-v1:0.2.3", "reviews", "v1"),
-     ("istio/examples-bookinfo-reviews-v2:0.2.3", "reviews", "v2"),
-     ("istio/examples-bookinfo-reviews-v3:0.2.3", "reviews", "v3"),
-     ("istio/examples-bookinfo-productpage-v1:0.2.3", "productpage", "v1")],
+    [("istio/examples-bookinfo-details-v1:local", "details", "v1"),
+     ("istio/examples-bookinfo-ratings-v1:local", "ratings", "v1"),
+     ("istio/examples-bookinfo-reviews-v1:local", "reviews", "v1"),
+     ("istio/examples-bookinfo-reviews-v2:local", "reviews", "v2"),
+     ("istio/examples-bookinfo-reviews-v3:local", "reviews", "v3"),
+     ("istio/examples-bookinfo-productpage-v1:local", "productpage", "v1")],
 )
 def test_bookinfo_images_run_their_service_version_on_the_container_port(
     image: str, service: str, version: str
@@ -126,9 +141,20 @@ def test_bookinfo_images_run_their_service_version_on_the_container_port(
     (container,) = [c for c in containers(BOOKINFO_MANIFEST) if c["image"] == image]
     program = resolve(container)
     assert program is not None
-    assert program.argv == module("bookinfo", service, version, "--port", "9080")
+    assert program.argv == module("bookinfo", service, version, "--port", "9080", "--image-tag", "local")
     assert program.default_probe == http(9080, "/health")
     assert not is_proxy(container)
+
+
+@pytest.mark.parametrize("release", RELEASES_BY_TAG.values(), ids=lambda release: release.tag)
+def test_each_releases_fixture_runs_every_bookinfo_image_as_that_release(release: BookinfoRelease) -> None:
+    """The release's bookinfo.yaml names images of its tag only, and the catalogue hands each program that tag."""
+    fixture = FIXTURES / release.fixture
+    bookinfo = [c for c in containers(fixture) if repository(c["image"]).startswith("examples-bookinfo-")]
+    assert len(bookinfo) == 6
+    for container in bookinfo:
+        program = resolve(container)
+        assert program is not None and program.argv[-2:] == ["--image-tag", release.tag]
 
 
 def test_bookinfo_port_follows_the_declared_container_port() -> None:
@@ -136,7 +162,7 @@ def test_bookinfo_port_follows_the_declared_container_port() -> None:
                  "ports": [{"containerPort": 9181}, {"containerPort": 9999, "protocol": "UDP"}]}
     program = resolve(container)
     assert program is not None
-    assert program.argv == module("bookinfo", "reviews", "v2", "--port", "9181")
+    assert program.argv == module("bookinfo", "reviews", "v2", "--port", "9181", "--image-tag", "0.2.3")
     assert program.default_probe == http(9181, "/health")
 
 

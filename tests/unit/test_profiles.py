@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_nginmesh.bookinfo import release_of_tag
 from pytest_nginmesh.errors import UsageError
 from pytest_nginmesh.features import ALL
 from pytest_nginmesh.profiles import PROFILES, get_profile
@@ -56,6 +57,28 @@ def test_a_page_without_stars_shows_the_failed_ratings_call_of_an_istio_0_2_book
     assert not bookinfo.ratings_failed('<font color="black"><span class="glyphicon glyphicon-star"></span></font>')
     assert not bookinfo.ratings_failed("Sorry, product reviews are currently unavailable for this book.")
     assert bookinfo.api_status(500) == 500 and get_profile("local").bookinfo.api_status(500) == 503
+
+
+@pytest.mark.parametrize(("name", "tag", "fixture"), [
+    ("nginmesh-0.2.12", "0.2.3", "bookinfo/bookinfo-istio-0.2.12.yaml"),
+    ("nginmesh-0.3.0", "0.2.8", "bookinfo/bookinfo-istio-0.3.0.yaml"),
+    ("nginmesh-0.7.1", "1.5.0", "bookinfo/bookinfo-istio-0.7.1.yaml"),
+    ("local", "local", "bookinfo/bookinfo.yaml"),
+])
+def test_each_profile_deploys_the_bookinfo_of_its_istio_release(name: str, tag: str, fixture: str) -> None:
+    bookinfo = get_profile(name).bookinfo
+    assert (bookinfo.tag, bookinfo.fixture) == (tag, fixture)
+
+
+@pytest.mark.parametrize("name", RELEASES)
+def test_the_releases_productpage_answers_500_for_an_upstream_that_never_answered(name: str) -> None:
+    assert get_profile(name).bookinfo.api_status(None) == 500
+    assert get_profile("local").bookinfo.api_status(None) == 503
+
+
+def test_an_image_tag_no_release_uses_runs_the_local_bookinfo() -> None:
+    assert release_of_tag("latest") is release_of_tag("1.8.0") is get_profile("local").bookinfo
+    assert release_of_tag("0.2.8") is get_profile("nginmesh-0.3.0").bookinfo
 
 
 @pytest.mark.parametrize(("name", "status"), [("nginmesh-0.2.12", 301), ("nginmesh-0.7.1", 301), ("local", 302)])

@@ -27,6 +27,12 @@ def repository(image: str) -> str:
     return last.split(":", 1)[0]
 
 
+def tag(image: str) -> str:
+    """``docker.io/istio/pilot:0.2.12`` → ``0.2.12``; ``latest`` when the reference names none."""
+    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
+    return last.split(":", 1)[1] if ":" in last else "latest"
+
+
 def _module(name: str, *args: str) -> list[str]:
     # -I: no PYTHONPATH, PYTHONHOME, PYTHONSTARTUP or user site from the container's env decides what code
     # runs; -u: unbuffered logs (-I also ignores PYTHONUNBUFFERED).
@@ -96,8 +102,11 @@ def resolve(container: Obj) -> Program | None:
     if match:
         service, version = match.groups()
         port = ports[0] if ports else 9080
-        # The Bookinfo services answer /health (istio samples/bookinfo/src/*: the health route of each)
-        return Program(_module("bookinfo", service, version, "--port", str(port)), http_probe(port, "/health"))
+        # Bookinfo's code differs from release to release of its images: the tag says which release runs
+        # (pytest_nginmesh/bookinfo.py). The services answer /health (istio samples/bookinfo/src/*: the health
+        # route of each).
+        return Program(_module("bookinfo", service, version, "--port", str(port), "--image-tag", tag(image)),
+                       http_probe(port, "/health"))
     return None
 
 
