@@ -14,18 +14,19 @@ from ..cluster.local import lifecycle
 from ..cluster.local.node import local_cluster
 from ..profiles import DEFAULT_PROFILE, PROFILES, Profile
 from ..settings import Settings, Timeouts
-from .manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_PODS, control_plane, load_fixture
+from .manifests import BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_PODS, control_plane, load_fixture
 
 Progress = Callable[[str], None]
 def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None,
                  profile: Profile = PROFILES[DEFAULT_PROFILE]) -> None:
     """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress. The
-    data plane is the profile's twin: its agents and mixer read what the profile says of the release."""
+    data plane is the profile's twin: its agents and mixer read what the profile says of the release, and its
+    Bookinfo is the release's own (the images of its Istio release's bookinfo.yaml)."""
     progress(f"installing the Istio control plane and the Nginmesh injector ({profile.name})")
     cluster.apply(control_plane(profile))
     cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     progress("deploying Bookinfo")
-    cluster.apply(load_fixture(BOOKINFO))
+    cluster.apply(load_fixture(profile.bookinfo.fixture))
     cluster.wait_pods_ready("default", timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
     cluster.wait_converged(timeouts.pod_ready)
     progress("waiting for /productpage through the ingress")
