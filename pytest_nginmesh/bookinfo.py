@@ -46,13 +46,14 @@ class BookinfoRelease:
 
 
 # Each Istio release's samples/bookinfo/kube/bookinfo.yaml names istio/examples-bookinfo-<service>-<version>
-# images of one tag: 0.2.3 in Istio 0.2.12 (also the images of Nginmesh 0.2.12's copy, "copied from Istio
-# project without modification" (nginmesh/nginmesh README.md at 0.2.12), and of the seed's injected reviews-v3
-# pod), 0.2.8 in Istio 0.3.0 (Istio's 0.3/0.4 image lists: istio/examples-bookinfo-*:0.2.8), 1.5.0 in Istio
-# 0.7.1. Their reviews write "Ratings service is currently unavailable" only from Istio 0.5.0 on (istio/istio
-# samples/bookinfo/src/reviews/reviews-application/.../LibertyRestEndpoint.java); before, a review whose
-# ratings call failed has no rating, so no stars. productpage relays an upstream's own status in every release
-# (productpage.py, getProductRatings: return status, {'error': ...}).
+# images of one tag: 0.2.3 in Istio 0.2.12 (Nginmesh 0.2.12 deploys a copy, "copied from Istio project without
+# modification": nginmesh/nginmesh README.md at 0.2.12; the seed's injected reviews-v3 pod runs it), 0.2.8 in
+# Istio 0.3.0 (the Istio 0.3/0.4 image lists name istio/examples-bookinfo-*:0.2.8), 1.5.0 in Istio 0.7.1 (the
+# webhook-era copies of the file; 1.6.0 followed on master). Their reviews write "Ratings service is currently
+# unavailable" only from Istio 0.5.0 on (istio/istio samples/bookinfo/src/reviews/reviews-application/
+# .../LibertyRestEndpoint.java); before, a review whose ratings call failed has no rating, so no stars.
+# productpage relays an upstream's own status in every release (samples/bookinfo/src/productpage/productpage.py,
+# getProductRatings: return status, {'error': ...}).
 ISTIO_0_2_12 = BookinfoRelease("0.2.3", "bookinfo/bookinfo-istio-0.2.12.yaml", None, productpage_passes_status=True)
 ISTIO_0_3_0 = BookinfoRelease("0.2.8", "bookinfo/bookinfo-istio-0.3.0.yaml", None, productpage_passes_status=True)
 ISTIO_0_7_1 = BookinfoRelease("1.5.0", "bookinfo/bookinfo-istio-0.7.1.yaml", RATINGS_UNAVAILABLE,
