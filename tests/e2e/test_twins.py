@@ -1,6 +1,19 @@
-"""The local twin of a release on the embedded cluster: its agents poll at the release's period and render as the
-release's agent does, its mixer names the metrics as the release's Istio does, the wait for convergence still
-closes the stale window, and the route and metrics suites' verdicts on it are the README's table, row by row."""
+"""The local twin of each release on the embedded cluster: its agents poll at the release's period and render as the
+release's agent does, its mixer names the metrics as the release's Istio does, its Bookinfo is the release's images
+(run as their tag says), the wait for convergence still closes the stale window, and the route and metrics suites'
+verdicts on it are the README's table, row by row.
+
+CI time (the whole file within 8 min on 2 cores): the route and metrics suites, the retry rendering and the stale
+window run on the nginmesh-0.2.12 twin. The 0.3.0 and 0.7.1 twins' agents are the 0.2.12 twin's (the same 5 s poll
+and rendering: each twin's poll is shown, the rendering and the stale window once), their mixers serve Istio
+0.3's names and buckets, which the metrics suite judges in full on `local` (each twin's mixer is shown serving its
+names), so of the suites they run only the rows their own facts change (NGINMESH_TEST_TWINS_FULL=1 runs everything
+on every twin):
+- nginmesh-0.3.0: its Bookinfo, the 0.2.8 images (fault-abort-for-one-user reads their failure page and API status)
+  and their Ingress, the one path /.* (the redirect and rewrite rows, whose /api/v1/products requests take it).
+- nginmesh-0.7.1: its Bookinfo, the 1.5.0 images, the first to write the ratings error text while productpage
+  relays the upstream's status (fault-abort-for-one-user; fault-abort-percent reads only the text, as on `local`).
+"""
 
 from __future__ import annotations
 
@@ -18,66 +31,84 @@ from helpers import cluster_settings, settings_env
 from seeding import assert_fails_with
 from test_convergence import assert_the_wait_closes_the_stale_window
 
+from pytest_nginmesh.bookinfo import release_of_tag
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local import lifecycle
+from pytest_nginmesh.cluster.local.catalogue import repository, tag
 from pytest_nginmesh.cluster.local.node import LocalNode, local_cluster
 from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, MIXER_CONFIG_KEY, mixer_config_map
-from pytest_nginmesh.profiles import get_profile
+from pytest_nginmesh.profiles import Profile, get_profile
 from pytest_nginmesh.settings import Settings
 from pytest_nginmesh.telemetry import scrape
 
 REPO = Path(__file__).resolve().parents[2]
-TWIN = "nginmesh-0.2.12"
 SUITES = (REPO / "suites" / "test_routing.py", REPO / "suites" / "test_metrics.py")
 SUITE_RUN_TIMEOUT = 1500
+# The twin that runs both suites in full, and what the others run (see the module docstring): None, everything.
+FULL_TWIN = "nginmesh-0.2.12"
+TWIN_ROWS: dict[str, tuple[str, ...] | None] = {
+    FULL_TWIN: None,
+    "nginmesh-0.3.0": ("fault-abort-for-one-user", "routing-redirect-uri", "routing-rewrite-uri"),
+    "nginmesh-0.7.1": ("fault-abort-for-one-user",),
+}
+FULL_MATRIX = os.environ.get("NGINMESH_TEST_TWINS_FULL") == "1"
+# What every twin's agent shares (the rendering, the stale window): on the full twin only, unless the full matrix.
+ON_THE_AGENTS_TWINS = pytest.mark.parametrize("twin", tuple(TWIN_ROWS) if FULL_MATRIX else (FULL_TWIN,), indirect=True)
 # README rows: | `conformance-name` | local | nginmesh-0.2.12 | nginmesh-0.3.0 | nginmesh-0.7.1 | why |
 TABLE_HEADER = "| feature (conformance test) | local |"
 TABLE_ROW = re.compile(r"^\| `([a-z0-9-]+)` \|(.*)$")
 TABLE_COLUMNS = ("local", "nginmesh-0.2.12", "nginmesh-0.3.0", "nginmesh-0.7.1")
-TWIN_CELL = re.compile(r"\(twin: (pass|fail|skip)")
 
 
-@pytest.fixture(scope="module")
-def twin() -> Iterator[tuple[KubernetesCluster, Settings]]:
+@pytest.fixture(scope="module", params=tuple(TWIN_ROWS))
+def twin(request: pytest.FixtureRequest) -> Iterator[tuple[KubernetesCluster, Settings, Profile]]:
+    """One release's twin at a time (pytest removes one before it builds the next, under the same name)."""
     # Address index 3: the teardown tests use it only for the length of one test.
-    settings = cluster_settings("nmtwin", 3).with_overrides({"profile": TWIN})
+    settings = cluster_settings("nmtwin", 3).with_overrides({"profile": request.param})
     with lifecycle.building(settings, mesh=True) as started:
         if started:
             install_mesh(local_cluster(settings), settings.timeouts, profile=settings.mesh_profile)
     try:
-        yield local_cluster(settings), settings
+        yield local_cluster(settings), settings, settings.mesh_profile
     finally:
         lifecycle.down(settings)
     assert lifecycle.leftovers(settings) == []
 
 
 def readme_table() -> dict[str, dict[str, str]]:
-    """The README's feature-by-release table: conformance name → profile → what the suite says on that profile's
-    twin (pass, fail or skip): the cell's verdict on the real release, unless the cell says "(twin: …)"."""
+    """The README's feature-by-release table: conformance name → profile → pass, fail or skip."""
     text = (REPO / "README.md").read_text()
     table = {}
     for line in text[text.index(TABLE_HEADER):].split("\n\n", 1)[0].splitlines():
         match = TABLE_ROW.match(line)
         if match:
             cells = [cell.strip() for cell in match.group(2).split("|")]
-            table[match.group(1)] = {profile: twin_verdict(cells[i]) for i, profile in enumerate(TABLE_COLUMNS)}
+            table[match.group(1)] = {profile: cells[i].replace("*", "").split()[0].lower()
+                                     for i, profile in enumerate(TABLE_COLUMNS)}
     return table
 
 
-def twin_verdict(cell: str) -> str:
-    on_twin = TWIN_CELL.search(cell)
-    return on_twin.group(1) if on_twin else cell.replace("*", "").split()[0].lower()
+def suite_tests() -> dict[str, str]:
+    """Conformance name → the suite test's node id (``suites/test_routing.py::test_…``), from the suites' markers."""
+    tests = {}
+    for suite in SUITES:
+        pairs = re.findall(r'@pytest\.mark\.conformance\(name="([^"]+)".*?\)\ndef (test_\w+)', suite.read_text())
+        tests.update({name: f"{suite.relative_to(REPO)}::{function}" for name, function in pairs})
+    return tests
 
 
-def suite_verdicts(settings: Settings, profile: str, junit: Path) -> dict[str, str]:
-    """The route and metrics suites in a child pytest on the running cluster: conformance name → pass, fail or
-    skip."""
-    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *map(str, SUITES),
+def suite_verdicts(settings: Settings, profile: str, junit: Path,
+                   rows: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The route and metrics suites (only the tests of ``rows`` when given) in a child pytest on the running
+    cluster: conformance name → pass, fail or skip."""
+    tests = suite_tests()
+    selected = [tests[name] for name in rows] if rows is not None else [str(suite) for suite in SUITES]
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *selected,
                     f"--nginmesh-profile={profile}", f"--junitxml={junit}"],
                    cwd=REPO, capture_output=True, text=True, timeout=SUITE_RUN_TIMEOUT,
                    env={**os.environ, **settings_env(settings)})
-    names = conformance_names()
+    names = {node.rsplit("::", 1)[1]: name for name, node in tests.items()}
     verdicts = {}
     for case in ET.parse(junit).iter("testcase"):
         failure = case.find("failure") if case.find("failure") is not None else case.find("error")
@@ -89,19 +120,21 @@ def suite_verdicts(settings: Settings, profile: str, junit: Path) -> dict[str, s
     return verdicts
 
 
-def conformance_names() -> dict[str, str]:
-    """Test function → conformance name, from the suites' own markers."""
-    source = "\n".join(suite.read_text() for suite in SUITES)
-    pairs = re.findall(r'@pytest\.mark\.conformance\(name="([^"]+)".*?\)\ndef (test_\w+)', source)
-    return {function: name for name, function in pairs}
-
-
-def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(
-        twin: tuple[KubernetesCluster, Settings]) -> None:
-    cluster, settings = twin
+def productpage_pod(cluster: KubernetesCluster) -> str:
     (pod,) = cluster.pods(BOOKINFO_NAMESPACE, {"app": "productpage"})
-    log = cluster.logs(BOOKINFO_NAMESPACE, pod["metadata"]["name"], "istio-proxy")
-    assert f"a twin of {TWIN}: polling Pilot every 5s" in log
+    return str(pod["metadata"]["name"])
+
+
+def test_the_twins_agents_poll_every_5s(twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    cluster, _, profile = twin
+    log = cluster.logs(BOOKINFO_NAMESPACE, productpage_pod(cluster), "istio-proxy")
+    assert f"a twin of {profile.name}: polling Pilot every 5s" in log
+
+
+@ON_THE_AGENTS_TWINS
+def test_the_twins_agents_render_retries_as_the_release(twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    cluster, settings, _ = twin
+    pod = productpage_pod(cluster)
     retry = {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
              "metadata": {"name": "reviews-retry", "namespace": BOOKINFO_NAMESPACE},
              "spec": {"destination": {"name": "reviews"}, "httpReqRetries": {"simpleRetry": {"attempts": 2}},
@@ -109,8 +142,8 @@ def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(
     cluster.apply([retry])
     try:
         cluster.wait_converged(settings.timeouts.convergence)
-        config = (LocalNode(settings).pod_directory(BOOKINFO_NAMESPACE, pod["metadata"]["name"]) / "volumes"
-                  / "istio-envoy" / "nginx.conf").read_text()
+        config = (LocalNode(settings).pod_directory(BOOKINFO_NAMESPACE, pod) / "volumes" / "istio-envoy"
+                  / "nginx.conf").read_text()
     finally:
         cluster.delete([retry])
         cluster.wait_converged(settings.timeouts.convergence)
@@ -118,27 +151,39 @@ def test_the_twins_agents_poll_every_5s_and_render_retries_as_the_release(
     assert "proxy_read_timeout" not in config  # the release renders no request timeout
 
 
-def test_the_twins_mixer_names_the_metrics_as_istio_0_2_12(twin: tuple[KubernetesCluster, Settings]) -> None:
-    cluster, settings = twin
-    metrics = get_profile(TWIN).metrics
-    samples = scrape(cluster, metrics, settings.timeouts.http_request)
+def test_the_twins_mixer_names_the_metrics_as_its_istio_release(
+        twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    cluster, settings, profile = twin
+    samples = scrape(cluster, profile.metrics, settings.timeouts.http_request)
     names = {key.name for key in samples}
-    assert "request_count" in names and not any(name.startswith("istio_") for name in names), sorted(names)[:10]
+    prefixed = profile.metrics.request_count.startswith("istio_")
+    assert profile.metrics.request_count in names, sorted(names)[:10]
+    assert all(name.startswith("istio_") == prefixed for name in names), sorted(names)[:10]
 
 
-def test_the_wait_closes_the_stale_window_on_the_twin(twin: tuple[KubernetesCluster, Settings]) -> None:
-    cluster, settings = twin
+def test_the_twin_runs_the_bookinfo_images_of_its_istio_release(
+        twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    cluster, _, profile = twin
+    images = {c["image"] for pod in cluster.pods(BOOKINFO_NAMESPACE) for c in pod["spec"]["containers"]
+              if repository(c["image"]).startswith("examples-bookinfo-")}
+    assert len(images) == 6 and {release_of_tag(tag(image)) for image in images} == {profile.bookinfo}, images
+
+
+@ON_THE_AGENTS_TWINS
+def test_the_wait_closes_the_stale_window_on_the_twin(twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    cluster, settings, _ = twin
     assert_the_wait_closes_the_stale_window(cluster, settings.timeouts.convergence)
 
 
 def test_the_route_and_metrics_suites_on_the_twin_give_the_readme_tables_verdicts(
-        twin: tuple[KubernetesCluster, Settings], tmp_path: Path) -> None:
-    _, settings = twin
-    verdicts = suite_verdicts(settings, TWIN, tmp_path / "junit.xml")
+        twin: tuple[KubernetesCluster, Settings, Profile], tmp_path: Path) -> None:
+    _, settings, profile = twin
+    rows = None if FULL_MATRIX else TWIN_ROWS[profile.name]
+    verdicts = suite_verdicts(settings, profile.name, tmp_path / "junit.xml", rows)
     table = readme_table()
     assert set(verdicts) <= set(table), f"rows missing from the README table: {sorted(set(verdicts) - set(table))}"
-    expected = {name: table[name][TWIN] for name in verdicts}
-    assert verdicts == expected
+    assert rows is None or set(verdicts) == set(rows), "every selected row ran"
+    assert verdicts == {name: table[name][profile.name] for name in verdicts}
 
 
 def test_the_route_and_metrics_suites_pass_on_local(local_mesh: KubernetesCluster, e2e_settings: Settings,
