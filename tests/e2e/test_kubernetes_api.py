@@ -91,6 +91,20 @@ def test_namespace_and_configmap_lifecycle(kubectl: Kubectl, tmp_path: Path) -> 
     assert kubectl("delete", "namespace", "kubectl-e2e").returncode == 0
 
 
+@NEEDS_KUBECTL
+def test_deleting_a_pod_waits_until_the_kubelet_has_stopped_it(kubectl: Kubectl, tmp_path: Path) -> None:
+    # kubectl delete waits (--wait is its default) by watching the marked pod from its list's resourceVersion.
+    manifest = tmp_path / "pod.yaml"
+    manifest.write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper, namespace: default, annotations: "
+                        "{sidecar.istio.io/inject: 'false'}}\nspec: {containers: [{name: s, "
+                        "image: 'nginmesh/proxy_init:0.2.12', command: [sleep, '300']}]}\n")
+    assert kubectl("apply", "-f", str(manifest)).returncode == 0
+    assert kubectl("wait", "--for=condition=Ready", "pod/sleeper", "--timeout=60s").returncode == 0
+    deleted = kubectl("delete", "pod", "sleeper", "--timeout=30s")
+    assert deleted.returncode == 0, deleted.stderr
+    assert "NotFound" in kubectl("get", "pod", "sleeper").stderr
+
+
 def test_the_official_client_lists_reads_watches_execs_and_logs(kubeconfig: Path,
                                                                 local_mesh: KubernetesCluster) -> None:
     api_client = config.new_client_from_config(str(kubeconfig))

@@ -168,6 +168,22 @@ def test_watch_streams_added_modified_and_deleted(embedded_api: EmbeddedApi) -> 
     assert deleted["metadata"]["resourceVersion"] == str(embedded_api.server.store.revision)
 
 
+def test_a_watch_from_a_resource_version_hears_of_the_deletion_of_an_object_it_never_saw_change(
+        embedded_api: EmbeddedApi) -> None:
+    # What `kubectl delete --wait` and `kubectl wait --for=delete` do: list (the object is there), then watch
+    # by name from the list's resourceVersion; the deletion is the only event that follows.
+    call(embedded_api, "POST", CONFIGMAPS, configmap("gone"))
+    call(embedded_api, "POST", CONFIGMAPS, configmap("stays"))
+    listed = call(embedded_api, "GET", CONFIGMAPS, fieldSelector="metadata.name=gone").body
+    response = call(embedded_api, "GET", CONFIGMAPS, watch="1", timeoutSeconds="3", allowWatchBookmarks="true",
+                    fieldSelector="metadata.name=gone", resourceVersion=listed["metadata"]["resourceVersion"])
+    assert response.stream is not None
+    call(embedded_api, "DELETE", f"{CONFIGMAPS}/stays")
+    call(embedded_api, "DELETE", f"{CONFIGMAPS}/gone")
+    events = [json.loads(chunk) for chunk in response.stream]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("DELETED", "gone")]
+
+
 def test_bodies_over_the_limit_are_413(embedded_api: EmbeddedApi) -> None:
     response = call(embedded_api, "POST", CONFIGMAPS, b"{" + b" " * (4 * 1024 * 1024) + b"}")
     assert (response.code, response.body["reason"]) == (413, "RequestEntityTooLarge")

@@ -577,10 +577,14 @@ class RestApi:
                     continue
                 identity = _identity(obj)
                 selected = bool(self._filter(request, target, [obj]))
+                # A deletion goes to a watcher whose selector its last state matches, even one that started
+                # after the object's last change (``kubectl delete --wait`` watches from its list of the
+                # marked pod); an object that stops matching goes as DELETED to a watcher that saw it match.
+                if (change.type == "DELETED" and selected) or (not selected and identity in matching):
+                    matching.discard(identity)
+                    yield _event("DELETED", self._served(obj, target.resource))
+                    continue
                 if change.type == "DELETED" or not selected:
-                    if identity in matching:
-                        matching.discard(identity)
-                        yield _event("DELETED", self._served(obj, target.resource))
                     continue
                 kind = "MODIFIED" if identity in matching or change.type == "MODIFIED" else "ADDED"
                 matching.add(identity)
