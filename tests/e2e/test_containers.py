@@ -188,7 +188,7 @@ def test_env_driven_code_injection_is_contained(local_mesh: KubernetesCluster, n
     local_mesh.wait_pods_ready(namespace, 60)
 
     log = local_mesh.logs(namespace, "target", "details")
-    assert "details-v1 listening" in log, log
+    assert "details-v1 (Bookinfo 0.2.3) listening" in log, log
     for trace in ("INJECTED", "PRELOADED", "cannot be preloaded"):
         assert trace not in log
     assert local_mesh.exec(namespace, "target", ["test", "-e", "/scratch/injected"]).returncode == 1

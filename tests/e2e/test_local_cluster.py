@@ -164,8 +164,8 @@ def test_killed_container_is_restarted_and_counted(local_mesh: KubernetesCluster
     assert status["lastState"]["terminated"]["exitCode"] == 128 + signal.SIGKILL
     # A new instance, a new ID; the terminated one keeps its own, as a container runtime reports them.
     assert status["lastState"]["terminated"]["containerID"] == app["containerID"] != status["containerID"]
-    assert "ratings-v1 listening" in local_mesh.logs(scratch_namespace, pod["metadata"]["name"], "ratings",
-                                                     previous=True)
+    previous = local_mesh.logs(scratch_namespace, pod["metadata"]["name"], "ratings", previous=True)
+    assert "ratings-v1 (Bookinfo 0.2.3) listening" in previous
     assert any(e["reason"] == "BackOff" for e in local_mesh.events(scratch_namespace))
 
 
