@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.cluster.local.cgroup import Cgroup
-from pytest_nginmesh.cluster.local.kubelet import Container, Kubelet, PodRunner, exec_in_container
+from pytest_nginmesh.cluster.local.kubelet import Container, Kubelet, PodRunner, exec_in_container, service_env_vars
 from pytest_nginmesh.cluster.local.network import Addresses, NodeNetwork
 from pytest_nginmesh.cluster.local.store import Store
 from pytest_nginmesh.errors import ClusterError
@@ -197,3 +197,23 @@ def test_exec_enters_the_container_in_its_cgroup_with_its_env(kubelet: Kubelet) 
         assert "LD_PRELOAD" not in env and env["KEPT"] == "yes"
     finally:
         runner._kill(container)
+
+
+def test_every_container_gets_the_kubernetes_services_variables_as_a_kubelet_gives_them() -> None:
+    # kubernetes pkg/kubelet/envvars/envvars.go FromServices, for the master service every pod sees.
+    service = {"metadata": {"name": "kubernetes", "namespace": "default"},
+               "spec": {"clusterIP": "10.214.0.1", "ports": [{"name": "https", "port": 443, "protocol": "TCP"}]}}
+    assert service_env_vars(service) == {
+        "KUBERNETES_SERVICE_HOST": "10.214.0.1", "KUBERNETES_SERVICE_PORT": "443",
+        "KUBERNETES_SERVICE_PORT_HTTPS": "443", "KUBERNETES_PORT": "tcp://10.214.0.1:443",
+        "KUBERNETES_PORT_443_TCP": "tcp://10.214.0.1:443", "KUBERNETES_PORT_443_TCP_PROTO": "tcp",
+        "KUBERNETES_PORT_443_TCP_PORT": "443", "KUBERNETES_PORT_443_TCP_ADDR": "10.214.0.1"}
+    assert service_env_vars({"metadata": {"name": "headless"}, "spec": {"clusterIP": "None", "ports": []}}) == {}
+
+
+def test_the_base_env_carries_the_api_service_once_it_exists(kubelet: Kubelet) -> None:
+    assert "KUBERNETES_SERVICE_HOST" not in kubelet.base_env()
+    kubelet.store.put({"apiVersion": "v1", "kind": "Service",
+                       "metadata": {"name": "kubernetes", "namespace": "default"},
+                       "spec": {"clusterIP": "10.2.0.1", "ports": [{"name": "https", "port": 443}]}})
+    assert kubelet.base_env()["KUBERNETES_SERVICE_HOST"] == "10.2.0.1"

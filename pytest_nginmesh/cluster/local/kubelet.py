@@ -32,6 +32,7 @@ from .launcher import NODE_PATH, LaunchSpec, VolumeMount, program_env
 from .network import ETC_NETNS, Allocator, NodeNetwork, pod_link, pod_netns
 from .paths import inside
 from .probes import Probe, ProbeError, Prober
+from .serviceaccounts import API_SERVICE
 from .store import Store, now
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,26 @@ CONTAINER_RUNTIME_NAME = "nginmesh-local"
 CONTAINER_RUNTIME = f"{CONTAINER_RUNTIME_NAME}://1"
 # A container instance's ID: 64 hex digits, new at every start, as Docker's and containerd's.
 CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def service_env_vars(service: Obj) -> dict[str, str]:
+    """A Service's Docker-link-style variables, as kubelet's envvars.FromServices makes them: ``<NAME>_SERVICE_HOST``,
+    ``<NAME>_SERVICE_PORT`` (the first port), ``<NAME>_SERVICE_PORT_<PORT NAME>``, and ``<NAME>_PORT…``."""
+    name = service["metadata"]["name"].upper().replace("-", "_")
+    spec = service.get("spec") or {}
+    host, ports = spec.get("clusterIP"), spec.get("ports") or []
+    if not host or host == "None" or not ports:
+        return {}
+    env = {f"{name}_SERVICE_HOST": host, f"{name}_SERVICE_PORT": str(ports[0]["port"])}
+    for port in ports:
+        protocol = str(port.get("protocol", "TCP"))
+        if port.get("name"):
+            env[f"{name}_SERVICE_PORT_{port['name'].upper().replace('-', '_')}"] = str(port["port"])
+        prefix = f"{name}_PORT_{port['port']}_{protocol}"
+        env |= {prefix: f"{protocol.lower()}://{host}:{port['port']}", f"{prefix}_PROTO": protocol.lower(),
+                f"{prefix}_PORT": str(port["port"]), f"{prefix}_ADDR": host}
+    env[f"{name}_PORT"] = f"{str(ports[0].get('protocol', 'TCP')).lower()}://{host}:{ports[0]['port']}"
+    return env
 
 
 def node_object(name: str, node_ip: str, pod_cidr: str, kubelet_version: str, at: str) -> Obj:
@@ -590,8 +611,14 @@ class Kubelet:
                                    now()))
 
     def base_env(self) -> dict[str, str]:
-        """The env every container starts from, before its own; the launcher sets PATH to the node's."""
-        return {"PATH": NODE_PATH, "HOME": "/tmp"}
+        """The env every container starts from, before its own (the launcher sets PATH to the node's): with the
+        ``kubernetes`` Service's variables, as every kubelet gives every container, so in-cluster clients find
+        the API (kubernetes pkg/kubelet/envvars/envvars.go FromServices; the master service is always there)."""
+        env = {"PATH": NODE_PATH, "HOME": "/tmp"}
+        service = self.store.get(API_SERVICE)
+        if service is not None:
+            env |= service_env_vars(service)
+        return env
 
     def sync(self) -> None:
         for pod in self.store.objects("Pod"):
