@@ -3,6 +3,7 @@ the real admission, on a loopback HTTPS port with a kubeconfig for real clients.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,9 @@ from pytest_nginmesh.settings import Timeouts
 @pytest.fixture
 def embedded_api(tmp_path: Path) -> Iterator[EmbeddedApi]:
     """An API server over a fresh store, listening on a free loopback port; stopped at teardown."""
-    info = {"name": "unit", "addresses": {"pod_cidr": "10.1.0.0/16", "service_cidr": "10.2.0.0/16",
+    # A name of its own: parallel workers' pods would otherwise meet in one network namespace and cgroup.
+    name = f"unit-{secrets.token_hex(3)}"
+    info = {"name": name, "addresses": {"pod_cidr": "10.1.0.0/16", "service_cidr": "10.2.0.0/16",
                                           "link_cidr": "10.3.0.0/30"}, "grace": 1}
     server = ApiServer(tmp_path, info)
     credentials = server.credentials  # made for 127.0.0.1 and the link address
@@ -36,7 +39,7 @@ def embedded_api(tmp_path: Path) -> Iterator[EmbeddedApi]:
     servers = serve(rest, credentials, ["127.0.0.1"], 0, start)
     url = f"https://127.0.0.1:{servers[0].server_address[1]}"
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(credentials.kubeconfig("unit", url))
+    kubeconfig.write_text(credentials.kubeconfig(name, url))
     try:
         yield EmbeddedApi(server, rest, credentials, url, kubeconfig)
     finally:
@@ -52,6 +55,7 @@ def embedded_api(tmp_path: Path) -> Iterator[EmbeddedApi]:
 def adapter(embedded_api: EmbeddedApi) -> Iterator[KubernetesCluster]:
     """The Kubernetes adapter on the embedded API, through its kubeconfig, as every cluster is driven."""
     api = KubeApi(choose_kubeconfig(embedded_api.kubeconfig, None), 10.0)
-    cluster = KubernetesCluster(api, "unit", Timeouts(pod_ready=5, api_request=5), "nginmesh/proxy_init:0.2.12")
+    cluster = KubernetesCluster(api, embedded_api.server.info["name"], Timeouts(pod_ready=5, api_request=5),
+                                "nginmesh/proxy_init:0.2.12")
     yield cluster
     cluster.close()

@@ -36,7 +36,8 @@ def test_the_kubelet_registers_its_node_as_a_kubelet_does(adapter: KubernetesClu
                                                           embedded_api: EmbeddedApi) -> None:
     [node] = adapter.list_objects("Node")
     name = node["metadata"]["name"]
-    assert name == "unit-node" and node["metadata"]["labels"]["kubernetes.io/hostname"] == name
+    assert name == f"{embedded_api.server.info['name']}-node"
+    assert node["metadata"]["labels"]["kubernetes.io/hostname"] == name
     assert node["status"]["addresses"] == [{"type": "InternalIP", "address": node_ip(embedded_api)},
                                            {"type": "Hostname", "address": name}]
     [ready] = node["status"]["conditions"]
