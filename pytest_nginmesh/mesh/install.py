@@ -21,12 +21,16 @@ def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lamb
                  profile: Profile = PROFILES[DEFAULT_PROFILE]) -> None:
     """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress. The
     data plane is the profile's twin: its agents and mixer read what the profile says of the release, and its
-    Bookinfo is the release's own (the images of its Istio release's bookinfo.yaml)."""
+    Bookinfo is the release's own (the images of its Istio release's bookinfo.yaml).
+
+    Bookinfo goes in right after the control plane, as the install guides run their ``kubectl apply``s: its
+    workloads stay pending under the InitializerConfiguration until the Initializer runs and injects them, and
+    their agents wait for Pilot, so both start at once."""
     progress(f"installing the Istio control plane and the Nginmesh injector ({profile.name})")
     cluster.apply(control_plane(profile))
-    cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     progress("deploying Bookinfo")
     cluster.apply(load_fixture(profile.bookinfo.fixture))
+    cluster.wait_pods_ready("istio-system", timeouts.pod_ready, minimum=CONTROL_PLANE_PODS)
     cluster.wait_pods_ready("default", timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
     cluster.wait_converged(timeouts.pod_ready)
     progress("waiting for /productpage through the ingress")

@@ -250,7 +250,7 @@ def test_signalled_up_leaves_no_cluster_or_one_the_next_up_rebuilds(sig: signal.
     up = subprocess.Popen([sys.executable, "-m", "pytest_nginmesh.cli", "local", "up"], stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, env={**os.environ, **settings_env(settings)})
     try:
-        wait_for_line(up, "deploying Bookinfo", 120)  # mid-way: the control plane runs, Bookinfo is starting
+        wait_for_line(up, "deploying Bookinfo", 120)  # mid-way: the control plane and Bookinfo are starting
         up.send_signal(sig)
         code = up.wait(120)
         if sig == signal.SIGTERM:
