@@ -434,7 +434,9 @@ class KubernetesCluster(Cluster):
         if earlier is not None and (earlier.get("status") or {}).get("phase") in ("Failed", "Succeeded"):
             # An earlier run's helper that reached its activeDeadlineSeconds (or failed): a new one replaces it.
             self.delete([earlier])
-            self.wait_pods_gone(DEBUG_NAMESPACE, self.timeouts.pod_ready, {"nginmesh.test/debug-node": name})
+            wait_for(f"pod {DEBUG_NAMESPACE}/{name} to be deleted", lambda: (
+                (True, "") if self.get("Pod", name, DEBUG_NAMESPACE) is None else (None, "still there")),
+                self.timeouts.pod_ready)
         self.apply([debug_pod(name, node, self.debug_image)])
         self.wait_pods_ready(DEBUG_NAMESPACE, self.timeouts.pod_ready, {"nginmesh.test/debug-node": name})
         self._debug_pods[node] = name

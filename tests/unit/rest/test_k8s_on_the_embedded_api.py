@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from embedded_api import EmbeddedApi
 
 from pytest_nginmesh.cluster.k8s import (
+    DEBUG_NAMESPACE,
+    DEBUG_POD_LIFETIME,
     PROXY_STATUS_CONFIGMAP,
     PROXY_STATUS_NAMESPACE,
     PROXY_STATUS_OBSERVED,
     PROXY_STATUS_WATCHED,
     KubernetesCluster,
+    debug_pod_name,
 )
 from pytest_nginmesh.cluster.local.network import Addresses
 from pytest_nginmesh.cluster.provider import preflight
@@ -294,3 +298,43 @@ def test_preflight_judges_the_injection_api_by_what_is_served_not_by_the_version
     # 1.14+ server never does: the served API decides.
     facts = preflight(adapter.api, get_profile(profile))
     assert facts.version.minor >= INITIALIZERS_REMOVED.minor
+
+
+def test_a_failed_helper_pod_is_replaced_only_once_it_is_gone(adapter: KubernetesCluster,
+                                                               embedded_api: EmbeddedApi) -> None:
+    # An earlier run's iptables helper, Failed and without the adapter's labels; a kubelet (played here by a
+    # thread) takes a while to remove it once deleted. The new helper must be a new pod, not a patch of the old.
+    store = embedded_api.server.store
+    node = f"{embedded_api.server.info['name']}-node"
+    name = debug_pod_name(node)
+    adapter.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": DEBUG_NAMESPACE}}])
+    store.put({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": DEBUG_NAMESPACE},
+               "spec": {"nodeName": node, "containers": [{"name": "debug", "image": "nginmesh/proxy_init:0.2.12"}]}})
+    old_uid = store.get(ObjectKey("Pod", DEBUG_NAMESPACE, name))["metadata"]["uid"]  # type: ignore[index]
+    store.update(ObjectKey("Pod", DEBUG_NAMESPACE, name), lambda p: p.__setitem__("status", {"phase": "Failed"}))
+    stop = threading.Event()
+
+    def kubelet() -> None:
+        while not stop.wait(0.05):
+            pod = store.get(ObjectKey("Pod", DEBUG_NAMESPACE, name))
+            if pod is None:
+                continue
+            if pod["metadata"].get("deletionTimestamp"):
+                time.sleep(0.5)  # stopping its containers
+                store.delete(ObjectKey("Pod", DEBUG_NAMESPACE, name))
+            elif pod["metadata"]["uid"] != old_uid and not pod.get("status", {}).get("containerStatuses"):
+                store.update(ObjectKey("Pod", DEBUG_NAMESPACE, name), lambda p: p.__setitem__("status", {
+                    "phase": "Running", "conditions": [{"type": "Ready", "status": "True"}],
+                    "containerStatuses": [{"name": "debug", "ready": True, "restartCount": 0,
+                                           "state": {"running": {}}}]}))
+
+    thread = threading.Thread(target=kubelet, daemon=True)
+    thread.start()
+    try:
+        assert adapter._debug_pod(node) == name
+    finally:
+        stop.set()
+        thread.join(5)
+    replaced = store.get(ObjectKey("Pod", DEBUG_NAMESPACE, name))
+    assert replaced is not None and replaced["metadata"]["uid"] != old_uid
+    assert replaced["spec"]["containers"][0]["command"] == ["sleep", str(DEBUG_POD_LIFETIME)]
