@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import http.client
 import ipaddress
 import json
 import os
 import shutil
 import signal
+import ssl
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +96,18 @@ def ctrl_c_as_at_a_terminal() -> None:
     in a non-interactive shell, as CI may be) ignores SIGINT, its children inherit that, and Python then
     installs no KeyboardInterrupt handler. The child gets Ctrl-C's usual meaning back."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def raw_post(connection: ssl.SSLSocket, path: str, token: str, body: bytes, length: int | str | None = None
+             ) -> tuple[int, Any]:
+    """A raw POST on a TLS connection to a Kubernetes API (closed afterwards): the body exactly as given,
+    Content-Length as given (its real length by default); the status and the JSON answer."""
+    try:
+        head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(body) if length is None else length}\r\n\r\n")
+        connection.sendall(head.encode() + body)
+        response = http.client.HTTPResponse(connection)  # type: ignore[arg-type]
+        response.begin()
+        return response.status, json.loads(response.read())
+    finally:
+        connection.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.client
 import ipaddress
 import json
 import os
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers import cluster_settings, settings_env
+from helpers import cluster_settings, raw_post, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.node import local_cluster
@@ -213,15 +212,7 @@ def post_raw(settings: Settings, body: bytes) -> tuple[int, Obj]:
     assert server.hostname is not None and server.port is not None
     connection = context.wrap_socket(socket.create_connection((server.hostname, server.port), timeout=60),
                                      server_hostname=server.hostname)
-    try:
-        head = (f"POST /api/v1/namespaces/default/configmaps HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n")
-        connection.sendall(head.encode() + body)
-        response = http.client.HTTPResponse(connection)  # type: ignore[arg-type]
-        response.begin()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    return raw_post(connection, "/api/v1/namespaces/default/configmaps", token, body)
 
 
 def test_the_daemon_refuses_oversize_and_deep_bodies_and_its_memory_stays_bounded(bare_cluster: Settings) -> None:

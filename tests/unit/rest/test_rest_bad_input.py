@@ -4,7 +4,6 @@ measured by benchmarks/bad_input.py, not here."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from typing import Any
 
 import pytest
 from embedded_api import EmbeddedApi, start_container, stop_container
+from helpers import raw_post
 
 from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local.rest import server
@@ -41,16 +41,7 @@ def connect(api: EmbeddedApi, timeout: float = 30) -> ssl.SSLSocket:
 def post(api: EmbeddedApi, body: bytes, length: int | str | None = None, path: str = CONFIG_MAPS
          ) -> tuple[int, Any]:
     """A raw POST: the body exactly as given, Content-Length as given (its real length by default)."""
-    connection = connect(api)
-    try:
-        head = (f"POST {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {api.token()}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(body) if length is None else length}\r\n\r\n")
-        connection.sendall(head.encode() + body)
-        response = http.client.HTTPResponse(connection)  # type: ignore[arg-type]
-        response.begin()
-        return response.status, json.loads(response.read())
-    finally:
-        connection.close()
+    return raw_post(connect(api), path, api.token(), body, length)
 
 
 def stored(api: EmbeddedApi) -> list[str]:
