@@ -20,17 +20,21 @@ class Program:
     default_probe: Obj | None
 
 
+def _last_part(image: str) -> tuple[str, str]:
+    """``docker.io/istio/pilot:0.2.12@sha256:…`` → (``pilot``, ``0.2.12``): the last path part without its digest,
+    split at its tag (a registry's port is in an earlier part)."""
+    name, _, image_tag = image.split("@", 1)[0].rsplit("/", 1)[-1].partition(":")
+    return name, image_tag
+
+
 def repository(image: str) -> str:
     """``docker.io/istio/pilot:0.2.12`` → ``pilot``: the last path part, without tag or digest."""
-    name = image.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[0]
+    return _last_part(image)[0]
 
 
 def tag(image: str) -> str:
     """``docker.io/istio/pilot:0.2.12`` → ``0.2.12``; ``latest`` when the reference names none."""
-    last = image.split("@", 1)[0].rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else "latest"
+    return _last_part(image)[1] or "latest"
 
 
 def _module(name: str, *args: str) -> list[str]:
