@@ -48,6 +48,17 @@ ISTIO_0_2_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:8080", control_plane_
 ISTIO_0_3_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15003", control_plane_auth_policy=True)
 # Istio 0.7.1 (install/kubernetes/istio.yaml, mesh defaultConfig.discoveryAddress).
 ISTIO_0_7_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15007", control_plane_auth_policy=True)
+# The injector of each Istio release, by the release (the tag of its image): what it writes on the proxy's
+# command line. The embedded cluster's Initializer image runs as its tag says (workloads/initializer.py).
+INJECTOR_ARGS = {"0.2.12": ISTIO_0_2_PROXY_ARGS, "0.3.0": ISTIO_0_3_PROXY_ARGS, "0.7.1": ISTIO_0_7_PROXY_ARGS}
+LOCAL_INJECTOR = "0.3.0"  # the seed's injected pod: Pilot on 15003, with --controlPlaneAuthPolicy
+
+
+def injector_args(istio_release: str) -> ProxyArgs:
+    """What the injector of ``istio_release`` writes; any other release: the local reference's injector."""
+    return INJECTOR_ARGS.get(istio_release, INJECTOR_ARGS[LOCAL_INJECTOR])
+
+
 # Each release's Bookinfo (its images' tag, failure texts and statuses) is stated in pytest_nginmesh/bookinfo.py.
 
 # The suite asks for a redirect through the ingress. In every release the istio-ingress is Envoy (istio/istio
@@ -61,7 +72,7 @@ LOCAL_REDIRECT = SIDECAR_REDIRECT = 302
 # istio/agent/cmd/agent/main.go: pilot.NewWatcher(client, 5*time.Second); the same in 0.3.0 and v0.7.1).
 AGENT_REFRESH_PERIOD = 5.0
 # The local agent (pytest_nginmesh/workloads/agent.py) is told of every change at once (a long poll) and
-# acknowledges its version; without a change, Pilot answers its poll after this long.
+# acknowledges its version (Profile.versioned_push); without a change, Pilot answers its poll after this long.
 LOCAL_REFRESH_PERIOD = 1.0
 # Two NGINX hops (the client's sidecar out, the server's in) cost about a millisecond at the median on a
 # 2-core machine (benchmarks/conformance.py); the budget leaves room for a busy CI machine.
@@ -111,7 +122,7 @@ class Profile:
     init_image: str
     injection: str  # "initializer" or "webhook"
     injection_policy: InjectionPolicy
-    proxy_args: ProxyArgs
+    injector_release: str  # the Istio release whose injector writes the sidecars (INJECTOR_ARGS)
     features: frozenset[str]
     metrics: MetricNames
     bookinfo: BookinfoRelease
@@ -123,9 +134,20 @@ class Profile:
     # The latency a request may gain through the mesh (client and server sidecars), as (quantile, seconds);
     # --nginmesh-overhead-budget overrides it.
     overhead_budget: tuple[tuple[float, float], ...] = DEFAULT_OVERHEAD_BUDGET
-    # Whether Pilot answers an agent's poll as soon as the mesh changes (holding it up to the refresh period
-    # otherwise): the local twin's stand-in for a push; the releases' agents poll on a timer.
-    agent_long_poll: bool = False
+    # Whether Pilot pushes each new config version to the agents (a long poll, answered as soon as the mesh
+    # changes) and publishes the version each proxy acknowledges (PROXY_STATUS_CONFIGMAP), as Istio's ADS does
+    # from 0.8: the local reference's. The releases' agents poll Envoy v1's REST API on a timer and acknowledge
+    # nothing (nginmesh/nginmesh istio/agent/cmd/agent/main.go), so nothing publishes which config a proxy runs.
+    versioned_push: bool = False
+
+    @property
+    def proxy_args(self) -> ProxyArgs:
+        return INJECTOR_ARGS[self.injector_release]
+
+    @property
+    def pilot_port(self) -> int:
+        """The port Pilot serves discovery on: the one of the discovery address its injector writes."""
+        return int(self.proxy_args.discovery_address.rsplit(":", 1)[1])
 
 
 PROFILES = {
@@ -134,25 +156,26 @@ PROFILES = {
         # nginmesh/nginmesh install/kubernetes/istio-initializer.yaml (0.2.12-RC2 and 0.3.0 release commits):
         # initImage nginmesh/proxy_init:0.2.12, proxyImage nginmesh/proxy_debug:0.2.12 for both releases.
         Profile("nginmesh-0.2.12", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12",
-                "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_2_PROXY_ARGS,
+                "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, "0.2.12",
                 NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_2, bookinfo.ISTIO_0_2_12, ENVOY_INGRESS_REDIRECT,
                 AGENT_REFRESH_PERIOD, NGINMESH_RENDERING),
         Profile("nginmesh-0.3.0", "0.3.0", "0.3.0", "nginmesh", "nginmesh/proxy_debug:0.2.12",
-                "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS,
+                "nginmesh/proxy_init:0.2.12", "initializer", INITIALIZER_POLICY, "0.3.0",
                 NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_3, bookinfo.ISTIO_0_3_0, ENVOY_INGRESS_REDIRECT,
                 AGENT_REFRESH_PERIOD, NGINMESH_RENDERING),
         # nginxinc/nginmesh istio/release/install/kubernetes/generate-sidecar-config.sh at v0.7.1:
         # NGINMESH_IMAGE_HUB defaults to nginxinc, ISTIO_PROXY_INIT=docker.io/istio/proxy_init:0.7.1; the
         # template injects nginxinc/nginmesh_proxy_debug:0.7.1.
         Profile("nginmesh-0.7.1", "0.7.1", "0.7.1", "nginxinc", "nginxinc/nginmesh_proxy_debug:0.7.1",
-                "docker.io/istio/proxy_init:0.7.1", "webhook", WEBHOOK_POLICY, ISTIO_0_7_PROXY_ARGS,
+                "docker.io/istio/proxy_init:0.7.1", "webhook", WEBHOOK_POLICY, "0.7.1",
                 NGINMESH_CLAIMS | ALWAYS_JUDGED, ISTIO_0_3, bookinfo.ISTIO_0_7_1, ENVOY_INGRESS_REDIRECT,
                 AGENT_REFRESH_PERIOD, NGINMESH_RENDERING),
-        # The embedded cluster: the 0.2.12 images and Initializer, the mesh config of fixtures/istio (Pilot on
-        # 15003, with --controlPlaneAuthPolicy), Istio's semantics in full.
+        # The embedded cluster: the Nginmesh 0.2.12 images and Istio 0.2.12's Pilot and Mixer, with the 0.3.0
+        # Initializer's command line (Pilot on 15003, with --controlPlaneAuthPolicy: the seed's injected pod);
+        # Istio's semantics in full.
         Profile("local", "0.2.12", "0.2.12", "nginmesh", "nginmesh/proxy_debug:0.2.12", "nginmesh/proxy_init:0.2.12",
-                "initializer", INITIALIZER_POLICY, ISTIO_0_3_PROXY_ARGS, ALL, ISTIO_0_3, bookinfo.LOCAL,
-                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD, ISTIO_RENDERING, agent_long_poll=True),
+                "initializer", INITIALIZER_POLICY, LOCAL_INJECTOR, ALL, ISTIO_0_3, bookinfo.LOCAL,
+                LOCAL_REDIRECT, LOCAL_REFRESH_PERIOD, ISTIO_RENDERING, versioned_push=True),
     )
 }
 DEFAULT_PROFILE = "local"

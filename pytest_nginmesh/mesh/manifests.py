@@ -3,11 +3,14 @@ package as ``pytest_nginmesh.fixtures`` and always read as package data (so they
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+
+import yaml
 
 from ..errors import ManifestError
 from ..kube import Obj, parse_manifests
@@ -45,12 +48,45 @@ def load_fixture(relative: str) -> list[Obj]:
 
 
 def control_plane(profile: Profile) -> list[Obj]:
-    """The control plane fixture with ConfigMaps rendered from the profile, so its agents and mixer are the
-    release's twin; they come right after the namespace, before any pod that reads them."""
-    objects = load_fixture(CONTROL_PLANE)
+    """The control plane fixture as the profile's release installs it (``release_control_plane``), with the
+    ConfigMaps rendered from the profile, so its agents and mixer are the release's twin; they come right after
+    the namespace, before any pod that reads them."""
+    objects = release_control_plane(load_fixture(CONTROL_PLANE), profile)
     rendered = [agent_config_map(profile), mixer_config_map(profile)]
     first_pod_owner = next(i for i, o in enumerate(objects) if o.get("kind") != "Namespace")
     return objects[:first_pod_owner] + rendered + objects[first_pod_owner:]
+
+
+def release_control_plane(objects: list[Obj], profile: Profile) -> list[Obj]:
+    """The fixture's control plane with the release's Pilot port (in its Service, its Deployment, the mesh
+    ConfigMap's discoveryAddress and the ingress's flags), its Initializer image (which injects as its tag
+    says), and without --controlPlaneAuthPolicy where the release's proxies have none (Istio 0.2)."""
+    args, port = profile.proxy_args, profile.pilot_port
+    rendered = copy.deepcopy(objects)
+    for obj in rendered:
+        name, kind = obj["metadata"]["name"], obj["kind"]
+        if (kind, name) == ("ConfigMap", "istio"):
+            mesh = yaml.safe_load(obj["data"]["mesh"])
+            mesh["defaultConfig"]["discoveryAddress"] = args.discovery_address
+            if not args.control_plane_auth_policy:
+                mesh["defaultConfig"].pop("controlPlaneAuthPolicy", None)
+            obj["data"]["mesh"] = yaml.safe_dump(mesh, sort_keys=False)
+        elif (kind, name) == ("Service", "istio-pilot"):
+            obj["spec"]["ports"][0]["port"] = port
+        elif kind == "Deployment" and name in ("istio-pilot", "istio-ingress", "istio-initializer"):
+            (container,) = obj["spec"]["template"]["spec"]["containers"]
+            if name == "istio-pilot":
+                container["args"][container["args"].index("--port") + 1] = str(port)
+                container["ports"][0]["containerPort"] = port
+            elif name == "istio-ingress":
+                flags = container["args"]
+                flags[flags.index("--discoveryAddress") + 1] = f"istio-pilot:{port}"
+                if not args.control_plane_auth_policy:
+                    at = flags.index("--controlPlaneAuthPolicy")
+                    del flags[at:at + 2]
+            else:
+                container["image"] = container["image"].rsplit(":", 1)[0] + ":" + profile.injector_release
+    return rendered
 
 
 @dataclass(frozen=True)
@@ -61,7 +97,9 @@ class AgentConfig:
     refresh_period: float  # seconds between polls of Pilot
     route_rendering: RouteRendering
     ingress_redirect: int = SIDECAR_REDIRECT  # the release's ingress is Envoy (301); sidecars always say 302
-    long_poll: bool = False  # Pilot answers at once when the mesh changes, else after refresh_period
+    # Pilot answers a poll at once when the mesh changes (else after refresh_period), the agent acks the version
+    # it runs and Pilot publishes the acks (Profile.versioned_push); a release's agent polls and acks nothing.
+    versioned_push: bool = True
 
     def redirect_status(self, mode: str) -> int:
         return self.ingress_redirect if mode == "ingress" else SIDECAR_REDIRECT
@@ -76,7 +114,7 @@ class AgentConfig:
             config = json.loads(text)
             refresh = float(config["refreshPeriod"])
             return cls(str(config["release"]), refresh, RouteRendering.from_config(config["routeRendering"]),
-                       int(config["ingressRedirect"]), bool(config.get("longPoll", False)))
+                       int(config["ingressRedirect"]), bool(config.get("versionedPush", True)))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ManifestError(f"{where}: not an agent config ({e!r}); render it with "
                                 "pytest_nginmesh.mesh.manifests.agent_config_map") from e
@@ -85,7 +123,7 @@ class AgentConfig:
 def agent_config_map(profile: Profile) -> Obj:
     config = {"release": profile.name, "refreshPeriod": profile.agent_refresh_period,
               "routeRendering": profile.route_rendering.to_config(), "ingressRedirect": profile.redirect_status,
-              "longPoll": profile.agent_long_poll}
+              "versionedPush": profile.versioned_push}
     return _config_map(AGENT_CONFIG_MAP, AGENT_CONFIG_KEY, config)
 
 

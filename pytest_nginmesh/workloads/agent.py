@@ -141,8 +141,8 @@ class Agent:
         )
         self.statsd_address = args.statsdUdpAddress
         self.refresh = release.refresh_period
-        self.long_poll = release.long_poll
-        how = "told of each change, else" if self.long_poll else "polling Pilot"
+        self.versioned_push = release.versioned_push
+        how = "told of each change, acking it, else" if self.versioned_push else "polling Pilot, acking nothing,"
         log(f"a twin of {release.release}: {how} every {self.refresh:g}s")
         self.nginx: subprocess.Popen[bytes] | None = None
         self.version = ""
@@ -259,10 +259,10 @@ class Agent:
                 wanted = str(snapshot.get("version", ""))
                 if wanted != self.version and (self.rejected is None or self.rejected[0] != wanted):
                     self.apply(snapshot)
-                if self.version or self.rejected:
+                if self.versioned_push and (self.version or self.rejected):
                     self.report()
                 settled = wanted == self.version or (self.rejected is not None and self.rejected[0] == wanted)
-                if self.long_poll and settled:
+                if self.versioned_push and settled:
                     continue  # Pilot holds the next poll until a change or for the refresh period
             stop.wait(self.refresh)
         for server in servers:
@@ -273,7 +273,7 @@ class Agent:
     def mesh_url(self) -> str:
         """Pilot's mesh snapshot; with long polls, answered once it differs from the version this proxy runs
         (or refused) or after the refresh period."""
-        if not self.long_poll:
+        if not self.versioned_push:
             return self.pilot + "/v1/mesh"
         known = self.rejected[0] if self.rejected is not None else self.version
         return f"{self.pilot}/v1/mesh?{urllib.parse.urlencode({'known': known, 'wait': self.refresh})}"

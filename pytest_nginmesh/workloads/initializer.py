@@ -1,7 +1,8 @@
 """The ``sidecar_initializer`` image: Istio's Initializer, injecting sidecars into pending workloads through the
 Kubernetes API, as Kubernetes 1.7-1.9 initializers work (kubernetes/kubernetes#36721): it lists and watches the
 injected kinds with ``includeUninitialized=true``, takes the objects whose first pending initializer is its own,
-and PUTs each back (injected or not) without itself in ``metadata.initializers.pending``."""
+and PUTs each back (injected or not) without itself in ``metadata.initializers.pending``. It writes the proxy's
+command line as the injector of the Istio release its image's tag names (profiles.INJECTOR_ARGS)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import sys
 import threading
 
 from ..errors import ClusterError, NginmeshError, NotFoundError
+from ..injection_policy import ProxyArgs
 from ..kube import Obj
 from ..mesh.injection import INITIALIZER_NAME, INJECT_CONFIG_MAP, InjectConfig, MeshConfig, inject, wants_injection
+from ..profiles import LOCAL_INJECTOR, injector_args
 from ._common import stop_event
 from ._kubeclient import ConflictError, KubeClient
 
@@ -48,8 +51,8 @@ def object_path(collection: str, obj: Obj) -> str:
 class Initializer:
     """Handles each pending workload once: the config is read from the API each time, as it may change."""
 
-    def __init__(self, api: KubeClient, namespace: str, name: str) -> None:
-        self.api, self.namespace, self.name = api, namespace, name
+    def __init__(self, api: KubeClient, namespace: str, name: str, args: ProxyArgs) -> None:
+        self.api, self.namespace, self.name, self.args = api, namespace, name, args
 
     def configs(self) -> tuple[InjectConfig, MeshConfig]:
         config = InjectConfig.from_configmap(self.api.request(
@@ -59,7 +62,7 @@ class Initializer:
                                                f"{config.mesh_config_map_name}")
         except NotFoundError:
             mesh_map = None
-        return config, MeshConfig.from_configmap(mesh_map)
+        return config, MeshConfig.from_configmap(mesh_map, self.args)
 
     def handle(self, collection: str, workload: Obj) -> bool:
         """Inject (when wanted) and initialize one workload; False when it was not this initializer's turn."""
@@ -67,7 +70,7 @@ class Initializer:
             return False
         config, mesh = self.configs()
         if wants_injection(workload, config):
-            workload = inject(workload, config, mesh)
+            workload = inject(workload, config, mesh, self.args)
             print(f"initializer: injected {workload['kind']}/{workload['metadata']['name']}", flush=True)
         with contextlib.suppress(ConflictError, NotFoundError):  # changed or gone meanwhile: the watch brings
             self.api.request("PUT", object_path(collection, workload), initialized(workload, self.name))  # any news
@@ -98,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--namespace", default="istio-system")
     parser.add_argument("-v", dest="verbosity", default="2")
     parser.add_argument("--initializer-name", default=INITIALIZER_NAME)
+    parser.add_argument("--image-tag", default=LOCAL_INJECTOR, help="the Istio release this injector is")
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     stop = stop_event()
     try:
@@ -105,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except ClusterError as e:
         print(f"initializer: {e}", flush=True)
         return 1
-    initializer = Initializer(api, args.namespace, args.initializer_name)
-    print(f"initializer: watching for {args.initializer_name}", flush=True)
+    initializer = Initializer(api, args.namespace, args.initializer_name, injector_args(args.image_tag))
+    print(f"initializer: watching for {args.initializer_name}, injecting as Istio {args.image_tag}", flush=True)
     for collection in WATCHED.values():
         threading.Thread(target=initializer.run, args=(collection, stop), name=collection, daemon=True).start()
     stop.wait()

@@ -1,7 +1,8 @@
 """The ``pilot`` image: Pilot as a client of the Kubernetes API. At start it registers the Istio config CRDs; it
-lists and watches services, endpoints, pods, route rules and ingresses, builds the mesh snapshot it serves to the
-agents, takes their config acks (each only from the pod it names) and publishes which version each live proxy
-runs in the ConfigMap ``nginmesh-proxy-status``."""
+lists and watches services, endpoints, pods, route rules and ingresses and builds the mesh snapshot it serves to
+the agents. As the local reference (``versionedPush`` in the twin's agent config, the default) it also takes the
+agents' config acks (each only from the pod it names) and publishes which version each live proxy runs in the
+ConfigMap ``nginmesh-proxy-status``; a release's twin does neither, as the release's Pilot (Envoy v1 REST)."""
 
 from __future__ import annotations
 
@@ -15,10 +16,10 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from ..cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
-from ..errors import ClusterError, ForbiddenError, NginmeshError, NotFoundError
+from ..errors import ClusterError, ForbiddenError, ManifestError, NginmeshError, NotFoundError
 from ..kube import Obj
 from ..mesh.istio_crds import istio_crds
-from ..mesh.manifests import AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE
+from ..mesh.manifests import AGENT_CONFIG_KEY, AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE, AgentConfig
 from ..mesh.proxy_status import ACK_PATH, AckBook, ProxyAck, status_config_map, status_data
 from ..mesh.snapshot import WATCHED, MeshCache
 from ._common import HttpServer, send_json, stop_event
@@ -36,9 +37,10 @@ STATUS_PATH = f"/api/v1/namespaces/{PROXY_STATUS_NAMESPACE}/configmaps/{PROXY_ST
 class Pilot:
     """The caches, the acks and the publisher; the HTTP handler and the watch threads call into it."""
 
-    def __init__(self, api: KubeClient, stop: threading.Event) -> None:
+    def __init__(self, api: KubeClient, stop: threading.Event, versioned_push: bool = True) -> None:
         self.api = api
         self.stop = stop
+        self.versioned_push = versioned_push
         self.cache = MeshCache()
         self.acks = AckBook()
         self.dirty = threading.Event()
@@ -68,6 +70,17 @@ class Pilot:
                 print(f"pilot: {kind}: {e}", flush=True)
                 self.stop.wait(RETRY_PERIOD)
 
+    @classmethod
+    def for_twin(cls, api: KubeClient, stop: threading.Event) -> Pilot:
+        """The Pilot of the release the agent config names (the local reference without one)."""
+        try:
+            configmap = agent_config_map(api)
+        except NotFoundError:
+            return cls(api, stop)
+        config = AgentConfig.parse((configmap.get("data") or {}).get(AGENT_CONFIG_KEY, "{}"),
+                                   f"ConfigMap {AGENT_CONFIG_MAP} key {AGENT_CONFIG_KEY}")
+        return cls(api, stop, config.versioned_push)
+
     def take_ack(self, body: Obj, peer_ip: str) -> None:
         ack = ProxyAck(str(body["namespace"]), str(body["pod"]), str(body["version"]),
                        str(body.get("rejectedVersion") or ""), str(body.get("rejection") or ""))
@@ -88,6 +101,8 @@ class Pilot:
             observed = self.cache.observed  # read before the snapshot: the annotation never claims too much
             snapshot = self.cache.snapshot()
             self.serve(snapshot)
+            if not self.versioned_push:
+                continue
             with self.cache.lock:
                 pods = dict(self.cache.objects["Pod"])
             data = status_data(str(snapshot["version"]), self.acks.live(pods))
@@ -123,8 +138,12 @@ class Pilot:
             self.api.request("POST", STATUS_PATH.rsplit("/", 1)[0], configmap)
 
     def agent_config(self) -> Obj:
-        return dict(self.api.request("GET", f"/api/v1/namespaces/{CONTROL_PLANE_NAMESPACE}/configmaps/"
-                                            f"{AGENT_CONFIG_MAP}"))
+        return agent_config_map(self.api)
+
+
+def agent_config_map(api: KubeClient) -> Obj:
+    """The twin's agent config ConfigMap the installer rendered from the profile (NotFoundError without one)."""
+    return dict(api.request("GET", f"/api/v1/namespaces/{CONTROL_PLANE_NAMESPACE}/configmaps/{AGENT_CONFIG_MAP}"))
 
 
 def discovery_handler(pilot: Pilot) -> type[BaseHTTPRequestHandler]:
@@ -158,7 +177,7 @@ def discovery_handler(pilot: Pilot) -> type[BaseHTTPRequestHandler]:
                 self._reply(404, {"message": f"no such path {self.path}"})
 
         def do_POST(self) -> None:
-            if self.path != ACK_PATH:
+            if self.path != ACK_PATH or not pilot.versioned_push:
                 self._reply(404, {"message": f"no such path {self.path}"})
                 return
             try:
@@ -187,9 +206,9 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     stop = stop_event()
     try:
-        pilot = Pilot(KubeClient.in_cluster(), stop)
+        pilot = Pilot.for_twin(KubeClient.in_cluster(), stop)
         pilot.register_crds()
-    except ClusterError as e:
+    except (ClusterError, ManifestError) as e:
         print(f"pilot: {e}", flush=True)
         return 1
     for kind in WATCHED:
@@ -197,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     threading.Thread(target=pilot.publish, name="publish", daemon=True).start()
     server = HttpServer(("0.0.0.0", args.port), discovery_handler(pilot))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"pilot: serving discovery on :{args.port}", flush=True)
+    publishing = "publishing the proxies' acks" if pilot.versioned_push else "publishing no proxy status"
+    print(f"pilot: serving discovery on :{args.port}, {publishing}", flush=True)
     stop.wait()
     server.shutdown()
     return 0

@@ -1,7 +1,8 @@
 """The local twin of each release on the embedded cluster: its agents poll at the release's period and render as the
 release's agent does, its mixer names the metrics as the release's Istio does, its Bookinfo is the release's images
-(run as their tag says), the wait for convergence still closes the stale window, and the route and metrics suites'
-verdicts on it are the README's table, row by row.
+(run as their tag says), its Pilot publishes no proxy versions as the release's does and the wait for
+convergence (then judged by the proxies' configs over the agents' 5 s poll) still closes the stale window, and the
+route and metrics suites' verdicts on it are the README's table, row by row.
 
 CI time (the whole file within 8 min on 2 cores): the route and metrics suites, the retry rendering and the stale
 window run on the nginmesh-0.2.12 twin. The 0.3.0 and 0.7.1 twins' agents are the 0.2.12 twin's (the same 5 s poll
@@ -32,7 +33,7 @@ from seeding import assert_fails_with
 from test_convergence import assert_the_wait_closes_the_stale_window
 
 from pytest_nginmesh.bookinfo import release_of_tag
-from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.catalogue import repository, tag
 from pytest_nginmesh.cluster.local.node import LocalNode, local_cluster
@@ -128,7 +129,19 @@ def productpage_pod(cluster: KubernetesCluster) -> str:
 def test_the_twins_agents_poll_every_5s(twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
     cluster, _, profile = twin
     log = cluster.logs(BOOKINFO_NAMESPACE, productpage_pod(cluster), "istio-proxy")
-    assert f"a twin of {profile.name}: polling Pilot every 5s" in log
+    assert f"a twin of {profile.name}: polling Pilot, acking nothing, every 5s" in log
+
+
+def test_the_twins_sidecars_carry_the_command_line_of_its_istio_releases_injector(
+        twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    """Istio 0.2.12's Initializer: Pilot on 8080 and no --controlPlaneAuthPolicy; 0.3.0's: 15003, with it. The
+    agents found Pilot there (the suites ran through them)."""
+    cluster, _, profile = twin
+    (pod,) = cluster.pods(BOOKINFO_NAMESPACE, {"app": "productpage"})
+    (proxy,) = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"]
+    flags = proxy["args"]
+    assert flags[flags.index("--discoveryAddress") + 1] == profile.proxy_args.discovery_address
+    assert ("--controlPlaneAuthPolicy" in flags) == profile.proxy_args.control_plane_auth_policy
 
 
 @ON_THE_AGENTS_TWINS
@@ -170,8 +183,11 @@ def test_the_twin_runs_the_bookinfo_images_of_its_istio_release(
 
 
 @ON_THE_AGENTS_TWINS
-def test_the_wait_closes_the_stale_window_on_the_twin(twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+def test_the_version_less_wait_closes_the_stale_window_on_the_twin(
+        twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    """As the release's Pilot, the twin's publishes no proxy versions: the wait spans the agents' 5 s poll."""
     cluster, settings, _ = twin
+    assert cluster.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE) is None
     assert_the_wait_closes_the_stale_window(cluster, settings.timeouts.convergence)
 
 

@@ -116,7 +116,9 @@ def test_pilot_runs_with_its_args_and_declared_port() -> None:
 def test_sidecar_initializer_runs_the_initializer() -> None:
     program = resolve(named(containers(ISTIO_MANIFEST), "initializer"))
     assert program is not None
-    assert program.argv == module("initializer", "--port=8083", "--namespace=istio-system", "-v=2")
+    # The local reference's Initializer is Istio 0.3.0's (the seed's injected pod): its tag says which it is.
+    assert program.argv == module("initializer", "--port=8083", "--namespace=istio-system", "-v=2",
+                                  "--image-tag", "0.3.0")
     assert program.default_probe is None
 
 

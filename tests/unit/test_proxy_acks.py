@@ -17,6 +17,7 @@ from pytest_nginmesh.cluster.local.rest.pki import Credentials
 from pytest_nginmesh.errors import ForbiddenError
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.proxy_status import ACK_PATH, AckBook, ProxyAck, proxy_identity
+from pytest_nginmesh.mesh.snapshot import WATCHED
 from pytest_nginmesh.workloads._common import NO_PROXY_OPENER, HttpServer
 from pytest_nginmesh.workloads._kubeclient import KubeClient
 from pytest_nginmesh.workloads.pilot import Pilot, discovery_handler
@@ -150,3 +151,27 @@ def test_pilot_serves_no_mesh_before_it_has_listed_every_kind(pilot_url: tuple[P
     with pytest.raises(urllib.error.HTTPError) as refused:
         NO_PROXY_OPENER.open(url + "/v1/mesh", timeout=5)
     assert refused.value.code == 503
+
+
+@pytest.mark.parametrize("versioned_push", [False, True])
+def test_a_release_twins_pilot_takes_no_acks_and_publishes_no_status(pilot_url: tuple[Pilot, str],
+                                                                     versioned_push: bool) -> None:
+    """As the release's Pilot (Envoy v1 REST): it serves the mesh, and nothing says which config a proxy runs;
+    the local reference's takes the ack and publishes it."""
+    pilot, url = pilot_url
+    pilot.versioned_push = versioned_push
+    pilot.cache.replace("Pod", [pod(ip="127.0.0.1")], "6")
+    ack = {"namespace": "default", "pod": "ratings-v1-x", "version": "v2"}
+    assert post(url, ack)[0] == (200 if versioned_push else 404)
+    writes: list[Obj] = []
+    pilot._write_status = writes.append  # type: ignore[method-assign]  # records instead of calling the API
+    for kind in WATCHED:
+        pilot.cache.replace(kind, [pod(ip="127.0.0.1")] if kind == "Pod" else [], "7")
+    pilot.dirty.set()
+    publisher = threading.Thread(target=pilot.publish, daemon=True)
+    publisher.start()
+    with pilot.changed:
+        assert pilot.changed.wait_for(lambda: pilot.current is not None, timeout=5)
+    pilot.stop.set()
+    publisher.join(5)
+    assert [w["data"].get("default.ratings-v1-x") for w in writes] == (['{"version": "v2"}'] if versioned_push else [])

@@ -72,7 +72,7 @@ def test_the_agent_reads_back_what_the_profile_says(name: str) -> None:
     configmap = agent_config_map(profile)
     config = AgentConfig.parse(configmap["data"][AGENT_CONFIG_KEY], "test")
     assert config == AgentConfig(name, profile.agent_refresh_period, profile.route_rendering, profile.redirect_status,
-                                 profile.agent_long_poll)
+                                 profile.versioned_push)
     assert config.redirect_status("ingress") == profile.redirect_status
     assert config.redirect_status("sidecar") == 302  # nginmesh template.go: sidecars return 302
 

@@ -101,7 +101,8 @@ def resolve(container: Obj) -> Program | None:
         port = ports[0] if ports else 8000
         return Program(_module("httpbin", "--port", str(port)), http_probe(port, "/status/200"))
     if repo == "sidecar_initializer":
-        return Program(_module("initializer", *args), _first_port_probe(ports))
+        # Each Istio release's injector writes its own command line: the tag says which (profiles.INJECTOR_ARGS).
+        return Program(_module("initializer", *args, "--image-tag", tag(image)), _first_port_probe(ports))
     match = BOOKINFO_IMAGE.match(repo)
     if match:
         service, version = match.groups()

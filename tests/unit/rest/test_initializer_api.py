@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from embedded_api import EmbeddedApi
 
 from pytest_nginmesh.kube import Obj, key_of
 from pytest_nginmesh.mesh.injection import INITIALIZER_NAME, PROXY_CONTAINER
-from pytest_nginmesh.mesh.manifests import CONTROL_PLANE, load_fixture
+from pytest_nginmesh.mesh.manifests import control_plane
+from pytest_nginmesh.profiles import Profile, get_profile, injector_args
 from pytest_nginmesh.workloads._kubeclient import KubeClient
 from pytest_nginmesh.workloads.initializer import WATCHED, Initializer, initialized, pending_for
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/default/deployments"
+LOCAL = get_profile("local")
+LOCAL_ARGS = LOCAL.proxy_args
 
 
 def client(api: EmbeddedApi) -> KubeClient:
@@ -30,10 +34,10 @@ def deployment(name: str, **annotations: str) -> Obj:
                                   "spec": {"containers": [{"name": "app", "image": "busybox"}]}}}}
 
 
-def install_initializer_config(api: EmbeddedApi) -> None:
+def install_initializer_config(api: EmbeddedApi, profile: Profile = LOCAL) -> None:
     """The control plane's ConfigMaps and InitializerConfiguration, stored as the installer applies them."""
     wanted = {"ConfigMap", "InitializerConfiguration", "Namespace"}
-    api.server.apply([o for o in load_fixture(CONTROL_PLANE) if o["kind"] in wanted])
+    api.server.apply([o for o in control_plane(profile) if o["kind"] in wanted])
 
 
 def names(kube: KubeClient, **query: str) -> list[str]:
@@ -54,7 +58,7 @@ def test_the_initializer_injects_and_removes_itself_so_the_workload_appears(embe
     install_initializer_config(embedded_api)
     kube = client(embedded_api)
     kube.request("POST", DEPLOYMENTS, deployment("web"))
-    initializer = Initializer(kube, "istio-system", INITIALIZER_NAME)
+    initializer = Initializer(kube, "istio-system", INITIALIZER_NAME, LOCAL_ARGS)
     (pending,) = kube.request("GET", WATCHED["Deployment"], query={"includeUninitialized": "true"})["items"]
     assert initializer.handle(WATCHED["Deployment"], pending)
     stored = kube.request("GET", f"{DEPLOYMENTS}/web")
@@ -68,7 +72,7 @@ def test_a_workload_that_opts_out_is_initialized_without_a_sidecar(embedded_api:
     install_initializer_config(embedded_api)
     kube = client(embedded_api)
     kube.request("POST", DEPLOYMENTS, deployment("plain", **{"sidecar.istio.io/inject": "false"}))
-    initializer = Initializer(kube, "istio-system", INITIALIZER_NAME)
+    initializer = Initializer(kube, "istio-system", INITIALIZER_NAME, LOCAL_ARGS)
     (pending,) = kube.request("GET", WATCHED["Deployment"], query={"includeUninitialized": "true"})["items"]
     initializer.handle(WATCHED["Deployment"], pending)
     stored = kube.request("GET", f"{DEPLOYMENTS}/plain")
@@ -89,7 +93,7 @@ def test_the_running_initializer_handles_a_workload_created_after_it_started(emb
     install_initializer_config(embedded_api)
     kube = client(embedded_api)
     stop = threading.Event()
-    thread = threading.Thread(target=Initializer(kube, "istio-system", INITIALIZER_NAME).run,
+    thread = threading.Thread(target=Initializer(kube, "istio-system", INITIALIZER_NAME, LOCAL_ARGS).run,
                               args=(WATCHED["Deployment"], stop), daemon=True)
     thread.start()
     try:
@@ -101,3 +105,24 @@ def test_the_running_initializer_handles_a_workload_created_after_it_started(emb
     finally:
         stop.set()
     assert names(kube) == ["late"]
+
+
+@pytest.mark.parametrize("name", ["local", "nginmesh-0.2.12", "nginmesh-0.3.0"])
+def test_each_release_twins_initializer_writes_its_release_s_proxy_command_line(embedded_api: EmbeddedApi,
+                                                                                 name: str) -> None:
+    """The twin's control plane (its mesh ConfigMap, its Initializer image's tag) makes the proxies Istio 0.2.12
+    injects (Pilot on 8080, no --controlPlaneAuthPolicy), or 0.3.0's (15003, with it)."""
+    profile = get_profile(name)
+    install_initializer_config(embedded_api, profile)
+    (initializer,) = [o for o in control_plane(profile) if o["metadata"]["name"] == "istio-initializer"]
+    release = initializer["spec"]["template"]["spec"]["containers"][0]["image"].rsplit(":", 1)[1]
+    kube = client(embedded_api)
+    kube.request("POST", DEPLOYMENTS, deployment("web"))
+    (pending,) = kube.request("GET", WATCHED["Deployment"], query={"includeUninitialized": "true"})["items"]
+    Initializer(kube, "istio-system", INITIALIZER_NAME, injector_args(release)).handle(WATCHED["Deployment"], pending)
+    (proxy,) = [c for c in kube.request("GET", f"{DEPLOYMENTS}/web")["spec"]["template"]["spec"]["containers"]
+                if c["name"] == PROXY_CONTAINER]
+    flags = proxy["args"]
+    assert flags[flags.index("--discoveryAddress") + 1] == profile.proxy_args.discovery_address
+    assert ("--controlPlaneAuthPolicy" in flags) == profile.proxy_args.control_plane_auth_policy
+    assert profile.proxy_args.discovery_address.endswith(":8080" if name == "nginmesh-0.2.12" else ":15003")
