@@ -46,8 +46,10 @@ WEBHOOK_POLICY = InjectionPolicy(frozenset({"kube-system", "kube-public"}), "pod
 # istio/release/install/kubernetes/templates/nginmesh-sidecar-injector-configmap.yaml.tmpl at v0.7.1).
 ISTIO_0_2_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:8080", control_plane_auth_policy=False)
 ISTIO_0_3_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15003", control_plane_auth_policy=True)
-# Istio 0.7.1 (install/kubernetes/istio.yaml, mesh defaultConfig.discoveryAddress).
-ISTIO_0_7_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15007", control_plane_auth_policy=True)
+# Istio 0.7.1 (install/kubernetes/istio.yaml, mesh defaultConfig.discoveryAddress); its webhook injects what
+# Nginmesh's template says (nginxinc/nginmesh istio/release/install/kubernetes/templates/
+# nginmesh-sidecar-injector-configmap.yaml.tmpl at v0.7.1), which passes no --controlPlaneAuthPolicy.
+ISTIO_0_7_PROXY_ARGS = ProxyArgs("istio-pilot.istio-system:15007", control_plane_auth_policy=False)
 # The injector of each Istio release, by the release (the tag of its image): what it writes on the proxy's
 # command line. The embedded cluster's Initializer image runs as its tag says (workloads/initializer.py).
 INJECTOR_ARGS = {"0.2.12": ISTIO_0_2_PROXY_ARGS, "0.3.0": ISTIO_0_3_PROXY_ARGS, "0.7.1": ISTIO_0_7_PROXY_ARGS}
@@ -81,23 +83,29 @@ DEFAULT_OVERHEAD_BUDGET = ((0.5, 0.010), (0.99, 0.100))
 
 @dataclass(frozen=True)
 class RouteRendering:
-    """What an agent makes of a route rule in NGINX: how it retries, and which parts it renders at all."""
+    """What an agent makes of the mesh in NGINX: how it retries, which parts of a route rule it renders at all,
+    and whether it proxies TCP services."""
 
     # "istio": 1 + attempts tries, each bounded by perTryTimeout (Envoy's semantics); "next-upstream": NGINX's
     # proxy_next_upstream_tries <attempts> over one server line per endpoint, so one endpoint is tried once.
     retries: str
     request_timeout: bool  # httpReqTimeout bounds the request
     fault_delay: bool  # httpFault.delay holds requests back
+    # Whether a service port Pilot calls TCP (its name says no HTTP: mesh/nginx_config.http_port) is proxied;
+    # without it, a connection to one is closed unanswered.
+    tcp_services: bool = True
 
     def to_config(self) -> dict[str, object]:
-        return {"retries": self.retries, "requestTimeout": self.request_timeout, "faultDelay": self.fault_delay}
+        return {"retries": self.retries, "requestTimeout": self.request_timeout, "faultDelay": self.fault_delay,
+                "tcpServices": self.tcp_services}
 
     @classmethod
     def from_config(cls, config: dict[str, object]) -> RouteRendering:
         retries = str(config.get("retries", ISTIO_RENDERING.retries))
         if retries not in RETRY_STYLES:
             raise ManifestError(f"routeRendering.retries {retries!r}: choose one of {', '.join(RETRY_STYLES)}")
-        return cls(retries, bool(config.get("requestTimeout", True)), bool(config.get("faultDelay", True)))
+        return cls(retries, bool(config.get("requestTimeout", True)), bool(config.get("faultDelay", True)),
+                   bool(config.get("tcpServices", True)))
 
 
 RETRY_STYLES = ("istio", "next-upstream")
@@ -107,7 +115,12 @@ ISTIO_RENDERING = RouteRendering("istio", request_timeout=True, fault_delay=True
 # http_502 http_503 http_504", proxy_next_upstream_timeout <perTryTimeout>ms and proxy_next_upstream_tries
 # <NumRetries>, with one server line per endpoint (clusterToUpstream); it reads neither the route's timeout nor
 # a fault filter's delay (only FilterFaultConfig.Abort), and template.go sets no proxy_read_timeout.
-NGINMESH_RENDERING = RouteRendering("next-upstream", request_timeout=False, fault_delay=False)
+# Its Pilot client (istio/agent/pilot/client.go, GetConfig) keeps only listeners with an http_connection_manager
+# filter and skips the others ("For now, only http traffic is supported"), so no TCP listener reaches the
+# stream config: the `map $nginmesh_dest $nginmesh_server` (template.go) has no entry and no default for a TCP
+# service, and NGINX closes the connection (READMEs of 0.2.12, 0.3.0 and v0.7.1: "TCP and gRPC traffic is not
+# supported"; nginxinc/nginmesh istio/agent/pilot/test/0.3.0: tcp_proxy listeners in, http confs only out).
+NGINMESH_RENDERING = RouteRendering("next-upstream", request_timeout=False, fault_delay=False, tcp_services=False)
 
 
 @dataclass(frozen=True)

@@ -333,3 +333,48 @@ def test_rejects_unknown_version() -> None:
     result = subprocess.run(command, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             capture_output=True, timeout=10)
     assert result.returncode == 2 and b"details has versions v1" in result.stderr
+
+
+@contextmanager
+def mongodb(log_dir: Path) -> Iterator[int]:
+    """The mongodb image's program (the ratings database stand-in) on a free loopback port, until the block ends."""
+    port = free_port()
+    with (log_dir / f"mongodb-{port}.log").open("wb") as sink:
+        process = subprocess.Popen([sys.executable, "-m", "pytest_nginmesh.workloads.mongodb", "--port", str(port)],
+                                   cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=sink,
+                                   stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            try:
+                socket.create_connection((LOOPBACK, port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "mongodb did not start"
+                time.sleep(0.02)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(5)
+
+
+def test_ratings_v2_reads_the_ratings_from_its_database(log_dir: Path) -> None:
+    """Istio's ratings.js v2: the first two documents of the database's ratings collection."""
+    with mongodb(log_dir) as database, \
+            running([("ratings", "v2", {"MONGO_DB_URL": f"mongodb://{LOOPBACK}:{database}/test"})], log_dir) \
+            as (ratings,):
+        reply = call(ratings.port, "/ratings/0")
+    assert (reply.status, json.loads(reply.body)) == (200, {"id": 0, "ratings": {"Reviewer1": 5, "Reviewer2": 4}})
+
+
+@pytest.mark.parametrize(("url", "error"), [
+    ("mongodb://127.0.0.1:{closed}/test", "could not connect to ratings database"),  # nothing listens
+    ("", "could not connect to ratings database"),  # MONGO_DB_URL unset
+    ("mongodb://127.0.0.1:{database}/nodb", "could not load ratings from database"),  # no such collection
+])
+def test_ratings_v2_answers_500_when_its_database_fails_it(log_dir: Path, url: str, error: str) -> None:
+    with mongodb(log_dir) as database:
+        env = {"MONGO_DB_URL": url.format(closed=free_port(), database=database)} if url else {}
+        with running([("ratings", "v2", env)], log_dir) as (ratings,):
+            reply = call(ratings.port, "/ratings/0")
+    assert (reply.status, json.loads(reply.body)) == (500, {"error": error})

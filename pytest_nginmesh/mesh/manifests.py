@@ -3,6 +3,7 @@ package as ``pytest_nginmesh.fixtures`` and always read as package data (so they
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 from collections.abc import Mapping
@@ -11,10 +12,13 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 
 import yaml
+from cryptography import x509
 
+from ..cluster.local.rest.pki import issue
 from ..errors import ManifestError
 from ..kube import Obj, parse_manifests
 from ..profiles import DEFAULT_PROFILE, ISTIO_RENDERING, SIDECAR_REDIRECT, Profile, RouteRendering
+from .injection import INJECT_CONFIG_MAP
 
 FIXTURES: Traversable = files("pytest_nginmesh.fixtures")
 CONTROL_PLANE = "istio/istio-0.2.12.yaml"
@@ -59,13 +63,22 @@ def control_plane(profile: Profile) -> list[Obj]:
 
 def release_control_plane(objects: list[Obj], profile: Profile) -> list[Obj]:
     """The fixture's control plane with the release's Pilot port (in its Service, its Deployment, the mesh
-    ConfigMap's discoveryAddress and the ingress's flags), its Initializer image (which injects as its tag
-    says), and without --controlPlaneAuthPolicy where the release's proxies have none (Istio 0.2)."""
+    ConfigMap's discoveryAddress and the ingress's flags), its injector (the Initializer, or for a webhook
+    release the webhook, ``webhook_injector``: each injects as its image's tag says) and images, and without
+    --controlPlaneAuthPolicy where the release's proxies have none."""
     args, port = profile.proxy_args, profile.pilot_port
     rendered = copy.deepcopy(objects)
+    if profile.injection == "webhook":
+        rendered = [o for o in rendered if (o["kind"], o["metadata"]["name"]) not in INITIALIZER_OBJECTS]
+        rendered += webhook_injector(profile)
     for obj in rendered:
         name, kind = obj["metadata"]["name"], obj["kind"]
-        if (kind, name) == ("ConfigMap", "istio"):
+        if (kind, name) == ("ConfigMap", INJECT_CONFIG_MAP):
+            config = yaml.safe_load(obj["data"]["config"])
+            config["params"].update(initImage=profile.init_image, proxyImage=profile.proxy_image,
+                                    version=profile.nginmesh_version)
+            obj["data"]["config"] = yaml.safe_dump(config, sort_keys=False)
+        elif (kind, name) == ("ConfigMap", "istio"):
             mesh = yaml.safe_load(obj["data"]["mesh"])
             mesh["defaultConfig"]["discoveryAddress"] = args.discovery_address
             if not args.control_plane_auth_policy:
@@ -118,6 +131,60 @@ class AgentConfig:
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise ManifestError(f"{where}: not an agent config ({e!r}); render it with "
                                 "pytest_nginmesh.mesh.manifests.agent_config_map") from e
+
+
+INITIALIZER_OBJECTS = {("Deployment", "istio-initializer"), ("InitializerConfiguration", "istio-sidecar")}
+WEBHOOK_NAME = "sidecar-injector.istio.io"
+WEBHOOK_SERVICE = "istio-sidecar-injector"
+WEBHOOK_CERTS = "sidecar-injector-certs"
+
+
+def webhook_injector(profile: Profile) -> list[Obj]:
+    """Istio 0.7's sidecar injection webhook as Nginmesh v0.7.1 installs it (nginxinc/nginmesh
+    istio/release/install/kubernetes/istio/istio-sidecar-injector.yaml; install-sidecar.sh signs its certificate
+    for istio-sidecar-injector.istio-system.svc through webhook-create-signed-cert.sh and puts the CA in the
+    caBundle): its Service, serving Secret, Deployment and MutatingWebhookConfiguration (last: pods are sent to
+    it only from then on), and the Bookinfo namespace labelled for injection, as its README says to. The
+    Deployment runs without the release's exec probes (they run the injector binary)."""
+    names: list[x509.GeneralName] = [x509.DNSName(f"{WEBHOOK_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc")]
+    ca_pem, cert_pem, key_pem = issue("nginmesh-webhook-ca", f"{WEBHOOK_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc",
+                                      names)
+    meta = {"namespace": CONTROL_PLANE_NAMESPACE, "labels": {"istio": "sidecar-injector"}}
+    return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": BOOKINFO_NAMESPACE, "labels": {"istio-injection": "enabled"}}},
+        {"apiVersion": "v1", "kind": "Secret",
+         "metadata": {"name": WEBHOOK_CERTS, "namespace": CONTROL_PLANE_NAMESPACE},
+         "type": "Opaque", "data": {"cert.pem": base64.b64encode(cert_pem).decode(),
+                                    "key.pem": base64.b64encode(key_pem).decode()}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": WEBHOOK_SERVICE, **meta},
+         "spec": {"ports": [{"name": "https-webhook", "port": 443}], "selector": {"istio": "sidecar-injector"}}},
+        {"apiVersion": "apps/v1beta1", "kind": "Deployment", "metadata": {"name": WEBHOOK_SERVICE, **meta},
+         "spec": {"replicas": 1, "template": {"metadata": {"labels": {"istio": "sidecar-injector"}}, "spec": {
+             "containers": [{
+                 "name": "webhook", "image": f"docker.io/istio/sidecar_injector:{profile.injector_release}",
+                 "imagePullPolicy": "IfNotPresent",
+                 "args": ["--tlsCertFile=/etc/istio/certs/cert.pem", "--tlsKeyFile=/etc/istio/certs/key.pem",
+                          "--injectConfig=/etc/istio/inject/config", "--meshConfig=/etc/istio/config/mesh",
+                          "--healthCheckInterval=2s", "--healthCheckFile=/health"],
+                 "volumeMounts": [{"name": "config-volume", "mountPath": "/etc/istio/config", "readOnly": True},
+                                  {"name": "certs", "mountPath": "/etc/istio/certs", "readOnly": True},
+                                  {"name": "inject-config", "mountPath": "/etc/istio/inject", "readOnly": True}]}],
+             "volumes": [{"name": "config-volume", "configMap": {"name": "istio"}},
+                         {"name": "certs", "secret": {"secretName": WEBHOOK_CERTS}},
+                         {"name": "inject-config", "configMap": {"name": INJECT_CONFIG_MAP,
+                                                                 "items": [{"key": "config", "path": "config"}]}}]}}}},
+        {"apiVersion": "admissionregistration.k8s.io/v1beta1", "kind": "MutatingWebhookConfiguration",
+         "metadata": {"name": WEBHOOK_SERVICE},
+         "webhooks": [{"name": WEBHOOK_NAME,
+                       "clientConfig": {"service": {"name": WEBHOOK_SERVICE, "namespace": CONTROL_PLANE_NAMESPACE,
+                                                    "path": "/inject"},
+                                        "caBundle": base64.b64encode(ca_pem).decode()},
+                       "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                                  "resources": ["pods"]}],
+                       "failurePolicy": "Fail",
+                       "namespaceSelector": {"matchLabels": {"istio-injection": "enabled"}}}]},
+    ]
 
 
 def agent_config_map(profile: Profile) -> Obj:

@@ -50,6 +50,17 @@ def upstream_name(namespace: str, service: str, port: int) -> str:
     return "__".join(("svc", namespace, service, str(port))).replace("-", "_").replace(".", "_")
 
 
+# The port-name prefixes Pilot gives an HTTP listener (istio/pilot platform/kube/conversion.go, convertProtocol, Istio
+# 0.2/0.3: the name up to its first '-'; http2 and grpc are HTTP/2): every other TCP port is a TCP service.
+HTTP_PORT_PREFIXES = frozenset({"http", "http2", "grpc"})
+CLOSED = "closed"  # the outbound target of a TCP service an agent renders no proxy for
+
+
+def http_port(port: Snapshot) -> bool:
+    """Whether Pilot serves the service port as HTTP (by its name), not as plain TCP."""
+    return str(port.get("name") or "").split("-", 1)[0] in HTTP_PORT_PREFIXES
+
+
 def host_pattern(service: str, namespace: str, port: int, local: bool, only_port: bool) -> str:
     """A case-insensitive regex for every Host header a client may send for the service port.
 
@@ -184,8 +195,9 @@ def _outbound_server(snapshot: Snapshot, proxy: Proxy, locations: list[str]) -> 
         tcp_ports = [p for p in service["ports"] if p.get("protocol", "TCP") == "TCP"]
         for port in tcp_ports:
             pattern = host_pattern(service["name"], service["namespace"], port["port"], local, len(tcp_ports) == 1)
-            target = (upstream_name(service["namespace"], service["name"], port["port"])
-                      if _has_instances(service) else "unavailable")
+            target = (CLOSED if not (proxy.route_rendering.tcp_services or http_port(port)) else
+                      upstream_name(service["namespace"], service["name"], port["port"]) if _has_instances(service)
+                      else "unavailable")
             lines.append(f'    "{pattern}" {target};')
     lines += [
         "  }",
@@ -195,6 +207,7 @@ def _outbound_server(snapshot: Snapshot, proxy: Proxy, locations: list[str]) -> 
         "    location / {",
         '      if ($nginmesh_upstream = "") { return 404 "no route to $http_host\\n"; }',
         '      if ($nginmesh_upstream = unavailable) { return 503 "no healthy upstream\\n"; }',
+        f"      if ($nginmesh_upstream = {CLOSED}) {{ return 444; }}",
         "      rewrite ^ /.nginmesh/$nginmesh_upstream last;",
         "    }",
         *locations,

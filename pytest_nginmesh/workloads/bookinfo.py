@@ -75,6 +75,9 @@ REVIEWS: tuple[Json, ...] = (
     },
 )
 RATINGS: Json = {"Reviewer1": 5, "Reviewer2": 4}
+RATINGS_DB_UNREACHABLE = "could not connect to ratings database"
+RATINGS_DB_UNREADABLE = "could not load ratings from database"
+RATINGS_DB_TIMEOUT = 5.0
 DETAILS_ERROR = "Sorry, product details are currently unavailable for this book."
 REVIEWS_ERROR = "Sorry, product reviews are currently unavailable for this book."
 RATINGS_ERROR = "Sorry, product ratings are currently unavailable for this book."
@@ -244,9 +247,38 @@ def details(_request: Request, match: re.Match[str]) -> Reply:
     return json_reply(200, book)
 
 
-def ratings(_request: Request, match: re.Match[str]) -> Reply:
-    """ratings v1: the stars each reviewer gave."""
-    return json_reply(200, {"id": product_id(match), "ratings": RATINGS})
+def ratings(request: Request, match: re.Match[str]) -> Reply:
+    """ratings v1: the stars each reviewer gave; v2: the same from its database (``ratings_from_database``)."""
+    pid = product_id(match)
+    if request.version != "v2":
+        return json_reply(200, {"id": pid, "ratings": RATINGS})
+    documents, error = ratings_from_database(os.environ.get("MONGO_DB_URL", ""))
+    if documents is None:
+        return json_reply(500, {"error": error})
+    return json_reply(200, {"id": pid, "ratings": {"Reviewer1": documents[0].get("rating"),
+                                                   "Reviewer2": documents[1].get("rating")}})
+
+
+def ratings_from_database(url: str) -> tuple[list[Json] | None, str]:
+    """The first two documents of collection ``ratings`` of the database ``url`` names (``mongodb://host:port/db``),
+    as ratings v2 reads them (istio/istio samples/bookinfo/src/ratings/ratings.js; Istio's
+    bookinfo-ratings-v2.yaml sets MONGO_DB_URL=mongodb://mongodb:27017/test), from the local mongodb image
+    (pytest_nginmesh/workloads/mongodb.py); else (None, the error ratings.js answers 500 with)."""
+    where = urllib.parse.urlsplit(url)
+    if where.scheme != "mongodb" or not where.hostname:
+        return None, RATINGS_DB_UNREACHABLE
+    database = where.path.strip("/") or "test"
+    try:
+        with OPENER.open(f"http://{where.netloc}/{database}/ratings", timeout=RATINGS_DB_TIMEOUT) as response:
+            documents = json.load(response)
+    except urllib.error.HTTPError as error:
+        error.close()
+        return None, RATINGS_DB_UNREADABLE
+    except (OSError, ValueError, http.client.HTTPException):
+        return None, RATINGS_DB_UNREACHABLE
+    if not isinstance(documents, list) or len(documents) < 2 or not all(isinstance(d, dict) for d in documents):
+        return None, RATINGS_DB_UNREADABLE
+    return documents, ""
 
 
 def star_count(payload: Json | None, reviewer: str) -> int | None:
@@ -449,7 +481,7 @@ SERVICES: dict[str, Service] = {
     ),
     "ratings": Service(
         (route("GET", "/health", health("Ratings is healthy")), route("GET", f"/ratings/{PRODUCT_ID}", ratings)),
-        ("v1",),
+        ("v1", "v2"),
     ),
 }
 
@@ -522,7 +554,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """Command-line arguments, with the version checked against the service."""
     parser = argparse.ArgumentParser(prog="python -m pytest_nginmesh.workloads.bookinfo", description=__doc__)
     parser.add_argument("service", choices=sorted(SERVICES))
-    parser.add_argument("version", help="v1 for every service; reviews also has v2 (black) and v3 (red)")
+    parser.add_argument("version", help="v1 for every service; reviews also has v2 (black) and v3 (red), ratings "
+                                        "v2 (from MongoDB)")
     parser.add_argument("--port", type=int, default=9080)
     parser.add_argument("--bind", default="0.0.0.0")
     parser.add_argument("--image-tag", default=LOCAL.tag,

@@ -28,17 +28,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 from helpers import cluster_settings, settings_env
 from seeding import assert_fails_with
 from test_convergence import assert_the_wait_closes_the_stale_window
 
-from pytest_nginmesh.bookinfo import release_of_tag
+from pytest_nginmesh.bookinfo import BLACK_STARS, release_of_tag
 from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.catalogue import repository, tag
 from pytest_nginmesh.cluster.local.node import LocalNode, local_cluster
+from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.install import install_mesh
-from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, MIXER_CONFIG_KEY, mixer_config_map
+from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, MIXER_CONFIG_KEY, load_fixture, mixer_config_map
 from pytest_nginmesh.profiles import Profile, get_profile
 from pytest_nginmesh.settings import Settings
 from pytest_nginmesh.telemetry import scrape
@@ -134,10 +136,17 @@ def test_the_twins_agents_poll_every_5s(twin: tuple[KubernetesCluster, Settings,
 
 def test_the_twins_sidecars_carry_the_command_line_of_its_istio_releases_injector(
         twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
-    """Istio 0.2.12's Initializer: Pilot on 8080 and no --controlPlaneAuthPolicy; 0.3.0's: 15003, with it. The
-    agents found Pilot there (the suites ran through them)."""
+    """Istio 0.2.12's Initializer: Pilot on 8080 and no --controlPlaneAuthPolicy; 0.3.0's: 15003, with it; 0.7.1's
+    webhook (Nginmesh's template): 15007, without it. The agents found Pilot there (the suites ran through them).
+    An Initializer injects the workload, the webhook each pod as it is created."""
     cluster, _, profile = twin
+    deployment = cluster.get("Deployment", "productpage-v1", BOOKINFO_NAMESPACE)
+    assert deployment is not None
+    in_template = any(c["name"] == "istio-proxy" for c in deployment["spec"]["template"]["spec"]["containers"])
+    assert in_template == (profile.injection == "initializer")
     (pod,) = cluster.pods(BOOKINFO_NAMESPACE, {"app": "productpage"})
+    assert (pod["spec"]["containers"][-1]["image"], pod["spec"]["initContainers"][0]["image"]) == (
+        profile.proxy_image, profile.init_image)
     (proxy,) = [c for c in pod["spec"]["containers"] if c["name"] == "istio-proxy"]
     flags = proxy["args"]
     assert flags[flags.index("--discoveryAddress") + 1] == profile.proxy_args.discovery_address
@@ -208,6 +217,55 @@ def test_the_route_and_metrics_suites_pass_on_local(local_mesh: KubernetesCluste
     table = readme_table()
     assert verdicts == {name: table[name]["local"] for name in verdicts}
     assert set(verdicts) == set(table) and set(verdicts.values()) == {"pass"}
+
+
+RATINGS_DATABASE = ("bookinfo/bookinfo-db-istio-0.2.12.yaml", "bookinfo/bookinfo-ratings-v2-istio-0.2.12.yaml")
+
+
+def route_to(service: str, version: str) -> Obj:
+    return {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
+            "metadata": {"name": f"{service}-{version}-only", "namespace": BOOKINFO_NAMESPACE},
+            "spec": {"destination": {"name": service}, "precedence": 5, "route": [{"labels": {"version": version}}]}}
+
+
+def page_with_ratings_from_the_database(cluster: KubernetesCluster, settings: Settings) -> tuple[str, str]:
+    """Istio's bookinfo-db.yaml and bookinfo-ratings-v2.yaml applied unchanged, reviews routed to v2 and ratings
+    to v2: the productpage and the database's log; everything is removed again."""
+    objects = [obj for fixture in RATINGS_DATABASE for obj in load_fixture(fixture)]
+    rules = [route_to("reviews", "v2"), route_to("ratings", "v2")]
+    cluster.apply(objects)
+    try:
+        (database,) = cluster.wait_pods_ready(BOOKINFO_NAMESPACE, settings.timeouts.pod_ready, {"app": "mongodb"})
+        cluster.wait_pods_ready(BOOKINFO_NAMESPACE, settings.timeouts.pod_ready, {"app": "ratings", "version": "v2"})
+        cluster.apply(rules)
+        cluster.wait_converged(settings.timeouts.convergence)
+        page = requests.get(cluster.ingress_url() + "/productpage", timeout=settings.timeouts.http_request)
+        log = cluster.logs(BOOKINFO_NAMESPACE, database["metadata"]["name"], "mongodb")
+    finally:
+        cluster.delete(rules + objects)
+        cluster.wait_pods_gone(BOOKINFO_NAMESPACE, settings.timeouts.pod_ready, {"app": "mongodb"})
+        cluster.wait_converged(settings.timeouts.convergence)
+    assert page.status_code == 200, page.text[:300]
+    return page.text, log
+
+
+def test_ratings_v2_reads_its_database_through_the_reference_mesh(local_mesh: KubernetesCluster,
+                                                                   e2e_settings: Settings) -> None:
+    """Istio's sidecars proxy the TCP service mongodb: ratings v2 answers from it, reviews v2 shows black stars."""
+    page, log = page_with_ratings_from_the_database(local_mesh, e2e_settings)
+    assert BLACK_STARS in page
+    assert "GET /test/ratings" in log
+
+
+@ON_THE_AGENTS_TWINS
+def test_ratings_v2_cannot_reach_its_database_through_a_release(
+        twin: tuple[KubernetesCluster, Settings, Profile]) -> None:
+    """Nginmesh's agent renders no TCP service (profiles.NGINMESH_RENDERING): the sidecar closes ratings v2's
+    connection to mongodb, which never sees a query; ratings v2 answers 500 and reviews v2 shows no stars."""
+    cluster, settings, profile = twin
+    page, log = page_with_ratings_from_the_database(cluster, settings)
+    assert profile.bookinfo.ratings_failed(page)
+    assert "GET /test/ratings" not in log
 
 
 def restart_mixer(cluster: KubernetesCluster, settings: Settings) -> None:

@@ -123,9 +123,18 @@ def test_sidecar_initializer_runs_the_initializer() -> None:
 
 
 def test_every_image_of_the_fixtures_is_known() -> None:
-    every = containers(BOOKINFO_MANIFEST) + containers(ISTIO_MANIFEST)
-    assert len(every) >= 9
+    manifests = [path for folder in ("bookinfo", "istio", "httpbin")
+                 for path in (REPO / "fixtures" / folder).glob("*.yaml")]
+    every = [c for path in sorted(manifests) for c in containers(path)]
+    assert len(every) >= 9 + 6 * 3 + 2
     assert [c["image"] for c in every if resolve(c) is None] == []
+
+
+def test_the_bookinfo_database_runs_the_mongodb_stand_in_on_its_port() -> None:
+    (database,) = containers(REPO / "fixtures" / "bookinfo" / "bookinfo-db-istio-0.2.12.yaml")
+    program = resolve(database)
+    assert program is not None
+    assert (program.argv, program.default_probe) == (module("mongodb", "--port", "27017"), tcp(27017))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ throwaway network namespace holding the pod IP, as the agent's ``nginx -t`` runs
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import re
 import shutil
@@ -18,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.kube import Obj, read_manifest_file
-from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, render, upstream_name
+from pytest_nginmesh.mesh.nginx_config import Proxy, Snapshot, http_port, render, upstream_name
+from pytest_nginmesh.profiles import NGINMESH_RENDERING
 
 REPO = Path(__file__).resolve().parents[2]
 BOOKINFO_MANIFEST = REPO / "fixtures" / "bookinfo" / "bookinfo.yaml"
@@ -181,6 +183,16 @@ def test_sidecar_config_passes_nginx_t(
     result = nginx_test(pod_netns(POD_IP), config, proxy_dir)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+
+
+@needs_nginx
+def test_a_release_sidecar_config_with_a_tcp_service_passes_nginx_t(
+    snapshot: Snapshot, proxy_dir: Path, pod_netns: Callable[[str | None], str]
+) -> None:
+    config = write(dataclasses.replace(sidecar(proxy_dir), route_rendering=NGINMESH_RENDERING),
+                   with_mongodb(snapshot))
+    result = nginx_test(pod_netns(POD_IP), config, proxy_dir)
+    assert result.returncode == 0, result.stderr
 
 
 @needs_nginx
@@ -384,3 +396,30 @@ def test_ingress_with_a_dot_star_path_passes_nginx_t(snapshot: Snapshot, gateway
     snapshot["ingresses"] = [gateway, catch_all_gateway(gateway)]
     result = nginx_test(pod_netns(None), write(ingress(proxy_dir), snapshot), proxy_dir)
     assert result.returncode == 0, result.stderr
+
+
+def with_mongodb(snapshot: Snapshot) -> Snapshot:
+    """The snapshot with Istio's bookinfo-db.yaml Service: port 27017 named ``mongo``, which Pilot serves as TCP."""
+    mongodb = service("mongodb", "default", 27017, [("10.213.0.12", "mongodb-v1-ggggg", 27017)], port_name="mongo")
+    return {**snapshot, "services": [*snapshot["services"], mongodb]}
+
+
+def test_a_release_agent_closes_connections_to_tcp_services_while_the_reference_proxies_them(
+        snapshot: Snapshot, proxy_dir: Path) -> None:
+    """Nginmesh's agent renders only HTTP listeners (profiles.NGINMESH_RENDERING): its NGINX closes a connection
+    to a TCP service; Istio's Envoy (the local reference) proxies it. HTTP-named ports are the same on both."""
+    mesh = with_mongodb(snapshot)
+    release = dataclasses.replace(sidecar(proxy_dir), route_rendering=NGINMESH_RENDERING)
+    released, reference = render(mesh, release), render(mesh, sidecar(proxy_dir))
+    assert route(released, "mongodb:27017") == "closed"
+    assert "if ($nginmesh_upstream = closed) { return 444; }" in server_block(released, "outbound")
+    assert route(reference, "mongodb:27017") == "svc__default__mongodb__27017"
+    for host in ("reviews:9080", "istio-pilot.istio-system:15003"):
+        assert route(released, host) == route(reference, host) != "closed"
+
+
+@pytest.mark.parametrize(("name", "http"), [("http", True), ("http-discovery", True), ("http2", True),
+                                            ("grpc-mixer", True), ("mongo", False), ("https", False),
+                                            ("tcp", False), ("", False), ("prometheus", False)])
+def test_pilot_serves_a_port_as_http_by_the_prefix_of_its_name(name: str, http: bool) -> None:
+    assert http_port({"name": name, "port": 1}) == http

@@ -22,10 +22,12 @@ from .network import Addresses, NodeNetwork
 from .paths import inside
 from .plugins import AdmissionPlugin, installed_plugins
 from .rest.pki import Credentials
+from .rest.resources import served_resource
 from .rest.server import HttpsServer, RestApi, serve
 from .serviceaccounts import api_service, mount_token
 from .store import Store, now
 from .system import write_private
+from .webhooks import MutatingWebhooks
 
 log = logging.getLogger("nginmesh.local")
 
@@ -40,6 +42,8 @@ class Admission:
         self.store = store
         self.ca_pem = ca_pem
         self.plugins = plugins
+        self.webhooks = MutatingWebhooks(store.get, lambda: store.objects("MutatingWebhookConfiguration"),
+                                         served_resource)
 
     def validate(self, objects: list[Obj]) -> None:
         """Refuse the whole request, naming every invalid object, unless each passes Kubernetes' validation of its
@@ -75,7 +79,7 @@ class Admission:
             self._keep_allocations(obj, old)
         if obj["kind"] == "Pod" and old is None:
             obj = mount_token(obj, self.store, self.ca_pem)
-        return obj
+        return self.webhooks.mutate(obj, old)  # after the built-in plug-ins, as kube-apiserver orders them
 
     def _initializers_for(self, kind: str) -> list[str]:
         names = []
@@ -112,8 +116,9 @@ class ApiServer:
         ca_pem = self.credentials.ca_cert.read_text()
         self.network = NodeNetwork(info["name"], addresses, info["grace"])
         self.kubelet = Kubelet(info["name"], self.store, self.network, state_dir, info["grace"])
-        self.controllers = Controllers(self.store, self.kubelet, self.network, ca_pem)
         self.admission = Admission(self.store, ca_pem, installed_plugins())
+        self.controllers = Controllers(self.store, self.kubelet, self.network, ca_pem,
+                                       lambda pod: self.admit(pod, None))
         self.stopping = threading.Event()
         self._apply_lock = threading.Lock()
         for name in BUILTIN_NAMESPACES:

@@ -100,6 +100,12 @@ def resolve(container: Obj) -> Program | None:
     if repo == "httpbin":
         port = ports[0] if ports else 8000
         return Program(_module("httpbin", "--port", str(port)), http_probe(port, "/status/200"))
+    if repo == "sidecar_injector":
+        # Istio 0.7's injection webhook, on the HTTPS port its Service names (443); its tag says which release.
+        return Program(_module("sidecar_injector", *args, "--image-tag", tag(image)), tcp_probe(443))
+    if repo == "examples-bookinfo-mongodb":
+        port = ports[0] if ports else 27017
+        return Program(_module("mongodb", "--port", str(port)), tcp_probe(port))
     if repo == "sidecar_initializer":
         # Each Istio release's injector writes its own command line: the tag says which (profiles.INJECTOR_ARGS).
         return Program(_module("initializer", *args, "--image-tag", tag(image)), _first_port_probe(ports))
@@ -126,6 +132,6 @@ def program_of(container: Obj) -> Program | None:
 
 
 KNOWN_IMAGES = (
-    "*/proxy_init, */proxy_debug, */pilot, */mixer, */sidecar_initializer, */httpbin, "
-    "*/examples-bookinfo-{productpage,details,reviews,ratings}-vN"
+    "*/proxy_init, */proxy_debug, */pilot, */mixer, */sidecar_initializer, */sidecar_injector, */httpbin, "
+    "*/examples-bookinfo-{productpage,details,reviews,ratings}-vN, */examples-bookinfo-mongodb"
 )

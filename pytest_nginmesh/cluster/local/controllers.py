@@ -8,11 +8,13 @@ import json
 import random
 import string
 import threading
+from collections.abc import Callable
 
+from ...errors import NginmeshError
 from ...kube import Obj, ObjectKey, key_of, labels_of, selector_matches
 from .kubelet import Kubelet
 from .network import Allocator, NodeNetwork, ServicePort
-from .serviceaccounts import ensure_service_account, mount_token
+from .serviceaccounts import ensure_service_account
 from .store import Store, now
 
 NODE_PORTS = range(30000, 32768)
@@ -79,9 +81,13 @@ def is_ready(pod: Obj) -> bool:
 class Controllers:
     """One reconcile pass brings the running state closer to the stored objects."""
 
-    def __init__(self, store: Store, kubelet: Kubelet, network: NodeNetwork, ca_pem: str) -> None:
+    def __init__(self, store: Store, kubelet: Kubelet, network: NodeNetwork, ca_pem: str,
+                 admit_pod: Callable[[Obj], Obj]) -> None:
         self.store = store
         self.ca_pem = ca_pem
+        # A ReplicaSet controller creates pods through the API, so they pass admission (the ServiceAccount
+        # plug-in, webhooks); a refusal leaves the Deployment short of pods and an event saying why.
+        self.admit_pod = admit_pod
         self.kubelet = kubelet
         self.network = network
         self.service_ips = Allocator(network.addresses.service_cidr)
@@ -128,7 +134,12 @@ class Controllers:
                 mark_deleted(self.store, key_of(pod))
         wanted = int(deployment["spec"].get("replicas", 1))
         for _ in range(wanted - len(current)):
-            pod, _action = self.store.put(mount_token(pod_from_template(deployment, hash_), self.store, self.ca_pem))
+            try:
+                admitted = self.admit_pod(pod_from_template(deployment, hash_))
+            except NginmeshError as e:
+                self.store.record_event(deployment, "FailedCreate", f"Error creating: {e}", "Warning")
+                break
+            pod, _action = self.store.put(admitted)
             current.append(pod)
             self.store.record_event(deployment, "ScalingReplicaSet", f"Created pod {pod['metadata']['name']}")
         for pod in current[wanted:]:

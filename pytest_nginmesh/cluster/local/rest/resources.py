@@ -117,6 +117,13 @@ PREFERRED = {"apps": "v1", "extensions": "v1beta1", "networking.k8s.io": "v1", "
              "rbac.authorization.k8s.io": "v1"}
 
 
+def served_resource(obj: Obj) -> tuple[str, str, str] | None:
+    """(group, version, plural) of a built-in object at the API version it names; None for any other kind."""
+    group, _, version = str(obj.get("apiVersion") or "").rpartition("/")
+    return next(((r.group, r.version, r.plural) for r in BUILTIN if (r.group, r.version, r.kind) ==
+                 (group, version, obj.get("kind"))), None)
+
+
 def from_crd(crd: Obj) -> list[Resource]:
     """The resources a CustomResourceDefinition (v1 or v1beta1 shape) serves."""
     spec = crd.get("spec") or {}
