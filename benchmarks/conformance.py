@@ -4,8 +4,9 @@
 
 The cluster part runs ``pytest suites`` ``--runs`` times, each on a cluster of its own that the run starts and
 removes (the cluster the PYTEST_NGINMESH_* variables name): the median wall time of a whole run, each test's
-duration (median over the runs), the samples each statistical verdict used, and pytest's import and
-collection time. The simulation part needs no cluster: for each weighted promise the route suite checks, the
+duration (median over the runs), the samples each statistical verdict used, the waits for convergence after
+each rule apply or removal (p50, p99: the ``converge`` steps of the conformance report), and pytest's import
+and collection time. The simulation part needs no cluster: for each weighted promise the route suite checks, the
 mean samples of the sequential test (false failure 1e-6, power 0.999 against a 10-point skew), the samples a
 fixed-size test needs for the same two error rates, and the Gateway API conformance suite's rule (500 requests,
 every backend within 5 points: kubernetes-sigs/gateway-api conformance/utils/weight/weight.go) with its false
@@ -142,9 +143,18 @@ def timed(command: list[str], env: dict[str, str]) -> tuple[float, subprocess.Co
     return time.monotonic() - started, result
 
 
+def quantiles(values: list[float]) -> dict[str, float | int]:
+    """How many, p50 and p99 (nearest rank) of the waits for convergence after each rule apply or removal."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"count": 0}
+    rank = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
+    return {"count": len(ordered), "p50": rank(0.5), "p99": rank(0.99)}
+
+
 def cluster_runs(runs: int, pytest_args: list[str]) -> dict[str, Any]:
     env = dict(os.environ)
-    walls, per_test, verdicts, failures = [], {}, {}, []
+    walls, per_test, verdicts, failures, converge = [], {}, {}, [], []
     for _ in range(runs):
         with tempfile.TemporaryDirectory() as reports:
             junit = Path(reports) / "junit.xml"
@@ -159,13 +169,15 @@ def cluster_runs(runs: int, pytest_args: list[str]) -> dict[str, Any]:
             for test in report["tests"]:
                 for index, verdict in enumerate(test["verdicts"]):
                     verdicts.setdefault(f"{test['name']}#{index}", []).append(verdict["samples"])
+                converge += [step["seconds"] for step in test["steps"] if step["title"].startswith("converge")]
     collect, _ = timed([sys.executable, "-m", "pytest", "suites", "--collect-only", "-q", "-p", "no:cacheprovider"],
                        env)
     imports, _ = timed([sys.executable, "-c", "import pytest, pytest_nginmesh.plugin"], env)
     return {"runs": runs, "wallSeconds": [round(w, 1) for w in walls],
             "medianWallSeconds": round(statistics.median(walls), 1), "failedRuns": failures,
             "perTestMedianSeconds": {name: round(statistics.median(times), 2) for name, times in per_test.items()},
-            "samplesPerVerdict": verdicts, "collectOnlySeconds": round(collect, 2),
+            "samplesPerVerdict": verdicts, "convergenceSeconds": quantiles(converge),
+            "collectOnlySeconds": round(collect, 2),
             "importSeconds": round(imports, 2)}
 
 

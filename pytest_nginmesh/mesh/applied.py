@@ -41,4 +41,5 @@ class AppliedObjects:
         if unique:
             self.cluster.delete(list(reversed(unique.values())))
             self.applied.clear()
-            self.cluster.wait_converged(self.timeout)
+            with observe.step("converge: every proxy runs the config without them"):
+                self.cluster.wait_converged(self.timeout)

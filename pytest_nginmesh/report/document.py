@@ -45,18 +45,19 @@ class TestResult:
     findings: list[dict[str, str]] = field(default_factory=list)
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     diagnostics: str | None = None
+    steps: list[dict[str, Any]] = field(default_factory=list)  # {"title", "seconds"}: apply, converge, measure …
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "nodeid": self.nodeid, "features": list(self.features), "outcome": self.outcome,
                 "reason": self.reason, "durationSeconds": round(self.duration, 3), "findings": self.findings,
-                "verdicts": self.verdicts, "diagnostics": self.diagnostics}
+                "verdicts": self.verdicts, "diagnostics": self.diagnostics, "steps": self.steps}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TestResult:
         """The result ``as_dict`` made (as it travels from an xdist worker to the controller)."""
         return cls(str(data["name"]), str(data["nodeid"]), tuple(data["features"]), str(data["outcome"]),
                    str(data["reason"]), float(data["durationSeconds"]), list(data["findings"]),
-                   list(data["verdicts"]), data["diagnostics"])
+                   list(data["verdicts"]), data["diagnostics"], list(data.get("steps") or []))
 
 
 def verdict_dict(verdict: Any) -> dict[str, Any]:

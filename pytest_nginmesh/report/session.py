@@ -7,8 +7,8 @@ writes one report of every worker's tests). Registered by the plugin when confor
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,8 +36,16 @@ class TestEvidence:
     allure: bool
     found: list[Any] = field(default_factory=list)
     judged: list[Any] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)  # {"title", "seconds"} of each finished step
 
-    def step(self, title: str) -> AbstractContextManager[None]:
+    @contextmanager
+    def step(self, title: str) -> Iterator[None]:
+        started = time.monotonic()
+        with self._allure_step(title):
+            yield
+        self.steps.append({"title": title, "seconds": round(time.monotonic() - started, 3)})
+
+    def _allure_step(self, title: str) -> AbstractContextManager[None]:
         if self.allure:
             from . import allure_glue
 
@@ -117,6 +125,7 @@ class ConformanceSession:
                 self._diagnose(item, report, result)
         if report.when == "teardown":
             result.verdicts = [document.verdict_dict(v) for v in item.stash[evidence_key].judged]
+            result.steps = list(item.stash[evidence_key].steps)
             item.user_properties += [("conformance.outcome", result.outcome)]
             if result.findings:
                 item.user_properties.append(("conformance.findings", ",".join(f["id"] for f in result.findings)))
