@@ -249,9 +249,14 @@ class MutatingWebhooks:
                 raise WebhookError(f"url {client['url']!r} is not an https URL")
             return (url.hostname, url.port or 443), url.hostname, url.path or "/"
         service = client.get("service") or {}
-        namespace, name = service.get("namespace"), service.get("name")
+        namespace, name = str(service.get("namespace") or ""), str(service.get("name") or "")
         found = self.lookup(ObjectKey("Service", namespace, name)) if namespace and name else None
         cluster_ip = ((found or {}).get("spec") or {}).get("clusterIP")
         if not cluster_ip or cluster_ip == "None":
             raise WebhookError(f'service "{namespace}/{name}" not found or has no cluster IP')
+        # kube-proxy rejects a connection to a service without endpoints at once; without them, say so rather
+        # than wait for a connection nothing answers.
+        endpoints = self.lookup(ObjectKey("Endpoints", namespace, name)) or {}
+        if not any(subset.get("addresses") for subset in endpoints.get("subsets") or []):
+            raise WebhookError(f'no endpoints available for service "{name}"')
         return (cluster_ip, int(service.get("port") or 443)), f"{name}.{namespace}.svc", str(service.get("path") or "/")

@@ -9,6 +9,7 @@ import json
 import re
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -233,3 +234,18 @@ def test_json_patch_errors(patch: list[Obj]) -> None:
 ])
 def test_label_selectors(selector: Obj | None, labels: dict[str, str], matches: bool) -> None:
     assert label_selector_matches(selector, labels) == matches
+
+
+def test_a_service_without_endpoints_fails_the_call_at_once(embedded_api: EmbeddedApi, webhook: Webhook) -> None:
+    """As kube-proxy rejects a connection to a service without endpoints: no wait for the webhook's timeout."""
+    embedded_api.server.store.put({"apiVersion": "v1", "kind": "Service",
+                                   "metadata": {"name": "istio-sidecar-injector", "namespace": "default"},
+                                   "spec": {"clusterIP": "10.250.0.10", "ports": [{"port": 443}]}})
+    config = configuration(webhook.url, webhook.ca_bundle)
+    config["webhooks"][0]["clientConfig"] = {"caBundle": webhook.ca_bundle, "service": {
+        "name": "istio-sidecar-injector", "namespace": "default", "path": "/inject"}}
+    kube = install(embedded_api, config)
+    started = time.monotonic()
+    with pytest.raises(ClusterError, match='no endpoints available for service "istio-sidecar-injector"'):
+        create_pod(kube, LABELLED)
+    assert time.monotonic() - started < 5
