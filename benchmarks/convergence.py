@@ -18,9 +18,10 @@ import time
 import requests
 
 from pytest_nginmesh.bookinfo import reviews_version
-from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.node import local_cluster
+from pytest_nginmesh.cluster.published_versions import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.settings import Settings, settings_from_env

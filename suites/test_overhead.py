@@ -98,13 +98,16 @@ def arms(mesh_cluster: Cluster, module_namespace: str, nginmesh_settings: Settin
             deployment("client-mesh", ns, CLIENT_IMAGE, "client", False)]
     baseline = [deployment("server-baseline", ns, SERVER_IMAGE, "server", True),
                 deployment("client-baseline", ns, CLIENT_IMAGE, "client", True)]
-    mesh_cluster.apply([service("server-mesh", ns), service("server-baseline", ns), *mesh])
-    pods = mesh_cluster.wait_pods_ready(ns, timeouts.pod_ready, minimum=2)
-    if nginmesh_settings.baseline_proxy_image:
-        by_app = {p["metadata"]["labels"]["app"]: p for p in pods}
+    services = [service("server-mesh", ns), service("server-baseline", ns)]
+    if nginmesh_settings.baseline_proxy_image:  # the baseline pair copies the sidecars the injector gave
+        mesh_cluster.apply([*services, *mesh])
+        by_app = {p["metadata"]["labels"]["app"]: p
+                  for p in mesh_cluster.wait_pods_ready(ns, timeouts.pod_ready, minimum=2)}
         baseline = [with_baseline_sidecar(baseline[0], by_app["server-mesh"], nginmesh_settings.baseline_proxy_image),
                     with_baseline_sidecar(baseline[1], by_app["client-mesh"], nginmesh_settings.baseline_proxy_image)]
-    mesh_cluster.apply(baseline)
+        mesh_cluster.apply(baseline)
+    else:
+        mesh_cluster.apply([*services, *mesh, *baseline])
     pods = mesh_cluster.wait_pods_ready(ns, timeouts.pod_ready, minimum=4)
     mesh_cluster.wait_converged(timeouts.convergence)
     client = {p["metadata"]["labels"]["app"]: str(p["metadata"]["name"]) for p in pods}

@@ -9,14 +9,14 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from ..cluster.k8s import (
+from ..cluster.local.catalogue import is_proxy
+from ..cluster.published_versions import (
     MESH_VERSION_KEY,
     PROXY_STATUS_CONFIGMAP,
     PROXY_STATUS_NAMESPACE,
     PROXY_STATUS_OBSERVED,
     PROXY_STATUS_WATCHED,
 )
-from ..cluster.local.catalogue import is_proxy
 from ..errors import ForbiddenError
 from ..kube import Obj
 

@@ -15,7 +15,7 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from ..cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
+from ..cluster.published_versions import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
 from ..errors import ClusterError, ForbiddenError, ManifestError, NginmeshError, NotFoundError
 from ..kube import Obj
 from ..mesh.istio_crds import istio_crds

@@ -11,13 +11,9 @@ import requests
 from pytest_nginmesh.bookinfo import reviews_sampler
 from pytest_nginmesh.checks.routing import check_weights
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.k8s import (
-    MESH_VERSION_KEY,
-    PROXY_STATUS_CONFIGMAP,
-    PROXY_STATUS_OBSERVED,
-    KubernetesCluster,
-)
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local.catalogue import is_proxy
+from pytest_nginmesh.cluster.published_versions import MESH_VERSION_KEY, PROXY_STATUS_CONFIGMAP, PROXY_STATUS_OBSERVED
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.manifests import load_fixture
 from pytest_nginmesh.settings import Settings

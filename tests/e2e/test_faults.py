@@ -19,14 +19,14 @@ from proxies import Proxy, alive, find_proxy, kill_master, orphans
 from seeding import pod_of
 
 from pytest_nginmesh.cluster.base import wait_for
-from pytest_nginmesh.cluster.k8s import (
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
+from pytest_nginmesh.cluster.local.network import pod_netns
+from pytest_nginmesh.cluster.published_versions import (
     MESH_VERSION_KEY,
     PROXY_STATUS_CONFIGMAP,
     PROXY_STATUS_NAMESPACE,
     PROXY_STATUS_OBSERVED,
-    KubernetesCluster,
 )
-from pytest_nginmesh.cluster.local.network import pod_netns
 from pytest_nginmesh.errors import WaitTimeout
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.injection import PROXY_CONTAINER

@@ -34,10 +34,11 @@ from seeding import assert_fails_with
 from test_convergence import assert_the_wait_closes_the_stale_window
 
 from pytest_nginmesh.bookinfo import BLACK_STARS, release_of_tag
-from pytest_nginmesh.cluster.k8s import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE, KubernetesCluster
+from pytest_nginmesh.cluster.k8s import KubernetesCluster
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.catalogue import repository, tag
 from pytest_nginmesh.cluster.local.node import LocalNode, local_cluster
+from pytest_nginmesh.cluster.published_versions import PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, MIXER_CONFIG_KEY, load_fixture, mixer_config_map

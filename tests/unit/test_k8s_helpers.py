@@ -11,13 +11,13 @@ from pytest_nginmesh.cluster.k8s import (
     LAST_APPLIED,
     last_applied,
     load_balancer_addresses,
-    published_convergence,
     serves_traffic,
     target_port,
     three_way_patch,
     with_last_applied,
 )
 from pytest_nginmesh.cluster.kubeapi import status_error
+from pytest_nginmesh.cluster.published_versions import published_convergence
 from pytest_nginmesh.errors import ClusterError, NotFoundError
 from pytest_nginmesh.kube import Obj
 from pytest_nginmesh.mesh.release_install import INSTALLATION_LABEL, labelled, override_images, workload_count

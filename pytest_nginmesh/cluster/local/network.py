@@ -14,6 +14,11 @@ from . import system
 
 GATEWAY = "169.254.1.1"
 ETC_NETNS = Path("/etc/netns")
+# Names resolve through each pod's /etc/hosts; no cluster DNS runs, and a pod never asks the host's nameserver
+# (outside every namespace the cluster made). A lookup /etc/hosts cannot answer fails at once (nothing listens on
+# the pod's own port 53) instead of after the resolver's 5 s timeout: Python's HTTPServer, for one, looks up its
+# bind address's name as it starts.
+POD_RESOLV_CONF = "nameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n"
 MASQ_MARK = "0x4000/0x4000"
 
 
@@ -208,6 +213,8 @@ class NodeNetwork:
                    input=service_nat_rules(ports, self.addresses.node_ip))
 
     def write_hosts(self, netns: str, pod_name: str, pod_ip: str, names: dict[str, list[str]]) -> None:
+        """The pod's /etc/hosts (its own name and every Service's), and once its /etc/resolv.conf
+        (POD_RESOLV_CONF), both bound in place by ``ip netns exec``."""
         lines = ["127.0.0.1\tlocalhost", "::1\tlocalhost ip6-localhost ip6-loopback", f"{pod_ip}\t{pod_name}"]
         lines += [f"{ip}\t{' '.join(aliases)}" for ip, aliases in sorted(names.items())]
         directory = ETC_NETNS / netns
@@ -217,6 +224,9 @@ class NodeNetwork:
             try:
                 temporary.write_text("\n".join(lines) + "\n")
                 temporary.replace(directory / "hosts")
+                resolv = directory / "resolv.conf"
+                if not resolv.exists():
+                    resolv.write_text(POD_RESOLV_CONF)
                 return
             except FileNotFoundError:
                 if attempt == 2:

@@ -12,18 +12,15 @@ import time
 import pytest
 from embedded_api import EmbeddedApi
 
-from pytest_nginmesh.cluster.k8s import (
-    DEBUG_NAMESPACE,
-    DEBUG_POD_LIFETIME,
+from pytest_nginmesh.cluster.k8s import DEBUG_NAMESPACE, DEBUG_POD_LIFETIME, KubernetesCluster, debug_pod_name
+from pytest_nginmesh.cluster.local.network import Addresses
+from pytest_nginmesh.cluster.provider import preflight
+from pytest_nginmesh.cluster.published_versions import (
     PROXY_STATUS_CONFIGMAP,
     PROXY_STATUS_NAMESPACE,
     PROXY_STATUS_OBSERVED,
     PROXY_STATUS_WATCHED,
-    KubernetesCluster,
-    debug_pod_name,
 )
-from pytest_nginmesh.cluster.local.network import Addresses
-from pytest_nginmesh.cluster.provider import preflight
 from pytest_nginmesh.cluster.versions import INITIALIZERS_REMOVED
 from pytest_nginmesh.errors import ClusterError, NotFoundError, WaitTimeout
 from pytest_nginmesh.kube import Obj, ObjectKey, read_manifest_file
