@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import threading
 import uuid
 from types import TracebackType
@@ -112,6 +113,17 @@ def marker_count(cluster: Cluster, namespace: str, pod: str, container: str, mar
     return sum(1 for line in cluster.logs(namespace, pod, container).splitlines() if marker in line)
 
 
+def dropped_before_answering(error: BaseException) -> bool:
+    """Whether a request failed because the server closed the connection without a byte of response."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, (http.client.RemoteDisconnected, ConnectionResetError)):
+            return True
+        seen = seen.__cause__ or seen.__context__ or (seen.args[1] if len(seen.args) > 1 and
+                                                       isinstance(seen.args[1], BaseException) else None)
+    return False
+
+
 class SessionPerThread:
     """HTTP sessions for requests sent from several threads at once (route sampling): each thread gets a
     ``requests.Session`` of its own, as requests promises no thread safety for one; ``close`` closes them all."""
@@ -122,14 +134,23 @@ class SessionPerThread:
         self._lock = threading.Lock()
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
+        import requests
+
         session = getattr(self._local, "session", None)
         if session is None:
-            import requests
-
             session = self._local.session = requests.Session()
             with self._lock:
                 self._sessions.append(session)
-        return session.get(url, **kwargs)
+        try:
+            return session.get(url, **kwargs)
+        except requests.ConnectionError as e:
+            if not dropped_before_answering(e):
+                raise
+            # The server closed a kept-alive connection as the request went out (NGINX retires its idle
+            # connections when a reload replaces its workers): nothing was answered, so the GET goes again
+            # on a new connection, as Go's http.Transport and browsers retry an idempotent request on a
+            # reused connection that closes before any response.
+            return session.get(url, **kwargs)
 
     def close(self) -> None:
         with self._lock:
