@@ -61,3 +61,13 @@ class HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
     request_queue_size = 511
+
+
+def serve_until_stopped(server: HttpServer, stop: threading.Event, banner: str) -> int:
+    """Serve from a thread, say ``banner`` once serving, and shut down when ``stop`` is set (SIGTERM): the
+    main loop of a program that only serves."""
+    threading.Thread(target=server.serve_forever, name="serve", daemon=True).start()
+    print(banner, flush=True)
+    stop.wait()
+    server.shutdown()
+    return 0

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from ..checks.metrics import ISTIO_0_3, MetricNames
-from ._common import HttpServer, stop_event
+from ._common import HttpServer, serve_until_stopped, stop_event
 
 LABELS = ("source_service", "source_version", "destination_service", "destination_version", "response_code")
 PROMETHEUS_CONFIG = "prometheus.json"  # the Prometheus handler in the config store (mesh/manifests.py renders it)
@@ -178,12 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     sock.bind(("0.0.0.0", args.reportPort))
     threading.Thread(target=receive, args=(sock, metrics), name="reports", daemon=True).start()
     server = HttpServer(("0.0.0.0", args.prometheusPort), handler_for(metrics))
-    print(f"mixer: reports on udp/{args.reportPort}, metrics on :{args.prometheusPort}/metrics", flush=True)
-    stop = stop_event()
-    threading.Thread(target=server.serve_forever, name="prometheus", daemon=True).start()
-    stop.wait()
-    server.shutdown()
-    return 0
+    return serve_until_stopped(server, stop_event(), f"mixer: reports on udp/{args.reportPort}, metrics on "
+                                                     f":{args.prometheusPort}/metrics")
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler
 
-from ._common import HttpServer, send_json, stop_event
+from ._common import HttpServer, send_json, serve_until_stopped, stop_event
 
 MONGODB_PORT = 27017
 DATABASES: dict[str, dict[str, list[dict[str, object]]]] = {"test": {"ratings": [{"rating": 5}, {"rating": 4}]}}
@@ -35,13 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mongodb")
     parser.add_argument("--port", type=int, default=MONGODB_PORT)
     args, _ = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    stop = stop_event()
     server = HttpServer(("0.0.0.0", args.port), Collections)
-    print(f"mongodb: serving {', '.join(DATABASES)} on :{args.port}", flush=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    stop.wait()
-    server.shutdown()
-    return 0
+    return serve_until_stopped(server, stop_event(), f"mongodb: serving {', '.join(DATABASES)} on :{args.port}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from ..mesh.istio_crds import istio_crds
 from ..mesh.manifests import AGENT_CONFIG_KEY, AGENT_CONFIG_MAP, AGENT_CONFIG_PATH, CONTROL_PLANE_NAMESPACE, AgentConfig
 from ..mesh.proxy_status import ACK_PATH, AckBook, ProxyAck, status_config_map, status_data
 from ..mesh.snapshot import WATCHED, MeshCache
-from ._common import HttpServer, send_json, stop_event
+from ._common import HttpServer, send_json, serve_until_stopped, stop_event
 from ._kubeclient import ConflictError, KubeClient
 
 MESH_PATH = "/v1/mesh"
@@ -215,12 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=pilot.watch, args=(kind,), name=f"watch-{kind}", daemon=True).start()
     threading.Thread(target=pilot.publish, name="publish", daemon=True).start()
     server = HttpServer(("0.0.0.0", args.port), discovery_handler(pilot))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     publishing = "publishing the proxies' acks" if pilot.versioned_push else "publishing no proxy status"
-    print(f"pilot: serving discovery on :{args.port}, {publishing}", flush=True)
-    stop.wait()
-    server.shutdown()
-    return 0
+    return serve_until_stopped(server, stop, f"pilot: serving discovery on :{args.port}, {publishing}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import copy
 import json
 import ssl
 import sys
-import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from ..injection_policy import STATUS_ANNOTATION, InjectionPolicy, ProxyArgs
 from ..kube import Obj, annotations_of
 from ..mesh.injection import InjectConfig, MeshConfig, inject
 from ..profiles import WEBHOOK_POLICY, injector_args
-from ._common import HttpServer, send_json, stop_event
+from ._common import HttpServer, send_json, serve_until_stopped, stop_event
 
 INJECT_PATH = "/inject"
 MAX_REVIEW_BYTES = 3 * 1024 * 1024  # the API server's own request limit
@@ -115,11 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     server = HttpServer(("0.0.0.0", args.port), webhook_handler(injector))
     server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    print(f"sidecar-injector: serving {INJECT_PATH} on :{args.port}, injecting as Istio {args.image_tag}", flush=True)
-    stop.wait()
-    server.shutdown()
-    return 0
+    return serve_until_stopped(server, stop, f"sidecar-injector: serving {INJECT_PATH} on :{args.port}, "
+                                             f"injecting as Istio {args.image_tag}")
 
 
 if __name__ == "__main__":
