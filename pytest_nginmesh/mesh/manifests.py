@@ -146,13 +146,15 @@ def webhook_injector(profile: Profile) -> list[Obj]:
     caBundle): its Service, serving Secret, Deployment and MutatingWebhookConfiguration (last: pods are sent to
     it only from then on), and the Bookinfo namespace labelled for injection, as its README says to. The
     Deployment runs without the release's exec probes (they run the injector binary)."""
-    names: list[x509.GeneralName] = [x509.DNSName(f"{WEBHOOK_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc")]
-    ca_pem, cert_pem, key_pem = issue("nginmesh-webhook-ca", f"{WEBHOOK_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc",
-                                      names)
+    host = f"{WEBHOOK_SERVICE}.{CONTROL_PLANE_NAMESPACE}.svc"
+    ca_pem, cert_pem, key_pem = issue("nginmesh-webhook-ca", host, [x509.DNSName(host)])
     meta = {"namespace": CONTROL_PLANE_NAMESPACE, "labels": {"istio": "sidecar-injector"}}
+    if profile.injection_policy.namespace_label is None:
+        raise ManifestError(f"profile {profile.name} names no namespace label for its webhook to select")
+    selected = dict([profile.injection_policy.namespace_label])
     return [
         {"apiVersion": "v1", "kind": "Namespace",
-         "metadata": {"name": BOOKINFO_NAMESPACE, "labels": {"istio-injection": "enabled"}}},
+         "metadata": {"name": BOOKINFO_NAMESPACE, "labels": selected}},
         {"apiVersion": "v1", "kind": "Secret",
          "metadata": {"name": WEBHOOK_CERTS, "namespace": CONTROL_PLANE_NAMESPACE},
          "type": "Opaque", "data": {"cert.pem": base64.b64encode(cert_pem).decode(),
@@ -183,7 +185,7 @@ def webhook_injector(profile: Profile) -> list[Obj]:
                        "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
                                   "resources": ["pods"]}],
                        "failurePolicy": "Fail",
-                       "namespaceSelector": {"matchLabels": {"istio-injection": "enabled"}}}]},
+                       "namespaceSelector": {"matchLabels": selected}}]},
     ]
 
 
