@@ -149,6 +149,7 @@ class Agent:
         self.rejected: tuple[str, str] | None = None
         self.report_problem = ""
         self.stop = stop_event()
+        self.applying = threading.Lock()  # no NGINX is started or reloaded once shutdown has begun
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (self.proxy.directory / "tmp" / sub).mkdir(parents=True, exist_ok=True)
 
@@ -232,7 +233,7 @@ class Agent:
 
     def watch_master(self) -> None:
         """End the agent at once when its NGINX master dies, so the kubelet restarts the container. The main
-        thread may be blocked for seconds (a Pilot request, a reload wait), hence a thread and ``os._exit``."""
+        thread may be blocked for seconds (a reload wait at shutdown), hence a thread and ``os._exit``."""
         while True:
             nginx = self.nginx
             # Read whether nginx is gone before whether we are stopping: shutdown sets the stop event first.
@@ -242,11 +243,21 @@ class Agent:
             time.sleep(MASTER_POLL)
 
     def run(self) -> int:
-        stop = self.stop
+        """Poll Pilot from a thread until SIGTERM: a long poll blocks in a read that a signal does not end, and
+        a stopped pod must go at once, as the release's agent (a Go program that dies on SIGTERM) does."""
         servers = [serve(DELAY_PORT, DelayHandler, "delays"), serve(STATUS_PORT, status_handler(self), "status")]
         threading.Thread(target=self.watch_master, name="master", daemon=True).start()
+        threading.Thread(target=self.poll_pilot, name="pilot", daemon=True).start()
+        self.stop.wait()
+        for server in servers:
+            server.shutdown()
+        with self.applying:
+            self.shutdown()
+        return 0
+
+    def poll_pilot(self) -> None:
         failing = False
-        while not stop.is_set():
+        while not self.stop.is_set():
             try:
                 snapshot = get_json(self.mesh_url(), timeout=self.refresh + 2.0)
                 failing = False
@@ -257,18 +268,17 @@ class Agent:
             else:
                 assert isinstance(snapshot, dict)
                 wanted = str(snapshot.get("version", ""))
-                if wanted != self.version and (self.rejected is None or self.rejected[0] != wanted):
-                    self.apply(snapshot)
+                with self.applying:
+                    if self.stop.is_set():
+                        return
+                    if wanted != self.version and (self.rejected is None or self.rejected[0] != wanted):
+                        self.apply(snapshot)
                 if self.versioned_push and (self.version or self.rejected):
                     self.report()
                 settled = wanted == self.version or (self.rejected is not None and self.rejected[0] == wanted)
                 if self.versioned_push and settled:
                     continue  # Pilot holds the next poll until a change or for the refresh period
-            stop.wait(self.refresh)
-        for server in servers:
-            server.shutdown()
-        self.shutdown()
-        return 0
+            self.stop.wait(self.refresh)
 
     def mesh_url(self) -> str:
         """Pilot's mesh snapshot; with long polls, answered once it differs from the version this proxy runs
