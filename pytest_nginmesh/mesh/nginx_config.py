@@ -19,6 +19,7 @@ from .nginx_routes import (
     applicable_rules,
     parse_rules,
     proxy_headers,
+    quote,
     report_format,
     report_log,
     service_fqdn,
@@ -228,15 +229,20 @@ def _backend_port(service: Snapshot | None, backend: Snapshot) -> int | None:
 
 
 def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[str]) -> list[str]:
+    """One server for the Ingress rules without a host (the default server) and one per host named: Istio's
+    ingress matches a rule's host exactly on the request's authority (istio/pilot
+    platform/kube/ingress/conversion.go, createIngressRule; proxy/envoy/ingress.go groups the rules by host,
+    "*" for none)."""
     services = {(s["namespace"], s["name"]): s for s in snapshot.get("services", [])}
-    locations = []
-    catch_all = 'return 404 "no ingress rule for $uri\\n";'
+    locations: dict[str, list[str]] = {"": []}
+    catch_alls: dict[str, str] = {}
     for ingress in snapshot.get("ingresses", []):
         annotations = ingress["metadata"].get("annotations") or {}
         if annotations.get("kubernetes.io/ingress.class", "istio") != "istio":
             continue
         namespace = ingress["metadata"].get("namespace", "default")
         for rule in ingress.get("spec", {}).get("rules") or []:
+            host = str(rule.get("host") or "")
             for path in (rule.get("http") or {}).get("paths") or []:
                 backend = path.get("backend") or {}
                 port = _backend_port(services.get((namespace, backend.get("serviceName"))), backend)
@@ -247,17 +253,22 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[st
                     target = f"rewrite ^ /.nginmesh/{key} last;"
                 raw = path.get("path", "/")
                 if raw == "/.*":  # Istio 0.3.0's bookinfo.yaml (samples/bookinfo/kube): everything, in place of the 404
-                    catch_all = target
+                    catch_alls[host] = target
                 elif raw.endswith(".*"):
-                    locations.append(f"    location {raw[:-2]} {{ {target} }}")
+                    locations.setdefault(host, []).append(f"    location {raw[:-2]} {{ {target} }}")
                 else:
-                    locations.append(f"    location = {raw} {{ {target} }}")
-    return [
-        "  server {",
-        f"    listen {proxy.ingress_port} default_server;",
-        "    set $nginmesh_direction ingress;",
-        *sorted(set(locations)),
-        f"    location / {{ {catch_all} }}",
-        *service_locations,
-        "  }",
-    ]
+                    locations.setdefault(host, []).append(f"    location = {raw} {{ {target} }}")
+    lines = []
+    for host in sorted(locations):
+        catch_all = catch_alls.get(host, 'return 404 "no ingress rule for $uri\\n";')
+        lines += [
+            "  server {",
+            f"    listen {proxy.ingress_port}{' default_server' if not host else ''};",
+            *([f"    server_name {quote(host)};"] if host else []),
+            "    set $nginmesh_direction ingress;",
+            *sorted(set(locations[host])),
+            f"    location / {{ {catch_all} }}",
+            *service_locations,
+            "  }",
+        ]
+    return lines

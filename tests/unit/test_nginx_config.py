@@ -390,6 +390,40 @@ def test_ingress_path_dot_star_replaces_the_404_location(snapshot: Snapshot, gat
     assert "no ingress rule" not in config
 
 
+def hosted_copy(gateway: Obj, namespace: str, host: str) -> Obj:
+    """The Bookinfo Ingress in another namespace, its rules for one host only."""
+    copied = copy.deepcopy(gateway)
+    copied["metadata"]["namespace"] = namespace
+    for rule in copied["spec"]["rules"]:
+        rule["host"] = host
+    return copied
+
+
+def test_ingress_rules_with_a_host_get_a_server_of_their_own(snapshot: Snapshot, gateway: Obj,
+                                                             proxy_dir: Path) -> None:
+    snapshot["services"].append(service("productpage", "copy", 9080, [("10.213.0.12", "productpage-v1-fffff", 9080)]))
+    snapshot["ingresses"].append(hosted_copy(gateway, "copy", "copy.nginmesh.test"))
+    lines = render(snapshot, ingress(proxy_dir)).splitlines()
+    bodies = [block("\n".join(lines[i:]), "server {") for i, line in enumerate(lines) if line.strip() == "server {"]
+    servers = [body for body in bodies if "set $nginmesh_direction ingress;" in body]
+    hosted = [body for body in servers if 'server_name "copy.nginmesh.test";' in body]
+    default = [body for body in servers if "listen 80 default_server;" in body]
+    assert len(hosted) == 1 and len(default) == 1 and len(servers) == 2
+    own = f"location = /productpage {{ rewrite ^ /.nginmesh/{upstream_name('copy', 'productpage', 9080)} last; }}"
+    assert own in hosted[0] and own not in default[0]
+    assert "location = /productpage { rewrite ^ /.nginmesh/svc__default__productpage__9080 last; }" in default[0]
+    assert any(line.startswith("location / { return 404") for line in hosted[0])
+
+
+@needs_nginx
+def test_ingress_with_hosted_rules_passes_nginx_t(snapshot: Snapshot, gateway: Obj, proxy_dir: Path,
+                                                  pod_netns: Callable[[str | None], str]) -> None:
+    snapshot["ingresses"] += [hosted_copy(gateway, "default", "a.nginmesh.test"),
+                              hosted_copy(catch_all_gateway(gateway), "default", "b.nginmesh.test")]
+    result = nginx_test(pod_netns(None), write(ingress(proxy_dir), snapshot), proxy_dir)
+    assert result.returncode == 0, result.stderr
+
+
 @needs_nginx
 def test_ingress_with_a_dot_star_path_passes_nginx_t(snapshot: Snapshot, gateway: Obj, proxy_dir: Path,
                                                      pod_netns: Callable[[str | None], str]) -> None:
