@@ -27,11 +27,11 @@ from .convert import SUCCESSORS, served_version_of
 from .kubeapi import KubeApi, Resource, as_obj
 from .published_versions import (
     PROXY_STATUS_CONFIGMAP,
-    PROXY_STATUS_LAG,
     PROXY_STATUS_NAMESPACE,
     PROXY_STATUS_POLL_INTERVAL,
     published_convergence,
     unseen_writes,
+    watched_collections,
 )
 from .tunnels import PortForward, ServiceProxy
 
@@ -341,25 +341,36 @@ class KubernetesCluster(Cluster):
     # -- data plane ---------------------------------------------------------------------------------
     def wait_converged(self, timeout: float) -> None:
         """Through the config versions the proxies publish (PROXY_STATUS_CONFIGMAP) where the control plane
-        publishes them, judged on a status read at least PROXY_STATUS_LAG after this call began (so it shows
-        every change made before the call); elsewhere (real Nginmesh) by the configurations themselves staying
-        the same."""
+        publishes them, once it has seen every change made before this call to the collections it watches (this
+        adapter's writes, and what the collections show of others'); elsewhere (real Nginmesh) by the
+        configurations themselves staying the same."""
         began = time.monotonic()
-        if self._proxy_status() is not None:
-            time.sleep(max(0.0, began + PROXY_STATUS_LAG - time.monotonic()))
-            self._wait_published(max(0.0, timeout - (time.monotonic() - began)))
+        status = self._proxy_status()
+        if status is not None:
+            self._wait_published(max(0.0, timeout - (time.monotonic() - began)), self._changes_so_far(status))
         else:
             self._wait_stable_configs(timeout)
 
     def _proxy_status(self) -> Obj | None:
         return self.get("ConfigMap", PROXY_STATUS_CONFIGMAP, PROXY_STATUS_NAMESPACE)
 
-    def _wait_published(self, timeout: float) -> None:
+    def _changes_so_far(self, proxy_status: Obj) -> dict[str, int]:
+        """The latest resourceVersion of each watched collection: this adapter's writes (deletions included) and
+        the objects the collection holds now, whoever wrote them."""
+        latest = dict(self._written)
+        for path in watched_collections(proxy_status):
+            items = self.api.request("GET", path).get("items") or []
+            versions = [int(v) for v in (str((i.get("metadata") or {}).get("resourceVersion", "")) for i in items)
+                        if v.isdigit()]
+            latest[path] = max([latest.get(path, 0), *versions])
+        return latest
+
+    def _wait_published(self, timeout: float, changes: dict[str, int]) -> None:
         def probe() -> tuple[str | None, str]:
             configmap = self._proxy_status()
             if configmap is None:
                 return None, f"configmap {PROXY_STATUS_NAMESPACE}/{PROXY_STATUS_CONFIGMAP} is gone"
-            unseen = unseen_writes(configmap, self._written)
+            unseen = unseen_writes(configmap, changes)
             if unseen:
                 return None, unseen
             return published_convergence(dict(configmap.get("data") or {}), self.list_pods())

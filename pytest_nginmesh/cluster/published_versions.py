@@ -17,30 +17,33 @@ from ..kube import Obj
 PROXY_STATUS_NAMESPACE, PROXY_STATUS_CONFIGMAP = "istio-system", "nginmesh-proxy-status"
 MESH_VERSION_KEY = "mesh-version"
 # Annotations of that ConfigMap: the highest resourceVersion the control plane had seen when it wrote it, of the
-# collections it watches (their API paths, comma-separated). This adapter's own writes to those collections are
-# judged exactly by them: the status shows a write once the observed resourceVersion reaches the write's.
+# collections it watches (their API paths, comma-separated). Writes to those collections are judged exactly by
+# them: the status shows a write once the observed resourceVersion reaches the write's. The adapter knows its own
+# writes' resourceVersions; others' (a controller's Endpoints once a pod is ready) it reads from the collections.
 PROXY_STATUS_OBSERVED = "nginmesh.io/observed-resource-version"
 PROXY_STATUS_WATCHED = "nginmesh.io/watched-collections"
 PROXY_STATUS_POLL_INTERVAL = 0.05
-# Changes others make just before a wait (a controller's: Endpoints once a pod is ready) have no resourceVersion
-# this adapter knows; the embedded cluster's Pilot publishes within 0.1 s of a change
-# (pytest_nginmesh/workloads/pilot.py), so a status read this long after the wait began shows them.
-PROXY_STATUS_LAG = 0.2
+
+
+def watched_collections(proxy_status: Obj) -> list[str]:
+    """The API paths of the collections the control plane that published ``proxy_status`` watches."""
+    annotations = (proxy_status.get("metadata") or {}).get("annotations") or {}
+    return [path for path in str(annotations.get(PROXY_STATUS_WATCHED, "")).split(",") if path]
 
 
 def unseen_writes(proxy_status: Obj, written: dict[str, int]) -> str:
     """What the control plane that published ``proxy_status`` has not seen yet of the writes ``written``
-    (collection path -> resourceVersion) to the collections it watches; "" when it has seen them all, or
+    (collection path -> latest resourceVersion) to the collections it watches; "" when it has seen them all, or
     publishes no resourceVersion."""
     annotations = (proxy_status.get("metadata") or {}).get("annotations") or {}
     observed = str(annotations.get(PROXY_STATUS_OBSERVED, ""))
     if not observed.isdigit():
         return ""
-    watched = set(str(annotations.get(PROXY_STATUS_WATCHED, "")).split(","))
+    watched = set(watched_collections(proxy_status))
     latest = max((version for path, version in written.items() if path in watched), default=0)
     if int(observed) >= latest:
         return ""
-    return f"the control plane has seen resourceVersion {observed}, not yet this client's write at {latest}"
+    return f"the control plane has seen resourceVersion {observed}, not yet the write at {latest}"
 
 
 def published_convergence(published: dict[str, str], pods: list[Obj]) -> tuple[str | None, str]:

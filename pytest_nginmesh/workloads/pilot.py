@@ -11,6 +11,7 @@ import contextlib
 import json
 import sys
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -30,6 +31,12 @@ MAX_LONG_POLL = 30.0
 WATCH_SECONDS = 300
 RETRY_PERIOD = 0.5
 MAX_ACK_BYTES = 64 * 1024
+# Istio's Pilot (1.1 on) holds a push until its config events have been quiet for PILOT_DEBOUNCE_AFTER (100 ms),
+# at most PILOT_DEBOUNCE_MAX (10 s) after the first (istio/istio pilot/pkg/features/pilot.go), so that a burst of
+# writes (a file of rules applied object by object, a rollout's endpoint updates) becomes one push rather than one
+# per object. The local Pilot does the same, with a quiet period fit for one small cluster's writes (~20 ms apart).
+DEBOUNCE_AFTER = 0.05
+DEBOUNCE_MAX = 1.0
 CRD_PATH = "/apis/apiextensions.k8s.io/v1beta1/customresourcedefinitions"
 STATUS_PATH = f"/api/v1/namespaces/{PROXY_STATUS_NAMESPACE}/configmaps/{PROXY_STATUS_CONFIGMAP}"
 
@@ -44,6 +51,7 @@ class Pilot:
         self.cache = MeshCache()
         self.acks = AckBook()
         self.dirty = threading.Event()
+        self.last_config_event = 0.0  # time.monotonic() of the latest watch event
         self.current: Obj | None = None  # the snapshot served now, once every kind is listed
         self.changed = threading.Condition()
 
@@ -60,15 +68,30 @@ class Pilot:
             try:
                 listing = self.api.request("GET", path)
                 self.cache.replace(kind, listing.get("items") or [], listing["metadata"]["resourceVersion"])
-                self.dirty.set()
+                self.config_changed()
                 for event_type, obj in self.api.watch(path, listing["metadata"]["resourceVersion"], WATCH_SECONDS):
                     self.cache.apply(kind, event_type, obj)
-                    self.dirty.set()
+                    self.config_changed()
                     if self.stop.is_set():
                         return
             except NginmeshError as e:
                 print(f"pilot: {kind}: {e}", flush=True)
                 self.stop.wait(RETRY_PERIOD)
+
+    def config_changed(self) -> None:
+        self.last_config_event = time.monotonic()
+        self.dirty.set()
+
+    def debounce(self) -> None:
+        """Return once config events have been quiet for DEBOUNCE_AFTER, or DEBOUNCE_MAX after this call (at
+        once when the latest is older: an ack alone is published without delay)."""
+        started = time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            quiet_at = self.last_config_event + DEBOUNCE_AFTER
+            if now >= quiet_at or now >= started + DEBOUNCE_MAX:
+                return
+            self.stop.wait(min(quiet_at, started + DEBOUNCE_MAX) - now)
 
     @classmethod
     def for_twin(cls, api: KubeClient, stop: threading.Event) -> Pilot:
@@ -88,8 +111,8 @@ class Pilot:
             self.dirty.set()
 
     def publish(self) -> None:
-        """Whenever a watch or an ack changed something: rebuild the snapshot and write the ConfigMap when its
-        data or the resourceVersion Pilot has seen changed."""
+        """Whenever a watch (debounced) or an ack changed something: rebuild the snapshot and write the ConfigMap
+        when its data or the resourceVersion Pilot has seen changed."""
         published: tuple[dict[str, str], int] | None = None
         while not self.stop.is_set():
             if not self.dirty.wait(1.0):
@@ -97,6 +120,7 @@ class Pilot:
             if not self.cache.ready:  # a snapshot before every kind is listed would leave services or rules out
                 self.stop.wait(0.01)
                 continue
+            self.debounce()
             self.dirty.clear()
             observed = self.cache.observed  # read before the snapshot: the annotation never claims too much
             snapshot = self.cache.snapshot()
