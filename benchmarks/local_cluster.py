@@ -19,8 +19,9 @@ from pytest_nginmesh.cluster.base import Cluster
 from pytest_nginmesh.cluster.local import lifecycle
 from pytest_nginmesh.cluster.local.node import local_cluster
 from pytest_nginmesh.kube import Obj
+from pytest_nginmesh.mesh.bookinfo_instance import BookinfoInstance, wait_for_productpage
 from pytest_nginmesh.mesh.injection import INJECT_ANNOTATION
-from pytest_nginmesh.mesh.install import install_mesh, wait_for_productpage
+from pytest_nginmesh.mesh.install import install_mesh
 from pytest_nginmesh.mesh.manifests import BOOKINFO, BOOKINFO_DEPLOYMENTS, load_fixture
 from pytest_nginmesh.settings import Settings
 
@@ -55,7 +56,7 @@ def redeploy(cluster: Cluster, manifests: list[Obj], settings: Settings) -> None
     cluster.apply(manifests)
     cluster.wait_pods_ready("default", settings.timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
     cluster.wait_converged(settings.timeouts.pod_ready)
-    wait_for_productpage(cluster, settings.timeouts)
+    wait_for_productpage(BookinfoInstance.installed(cluster), settings.timeouts)
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import sys
 from collections.abc import Iterable
@@ -47,6 +48,19 @@ def key_of(obj: Obj, default_namespace: str = "default") -> ObjectKey:
     namespace = "" if kind in CLUSTER_SCOPED_KINDS else meta.get("namespace") or default_namespace
     return ObjectKey(kind, namespace, meta["name"])
 
+
+
+def in_namespace(objects: Iterable[Obj], namespace: str) -> list[Obj]:
+    """Copies of ``objects`` with every namespaced one that names no namespace placed in ``namespace``, as
+    ``kubectl apply -n`` places them."""
+    placed = []
+    for obj in objects:
+        copied = copy.deepcopy(obj)
+        meta = copied.setdefault("metadata", {})
+        if copied.get("kind") not in CLUSTER_SCOPED_KINDS and not meta.get("namespace"):
+            meta["namespace"] = namespace
+        placed.append(copied)
+    return placed
 
 # One apply is one request to the API server, and kube-apiserver takes request bodies of at most 3 MiB
 # (MaxRequestBodyBytes in kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/server/config.go).

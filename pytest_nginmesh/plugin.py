@@ -9,8 +9,6 @@ unless a cluster is brought up.
 from __future__ import annotations
 
 import contextlib
-import re
-import secrets
 import signal
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -33,13 +31,22 @@ from .settings import (
     parse_timeout_overrides,
     settings_from_env,
 )
-from .workers import is_worker, mesh_state, shared_cluster
+from .workers import (
+    EXCLUSIVE_MARKER,
+    EXCLUSIVE_MARKER_HELP,
+    is_first_worker,
+    is_worker,
+    mesh_state,
+    shared_cluster,
+    worker_id,
+)
 
 if TYPE_CHECKING:
     from .checks.sidecar import SidecarExpectations
     from .cluster.base import Cluster
     from .cluster.provider import Provider
     from .mesh.applied import AppliedObjects
+    from .mesh.bookinfo_instance import BookinfoInstance
 
 settings_key = pytest.StashKey[Settings]()
 provider_key: pytest.StashKey[Provider] = pytest.StashKey()
@@ -160,6 +167,7 @@ def build_settings(config: pytest.Config) -> Settings:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    config.addinivalue_line("markers", EXCLUSIVE_MARKER_HELP)
     try:
         implementation = parse_implementation(config.getini("nginmesh_implementation"), "nginmesh_implementation")
         config.stash[implementation_key] = parse_implementation(config.getoption("nginmesh_implementation"),
@@ -409,34 +417,35 @@ def mesh_cluster(nginmesh_settings: Settings, pytestconfig: pytest.Config) -> It
 
 @pytest.fixture(autouse=True)
 def nginmesh_mesh_state(request: pytest.FixtureRequest) -> Iterator[None]:
-    """Under pytest-xdist, a test that uses the mesh holds the cluster's mesh-state lock: exclusively when it
-    changes route rules (``mesh_rules``), shared otherwise, so no worker's rules meet another's traffic."""
+    """Under pytest-xdist, a test that uses the mesh holds the cluster's mesh-state lock: exclusively when
+    marked ``mesh_exclusive``, shared otherwise (each worker's route rules touch only its own Bookinfo)."""
     if "mesh_cluster" not in request.fixturenames or not is_worker(request.config):
         yield
         return
     settings = request.getfixturevalue("nginmesh_settings")
-    with mesh_state(request.config, settings, exclusive="mesh_rules" in request.fixturenames):
+    exclusive = request.node.get_closest_marker(EXCLUSIVE_MARKER) is not None
+    with mesh_state(request.config, settings, exclusive=exclusive):
         yield
 
 
-def label_value(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", text)[:63].strip("-_.")
+@pytest.fixture(scope="session")
+def bookinfo(mesh_cluster: Cluster, nginmesh_settings: Settings, pytestconfig: pytest.Config,
+             ) -> Iterator[BookinfoInstance]:
+    """The Bookinfo the session's tests use: the one installed with the mesh; under pytest-xdist, for every
+    worker after the first, the profile's Bookinfo copied into a namespace of the worker's own (removed
+    afterwards), which the ingress serves for a host of its own. Example::
 
+        def test_productpage(bookinfo):
+            page = requests.get(bookinfo.url("/productpage"), headers=bookinfo.headers)
+    """
+    from .mesh.bookinfo_instance import BookinfoInstance, bookinfo_copy
 
-@contextlib.contextmanager
-def namespace_of_its_own(cluster: Cluster, settings: Settings, owner: str) -> Iterator[str]:
-    """A fresh namespace (``owner`` in its ``test`` label), deleted afterwards, waiting until its pods are gone."""
-    name = f"nginmesh-{secrets.token_hex(4)}"
-    # Webhook releases inject only into namespaces labelled istio-injection=enabled; Initializers everywhere.
-    namespace = {"apiVersion": "v1", "kind": "Namespace",
-                 "metadata": {"name": name, "labels": {"created-by": "pytest-nginmesh", "istio-injection": "enabled",
-                                                       "test": label_value(owner)}}}
-    cluster.apply([namespace])
-    try:
-        yield name
-    finally:
-        cluster.delete([namespace])
-        cluster.wait_pods_gone(name, settings.timeouts.pod_ready)
+    if is_first_worker(pytestconfig):
+        yield BookinfoInstance.installed(mesh_cluster)
+        return
+    with bookinfo_copy(mesh_cluster, nginmesh_settings.mesh_profile, nginmesh_settings,
+                       f"bookinfo-{worker_id(pytestconfig)}") as instance:
+        yield instance
 
 
 @pytest.fixture
@@ -449,6 +458,8 @@ def isolated_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, reque
         def test_something(mesh_cluster, isolated_namespace):
             mesh_cluster.apply([...objects with metadata.namespace = isolated_namespace...])
     """
+    from .mesh.namespaces import namespace_of_its_own
+
     with namespace_of_its_own(mesh_cluster, nginmesh_settings, request.node.name) as name:
         yield name
 
@@ -458,14 +469,18 @@ def module_namespace(mesh_cluster: Cluster, nginmesh_settings: Settings, request
                      ) -> Iterator[str]:
     """A namespace shared by the tests of one module (for setup they only read, such as a client pod),
     deleted after the module, waiting until its pods are gone."""
+    from .mesh.namespaces import namespace_of_its_own
+
     with namespace_of_its_own(mesh_cluster, nginmesh_settings, request.module.__name__) as name:
         yield name
 
 
 @pytest.fixture
-def mesh_rules(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[AppliedObjects]:
-    """Apply route rules for one test; they are removed afterwards, and both times the data plane
-    is waited for (every proxy acknowledges the new config), never slept on.
+def mesh_rules(mesh_cluster: Cluster, bookinfo: BookinfoInstance, nginmesh_settings: Settings,
+               ) -> Iterator[AppliedObjects]:
+    """Apply route rules for one test, in the namespace of the session's Bookinfo unless they name one; they
+    are removed afterwards, and both times the data plane is waited for (every proxy acknowledges the new
+    config), never slept on.
 
     Example::
 
@@ -474,7 +489,7 @@ def mesh_rules(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[A
     """
     from .mesh.applied import AppliedObjects
 
-    applied = AppliedObjects(mesh_cluster, nginmesh_settings.timeouts.convergence)
+    applied = AppliedObjects(mesh_cluster, nginmesh_settings.timeouts.convergence, bookinfo.namespace)
     try:
         yield applied
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import threading
 import uuid
+from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -126,9 +127,11 @@ def dropped_before_answering(error: BaseException) -> bool:
 
 class SessionPerThread:
     """HTTP sessions for requests sent from several threads at once (route sampling): each thread gets a
-    ``requests.Session`` of its own, as requests promises no thread safety for one; ``close`` closes them all."""
+    ``requests.Session`` of its own, as requests promises no thread safety for one, sending ``headers`` with
+    every request; ``close`` closes them all."""
 
-    def __init__(self) -> None:
+    def __init__(self, headers: Mapping[str, str] | None = None) -> None:
+        self._headers = dict(headers or {})
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._lock = threading.Lock()
@@ -139,6 +142,7 @@ class SessionPerThread:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._local.session = requests.Session()
+            session.headers.update(self._headers)
             with self._lock:
                 self._sessions.append(session)
         try:

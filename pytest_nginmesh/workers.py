@@ -3,9 +3,10 @@
 The first worker that needs the mesh enters the usual cluster context (create or reuse) behind a file lock
 and owns it; the others enter it after, with ``keep_cluster`` so that they only attach. The owner leaves last:
 its session ends by waiting until every other worker that attached has left (or died), then its context
-tears down what it made. Tests that change mesh-wide state (route rules) hold an exclusive lock for their
-duration, every other test that uses the mesh a shared one: rules never meet traffic of another worker's test.
-Without xdist, none of this happens.
+tears down what it made. Every worker after the first tests a Bookinfo of its own in a namespace of its own
+(``mesh.bookinfo_instance``), so one worker's route rules never meet another's traffic and tests run side by
+side; a test marked ``mesh_exclusive`` (a measurement other traffic would distort) holds the mesh alone, every
+other test that uses the mesh holds it shared. Without xdist, none of this happens.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from .settings import Settings
 
 T = TypeVar("T")
 WAIT_INTERVAL = 0.2
+EXCLUSIVE_MARKER = "mesh_exclusive"
+EXCLUSIVE_MARKER_HELP = (f"{EXCLUSIVE_MARKER}: under pytest-xdist, no other worker's mesh test runs while this one "
+                         "does (for measurements that other traffic would distort)")
 
 
 def is_worker(config: pytest.Config) -> bool:
@@ -34,8 +38,14 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def worker_count(config: pytest.Config) -> int:
-    return int(getattr(config, "workerinput", {}).get("workercount", 1))
+def worker_id(config: pytest.Config) -> str:
+    """This worker's id (``gw0``, ``gw1``, …), or "" outside pytest-xdist."""
+    return str(getattr(config, "workerinput", {}).get("workerid", ""))
+
+
+def is_first_worker(config: pytest.Config) -> bool:
+    """Whether this process tests the Bookinfo installed with the mesh: without xdist, or as worker ``gw0``."""
+    return worker_id(config) in ("", "gw0")
 
 
 def coordination_path(settings: Settings, suffix: str) -> Path:

@@ -26,16 +26,14 @@ from pytest_nginmesh.checks.metrics import (
 )
 from pytest_nginmesh.cluster.base import Cluster, wait_for
 from pytest_nginmesh.mesh.applied import AppliedObjects
-from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE
+from pytest_nginmesh.mesh.bookinfo_instance import BookinfoInstance
 from pytest_nginmesh.profiles import Profile
 from pytest_nginmesh.settings import Settings
 from pytest_nginmesh.telemetry import quiet_baseline, scrape, settled_changes
 from pytest_nginmesh.traffic import new_marker, requests_with_python
 
 REQUESTS = 20
-PRODUCTPAGE = f"productpage.{BOOKINFO_NAMESPACE}.svc.cluster.local"
-REVIEWS = f"reviews.{BOOKINFO_NAMESPACE}.svc.cluster.local"
-RATINGS = f"ratings.{BOOKINFO_NAMESPACE}.svc.cluster.local"
+
 
 def labels(**values: str) -> frozenset[tuple[str, str]]:
     return frozenset(values.items())
@@ -91,14 +89,12 @@ def baseline(cluster: Cluster, names: MetricNames, client: Client, settings: Set
     return quiet_baseline(cluster, names, client.source, settings.timeouts.convergence)
 
 
-def send(cluster: Cluster, client: Client, url: str = f"http://productpage.{BOOKINFO_NAMESPACE}:9080/productpage",
-         count: int = REQUESTS) -> list[tuple[int, float]]:
-    """``count`` requests (productpage's by default) from the client pod, through its sidecar."""
+def send(cluster: Cluster, client: Client, url: str, count: int = REQUESTS) -> list[tuple[int, float]]:
+    """``count`` requests from the client pod, through its sidecar."""
     return requests_with_python(cluster, client.namespace, client.pod, "client", url, new_marker(), count)
 
 
-REVIEWS_URL = f"http://reviews.{BOOKINFO_NAMESPACE}:9080/reviews/0"
-RATINGS_URL = f"http://ratings.{BOOKINFO_NAMESPACE}:9080/ratings/0"
+PRODUCTPAGE_PATH, REVIEWS_PATH, RATINGS_PATH = "/productpage", "/reviews/0", "/ratings/0"
 
 
 def settle(cluster: Cluster, names: MetricNames, before: Scrape, want: dict[frozenset[tuple[str, str]], int],
@@ -109,59 +105,61 @@ def settle(cluster: Cluster, names: MetricNames, before: Scrape, want: dict[froz
 
 
 @pytest.mark.conformance(name="metrics-counted-once-with-exact-labels", features=["metrics"])
-def test_requests_are_counted_once_with_exact_labels(mesh_cluster: Cluster, client: Client,
+def test_requests_are_counted_once_with_exact_labels(mesh_cluster: Cluster, client: Client, bookinfo: BookinfoInstance,
                                                      names: MetricNames, nginmesh_settings: Settings) -> None:
     before = baseline(mesh_cluster, names, client, nginmesh_settings)
-    results = send(mesh_cluster, client) + send(mesh_cluster, client, REVIEWS_URL)
+    results = (send(mesh_cluster, client, bookinfo.service_url("productpage", PRODUCTPAGE_PATH))
+               + send(mesh_cluster, client, bookinfo.service_url("reviews", REVIEWS_PATH)))
     assert [status for status, _ in results] == [200] * 2 * REQUESTS
-    page = labels(**client.source, destination_service=PRODUCTPAGE, destination_version="v1",
+    page = labels(**client.source, destination_service=bookinfo.fqdn("productpage"), destination_version="v1",
                   response_code="200")
-    reviews = labels(**client.source, destination_service=REVIEWS, response_code="200")
+    reviews = labels(**client.source, destination_service=bookinfo.fqdn("reviews"), response_code="200")
     want = {page: REQUESTS, reviews: REQUESTS}
     changes = settle(mesh_cluster, names, before, want, client, nginmesh_settings)
     findings = check_request_counts(changes, names, want)
     assert not findings, explain(findings)
-    versions = split_by(changes, names.request_count, "destination_version", destination_service=REVIEWS)
+    versions = split_by(changes, names.request_count, "destination_version",
+                        destination_service=bookinfo.fqdn("reviews"))
     assert set(versions) == {"v1", "v2", "v3"}, f"reviews versions reported: {versions}"
 
 
 @pytest.mark.conformance(name="metrics-all-v1-reports-only-v1", features=["metrics", "routing-version"])
-def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client: Client,
+def test_an_all_v1_rule_shows_only_v1_for_reviews(mesh_cluster: Cluster, client: Client, bookinfo: BookinfoInstance,
                                                  mesh_rules: AppliedObjects, names: MetricNames,
                                                  nginmesh_settings: Settings) -> None:
     mesh_rules.apply("routes/route-rule-all-v1.yaml")
     before = baseline(mesh_cluster, names, client, nginmesh_settings)
-    send(mesh_cluster, client, REVIEWS_URL)
-    reviews = labels(**client.source, destination_service=REVIEWS, response_code="200")
+    send(mesh_cluster, client, bookinfo.service_url("reviews", REVIEWS_PATH))
+    reviews = labels(**client.source, destination_service=bookinfo.fqdn("reviews"), response_code="200")
     changes = settle(mesh_cluster, names, before, {reviews: REQUESTS}, client, nginmesh_settings)
-    versions = split_by(changes, names.request_count, "destination_version", destination_service=REVIEWS)
+    versions = split_by(changes, names.request_count, "destination_version",
+                        destination_service=bookinfo.fqdn("reviews"))
     assert versions == {"v1": REQUESTS}, f"reviews versions reported under all-v1: {versions}"
 
 
 @pytest.mark.conformance(name="metrics-fault-abort-counted-with-status", features=["metrics", "fault-abort"])
-def test_a_fault_abort_is_counted_with_its_status(mesh_cluster: Cluster, client: Client,
+def test_a_fault_abort_is_counted_with_its_status(mesh_cluster: Cluster, client: Client, bookinfo: BookinfoInstance,
                                                   mesh_rules: AppliedObjects, names: MetricNames,
                                                   nginmesh_settings: Settings) -> None:
     mesh_rules.apply({
-        "apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
-        "metadata": {"name": "ratings-abort", "namespace": BOOKINFO_NAMESPACE},
+        "apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule", "metadata": {"name": "ratings-abort"},
         "spec": {"destination": {"name": "ratings"}, "precedence": 3, "route": [{"labels": {"version": "v1"}}],
                  "httpFault": {"abort": {"percent": 100, "httpStatus": 503}}}})
     before = baseline(mesh_cluster, names, client, nginmesh_settings)
-    send(mesh_cluster, client, RATINGS_URL)
-    aborted = labels(**client.source, destination_service=RATINGS, response_code="503")
+    send(mesh_cluster, client, bookinfo.service_url("ratings", RATINGS_PATH))
+    aborted = labels(**client.source, destination_service=bookinfo.fqdn("ratings"), response_code="503")
     changes = settle(mesh_cluster, names, before, {aborted: REQUESTS}, client, nginmesh_settings)
     findings = check_request_counts(changes, names, {aborted: REQUESTS})
     assert not findings, explain(findings)
-    assert total(changes, names.request_count, destination_service=RATINGS, response_code="200") == 0
+    assert total(changes, names.request_count, destination_service=bookinfo.fqdn("ratings"), response_code="200") == 0
 
 
 @pytest.mark.conformance(name="metrics-durations-and-sizes", features=["metrics"])
-def test_durations_and_sizes_are_reported(mesh_cluster: Cluster, client: Client,
+def test_durations_and_sizes_are_reported(mesh_cluster: Cluster, client: Client, bookinfo: BookinfoInstance,
                                           names: MetricNames, nginmesh_settings: Settings) -> None:
     before = baseline(mesh_cluster, names, client, nginmesh_settings)
-    results = send(mesh_cluster, client)
-    page = {**client.source, "destination_service": PRODUCTPAGE, "response_code": "200"}
+    results = send(mesh_cluster, client, bookinfo.service_url("productpage", PRODUCTPAGE_PATH))
+    page = {**client.source, "destination_service": bookinfo.fqdn("productpage"), "response_code": "200"}
     changes = settle(mesh_cluster, names, before, {labels(**page): REQUESTS}, client,
                      nginmesh_settings)
     findings = (check_histogram(changes, names.request_duration, REQUESTS, **page)

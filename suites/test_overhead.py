@@ -141,6 +141,7 @@ def side_by_side(cluster: Cluster, arms: Arms, count: int) -> tuple[list[float],
 
 
 @pytest.mark.conformance(name="proxy-overhead-within-budget", features=["proxy-overhead"])
+@pytest.mark.mesh_exclusive
 def test_the_sidecars_add_no_more_latency_than_the_budget(mesh_cluster: Cluster, arms: Arms,
                                                           nginmesh_settings: Settings) -> None:
     def sample(count: int) -> tuple[list[float], list[float]]:

@@ -15,9 +15,10 @@ import pytest
 from pytest_nginmesh.bookinfo import REVIEWS_UNAVAILABLE, reviews_sampler, reviews_version
 from pytest_nginmesh.checks.routing import check_weights
 from pytest_nginmesh.cluster.base import Cluster
-from pytest_nginmesh.kube import Obj
+from pytest_nginmesh.kube import Obj, in_namespace
 from pytest_nginmesh.mesh.applied import AppliedObjects
-from pytest_nginmesh.mesh.manifests import BOOKINFO_NAMESPACE, load_fixture
+from pytest_nginmesh.mesh.bookinfo_instance import BookinfoInstance
+from pytest_nginmesh.mesh.manifests import load_fixture
 from pytest_nginmesh.profiles import Profile
 from pytest_nginmesh.settings import Settings
 from pytest_nginmesh.traffic import SessionPerThread, marker_count, new_marker, request_with_python
@@ -28,23 +29,21 @@ TEST_V2 = "routes/route-rule-reviews-test-v2.yaml"
 
 
 def rule(name: str, destination: str, **spec: object) -> Obj:
-    return {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule",
-            "metadata": {"name": name, "namespace": BOOKINFO_NAMESPACE},
+    """A RouteRule for the session's Bookinfo (``mesh_rules`` places it in its namespace)."""
+    return {"apiVersion": "config.istio.io/v1alpha2", "kind": "RouteRule", "metadata": {"name": name},
             "spec": {"destination": {"name": destination}, **spec}}
 
 
 @pytest.fixture
-def session() -> Iterator[SessionPerThread]:
-    """HTTP sessions for the test's requests, one per sampling thread."""
-    with SessionPerThread() as sessions:
+def session(bookinfo: BookinfoInstance) -> Iterator[SessionPerThread]:
+    """HTTP sessions for the test's requests to the session's Bookinfo, one per sampling thread."""
+    with SessionPerThread(bookinfo.headers) as sessions:
         yield sessions
 
 
-
-
 @pytest.fixture
-def productpage(mesh_cluster: Cluster) -> str:
-    return mesh_cluster.ingress_url() + "/productpage"
+def productpage(bookinfo: BookinfoInstance) -> str:
+    return bookinfo.url("/productpage")
 
 
 WeightJudge = Callable[..., None]
@@ -117,102 +116,96 @@ def test_the_rule_with_the_higher_precedence_wins(mesh_rules: AppliedObjects,
 
 
 @pytest.mark.conformance(name="routing-redirect-uri", features=["routing-redirect"])
-def test_redirect(mesh_rules: AppliedObjects, session: SessionPerThread, mesh_cluster: Cluster,
+def test_redirect(mesh_rules: AppliedObjects, session: SessionPerThread, bookinfo: BookinfoInstance,
                   mesh_profile: Profile) -> None:
     mesh_rules.apply(rule("productpage-redirect", "productpage", precedence=5,
                           match={"request": {"headers": {"uri": {"exact": "/api/v1/products"}}}},
                           redirect={"uri": "/productpage"}))
-    ingress = mesh_cluster.ingress_url()
-    response = session.get(ingress + "/api/v1/products", allow_redirects=False, timeout=10)
+    response = session.get(bookinfo.url("/api/v1/products"), allow_redirects=False, timeout=10)
     assert response.status_code == mesh_profile.redirect_status, response.text[:200]
     assert response.headers["Location"].endswith("/productpage")
-    assert session.get(ingress + "/productpage", allow_redirects=False, timeout=10).status_code == 200
+    assert session.get(bookinfo.url("/productpage"), allow_redirects=False, timeout=10).status_code == 200
 
 
 @pytest.mark.conformance(name="routing-rewrite-uri", features=["routing-rewrite"])
-def test_rewrite(mesh_rules: AppliedObjects, session: SessionPerThread, mesh_cluster: Cluster) -> None:
-    ingress = mesh_cluster.ingress_url()
-    assert session.get(ingress + "/api/v1/products", timeout=10).headers["Content-Type"].startswith(
+def test_rewrite(mesh_rules: AppliedObjects, session: SessionPerThread, bookinfo: BookinfoInstance) -> None:
+    assert session.get(bookinfo.url("/api/v1/products"), timeout=10).headers["Content-Type"].startswith(
         "application/json")
     mesh_rules.apply(rule("productpage-rewrite", "productpage", precedence=5,
                           match={"request": {"headers": {"uri": {"prefix": "/api/v1/products"}}}},
                           rewrite={"uri": "/productpage"}))
-    response = session.get(ingress + "/api/v1/products", timeout=10)
+    response = session.get(bookinfo.url("/api/v1/products"), timeout=10)
     assert response.status_code == 200
     assert "Simple Bookstore App" in response.text, "the rewritten request should reach /productpage"
 
 
 @pytest.fixture(scope="module")
-def httpbin(mesh_cluster: Cluster, nginmesh_settings: Settings) -> Iterator[str]:
+def httpbin(mesh_cluster: Cluster, bookinfo: BookinfoInstance, nginmesh_settings: Settings) -> Iterator[str]:
     """Istio's httpbin sample in the Bookinfo namespace, for the retry and timeout tests. Removed again
     however its setup ends: a failed or interrupted (Ctrl-C) wait leaves no httpbin behind."""
-    timeouts = nginmesh_settings.timeouts
-    manifests = load_fixture("httpbin/httpbin.yaml")
+    timeouts, namespace = nginmesh_settings.timeouts, bookinfo.namespace
+    manifests = in_namespace(load_fixture("httpbin/httpbin.yaml"), namespace)
     try:
         mesh_cluster.apply(manifests)
-        mesh_cluster.wait_pods_ready(BOOKINFO_NAMESPACE, timeouts.pod_ready, {"app": "httpbin"})
+        mesh_cluster.wait_pods_ready(namespace, timeouts.pod_ready, {"app": "httpbin"})
         mesh_cluster.wait_converged(timeouts.convergence)
-        yield next(p["metadata"]["name"] for p in mesh_cluster.pods(BOOKINFO_NAMESPACE, {"app": "httpbin"}))
+        yield next(p["metadata"]["name"] for p in mesh_cluster.pods(namespace, {"app": "httpbin"}))
     finally:
         mesh_cluster.delete(list(reversed(manifests)))
-        mesh_cluster.wait_pods_gone(BOOKINFO_NAMESPACE, timeouts.pod_ready, {"app": "httpbin"})
+        mesh_cluster.wait_pods_gone(namespace, timeouts.pod_ready, {"app": "httpbin"})
         mesh_cluster.wait_converged(timeouts.convergence)
 
 
-def productpage_pod(cluster: Cluster) -> str:
-    return str(cluster.pods(BOOKINFO_NAMESPACE, {"app": "productpage"})[0]["metadata"]["name"])
-
-
-def timed_request(cluster: Cluster, url: str, cookie: str = "") -> tuple[int, float, str]:
-    """GET from the productpage container (through its sidecar): status, seconds taken, marker."""
+def timed_request(cluster: Cluster, bookinfo: BookinfoInstance, url: str, cookie: str = "") -> tuple[int, float, str]:
+    """GET from Bookinfo's productpage container (through its sidecar): status, seconds taken, marker."""
+    pod = str(cluster.pods(bookinfo.namespace, {"app": "productpage"})[0]["metadata"]["name"])
     marker = new_marker()
     started = time.monotonic()
-    status = request_with_python(cluster, BOOKINFO_NAMESPACE, productpage_pod(cluster), "productpage", url, marker,
-                                 cookie)
+    status = request_with_python(cluster, bookinfo.namespace, pod, "productpage", url, marker, cookie)
     return status, time.monotonic() - started, marker
 
 
 @pytest.mark.conformance(name="routing-retries-simple", features=["routing-retries"])
-def test_retries(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str) -> None:
+def test_retries(mesh_rules: AppliedObjects, mesh_cluster: Cluster, bookinfo: BookinfoInstance, httpbin: str) -> None:
     url = "http://httpbin:8000/status/503"
-    status, _, marker = timed_request(mesh_cluster, url)
+    status, _, marker = timed_request(mesh_cluster, bookinfo, url)
     assert status == 503
-    assert marker_count(mesh_cluster, BOOKINFO_NAMESPACE, httpbin, "httpbin", marker) == 1, "no retries without a rule"
+    assert marker_count(mesh_cluster, bookinfo.namespace, httpbin, "httpbin", marker) == 1, "no retries without a rule"
     mesh_rules.apply(rule("httpbin-retry", "httpbin",
                           httpReqRetries={"simpleRetry": {"attempts": 2, "perTryTimeout": "5s"}}))
-    status, _, marker = timed_request(mesh_cluster, url)
+    status, _, marker = timed_request(mesh_cluster, bookinfo, url)
     assert status == 503
-    assert marker_count(mesh_cluster, BOOKINFO_NAMESPACE, httpbin, "httpbin", marker) == 3, "1 try + 2 retries"
+    assert marker_count(mesh_cluster, bookinfo.namespace, httpbin, "httpbin", marker) == 3, "1 try + 2 retries"
 
 
 @pytest.mark.conformance(name="routing-request-timeout-simple", features=["routing-request-timeout"])
-def test_request_timeout(mesh_rules: AppliedObjects, mesh_cluster: Cluster, httpbin: str) -> None:
+def test_request_timeout(mesh_rules: AppliedObjects, mesh_cluster: Cluster, bookinfo: BookinfoInstance,
+                         httpbin: str) -> None:
     url = "http://httpbin:8000/delay/3"
-    status, seconds, _ = timed_request(mesh_cluster, url)
+    status, seconds, _ = timed_request(mesh_cluster, bookinfo, url)
     assert status == 200 and seconds >= 3, f"without a rule: HTTP {status} after {seconds:.1f}s"
     mesh_rules.apply(rule("httpbin-timeout", "httpbin", httpReqTimeout={"simpleTimeout": {"timeout": "1s"}}))
-    status, seconds, _ = timed_request(mesh_cluster, url)
+    status, seconds, _ = timed_request(mesh_cluster, bookinfo, url)
     assert status == 504, f"a 1s timeout on a 3s request should answer 504, not {status}"
     assert 0.9 <= seconds < 2.5, f"the 1s timeout took {seconds:.2f}s"
 
 
 @pytest.mark.conformance(name="fault-abort-for-one-user", features=["fault-abort"])
 def test_fault_abort_for_jason_shows_on_the_page(mesh_rules: AppliedObjects, mesh_cluster: Cluster,
-                                                 mesh_profile: Profile, session: SessionPerThread,
-                                                 productpage: str) -> None:
-    bookinfo = mesh_profile.bookinfo
+                                                 bookinfo: BookinfoInstance, mesh_profile: Profile,
+                                                 session: SessionPerThread, productpage: str) -> None:
+    release = mesh_profile.bookinfo
     mesh_rules.apply(ALL_V1, rule("reviews-v2", "reviews", precedence=2, route=[{"labels": {"version": "v2"}}]),
                      "routes/route-rule-ratings-test-abort.yaml")
-    status, _, _ = timed_request(mesh_cluster, "http://ratings:9080/ratings/0", cookie=JASON)
+    status, _, _ = timed_request(mesh_cluster, bookinfo, "http://ratings:9080/ratings/0", cookie=JASON)
     assert status == 500, "the abort's httpStatus"
-    api = session.get(mesh_cluster.ingress_url() + "/api/v1/products/0/ratings", headers={"Cookie": JASON},
-                      timeout=10)
-    assert api.status_code == bookinfo.api_status(500), "what productpage makes of the aborted ratings call"
+    api = session.get(bookinfo.url("/api/v1/products/0/ratings"), headers={"Cookie": JASON}, timeout=10)
+    assert api.status_code == release.api_status(500), "what productpage makes of the aborted ratings call"
     # Everybody reaches reviews v2; only jason's call to ratings is aborted, and his page loses its stars.
     page = session.get(productpage, headers={"Cookie": JASON}, timeout=10)
-    assert page.status_code == 200 and bookinfo.ratings_failed(page.text), page.text[-400:]
+    assert page.status_code == 200 and release.ratings_failed(page.text), page.text[-400:]
     anonymous = session.get(productpage, timeout=10)
-    assert reviews_version(anonymous.text) == "v2" and not bookinfo.ratings_failed(anonymous.text)
+    assert reviews_version(anonymous.text) == "v2" and not release.ratings_failed(anonymous.text)
 
 
 @pytest.mark.conformance(name="fault-abort-percent", features=["fault-abort"])

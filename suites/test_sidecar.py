@@ -7,22 +7,23 @@ import pytest
 from pytest_nginmesh.checks.findings import explain
 from pytest_nginmesh.checks.sidecar import SidecarExpectations, check_pod
 from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.mesh.bookinfo_instance import BookinfoInstance
 from pytest_nginmesh.mesh.injection import INJECT_ANNOTATION, PROXY_CONTAINER
-from pytest_nginmesh.mesh.manifests import BOOKINFO_DEPLOYMENTS, BOOKINFO_NAMESPACE, CONTROL_PLANE_NAMESPACE
+from pytest_nginmesh.mesh.manifests import BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_NAMESPACE
 from pytest_nginmesh.settings import Settings
 
 
 @pytest.mark.conformance(name="sidecar-every-deployment-has-a-pod", features=["sidecar-injection"])
-def test_every_bookinfo_deployment_has_a_pod(mesh_cluster: Cluster) -> None:
-    pods = mesh_cluster.list_pods(BOOKINFO_NAMESPACE)
+def test_every_bookinfo_deployment_has_a_pod(mesh_cluster: Cluster, bookinfo: BookinfoInstance) -> None:
+    pods = mesh_cluster.list_pods(bookinfo.namespace)
     running = {f"{p['metadata']['labels'].get('app')}-{p['metadata']['labels'].get('version')}" for p in pods}
     assert set(BOOKINFO_DEPLOYMENTS) <= running
 
 
 @pytest.mark.conformance(name="sidecar-conformant-in-every-workload-pod", features=["sidecar-injection"])
-def test_every_workload_pod_carries_a_conformant_sidecar(mesh_cluster: Cluster,
+def test_every_workload_pod_carries_a_conformant_sidecar(mesh_cluster: Cluster, bookinfo: BookinfoInstance,
                                                          sidecar_expectations: SidecarExpectations) -> None:
-    pods = mesh_cluster.list_pods(BOOKINFO_NAMESPACE)
+    pods = mesh_cluster.list_pods(bookinfo.namespace)
     findings = [finding for pod in pods for finding in check_pod(pod, sidecar_expectations)]
     assert not findings, explain(findings)
 

@@ -6,19 +6,19 @@ import pytest
 import requests
 
 from pytest_nginmesh.bookinfo import REVIEWS_VERSIONS, reviews_version
-from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.mesh.bookinfo_instance import BookinfoInstance
 
 REQUESTS = 30
 
 
 @pytest.mark.conformance(name="smoke-productpage-all-versions", features=["ingress"])
-def test_productpage_serves_all_reviews_versions(mesh_cluster: Cluster) -> None:
-    url = mesh_cluster.ingress_url() + "/productpage"
+def test_productpage_serves_all_reviews_versions(bookinfo: BookinfoInstance) -> None:
+    url = bookinfo.url("/productpage")
     seen: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
     with requests.Session() as session:
         for _ in range(REQUESTS):
-            response = session.get(url, timeout=10)
+            response = session.get(url, headers=bookinfo.headers, timeout=10)
             statuses[response.status_code] += 1
             seen[reviews_version(response.text)] += 1
     assert statuses == {200: REQUESTS}

@@ -6,16 +6,18 @@ from pathlib import Path
 
 from .. import observe
 from ..cluster.base import Cluster
-from ..kube import Obj, as_list, dumps, key_of, read_manifest_file
-from .manifests import load_fixture
+from ..kube import Obj, as_list, dumps, in_namespace, key_of, read_manifest_file
+from .manifests import BOOKINFO_NAMESPACE, load_fixture
 
 
 class AppliedObjects:
-    """Apply route rules (or any objects) for one test; ``remove_all`` deletes them in reverse order."""
+    """Apply route rules (or any objects) for one test, in ``namespace`` unless they name one; ``remove_all``
+    deletes them in reverse order."""
 
-    def __init__(self, cluster: Cluster, convergence_timeout: float) -> None:
+    def __init__(self, cluster: Cluster, convergence_timeout: float, namespace: str = BOOKINFO_NAMESPACE) -> None:
         self.cluster = cluster
         self.timeout = convergence_timeout
+        self.namespace = namespace
         self.applied: list[Obj] = []
 
     def apply(self, *sources: str | Path | Obj) -> list[Obj]:
@@ -27,6 +29,7 @@ class AppliedObjects:
             else:
                 path = Path(source)
                 objects += read_manifest_file(str(path)) if path.is_absolute() else load_fixture(path.as_posix())
+        objects = in_namespace(objects, self.namespace)
         names = ", ".join(f"{o['kind']}/{o['metadata']['name']}" for o in objects)
         with observe.step(f"apply {names}"):
             observe.attach("applied objects", dumps(as_list(objects), "yaml"))

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import requests
-
-from ..bookinfo import REVIEWS_VERSIONS, reviews_version
-from ..cluster.base import Cluster, wait_for
+from ..cluster.base import Cluster
 from ..cluster.k8s import KubernetesCluster
 from ..cluster.local import lifecycle
 from ..cluster.local.node import local_cluster
 from ..profiles import DEFAULT_PROFILE, PROFILES, Profile
 from ..settings import Settings, Timeouts
+from .bookinfo_instance import BookinfoInstance, wait_for_productpage
 from .manifests import BOOKINFO_DEPLOYMENTS, CONTROL_PLANE_PODS, control_plane, load_fixture
 
 Progress = Callable[[str], None]
+
+
 def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lambda line: None,
                  profile: Profile = PROFILES[DEFAULT_PROFILE]) -> None:
     """Apply the control plane, then Bookinfo, and return once /productpage answers through the ingress. The
@@ -34,31 +34,7 @@ def install_mesh(cluster: Cluster, timeouts: Timeouts, progress: Progress = lamb
     cluster.wait_pods_ready("default", timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
     cluster.wait_converged(timeouts.pod_ready)
     progress("waiting for /productpage through the ingress")
-    wait_for_productpage(cluster, timeouts)
-
-
-def wait_for_productpage(cluster: Cluster, timeouts: Timeouts) -> None:
-    """Wait until /productpage answers 200 through the ingress and every reviews version has rendered it.
-
-    Bookinfo declares no readiness probes (istio/istio samples/bookinfo/kube/bookinfo.yaml, 0.2.12 to 0.7.1),
-    so a Ready pod may not listen yet, and NGINX passes a refused request on to the next endpoint: until
-    every version has answered, traffic is not yet split the way the suites judge it."""
-    url = cluster.ingress_url() + "/productpage"
-    seen: set[str] = set()
-
-    def probe() -> tuple[bool | None, str]:
-        try:
-            response = requests.get(url, timeout=timeouts.http_request)
-        except requests.RequestException as e:
-            return None, str(e)
-        if response.status_code != 200 or "Simple Bookstore App" not in response.text:
-            return None, f"HTTP {response.status_code} {response.text[:80]!r}"
-        seen.add(reviews_version(response.text))
-        if seen >= set(REVIEWS_VERSIONS):
-            return True, ""
-        return None, f"reviews versions seen so far: {sorted(seen)}"
-
-    wait_for(f"GET {url} to answer 200 from every reviews version", probe, timeouts.pod_ready)
+    wait_for_productpage(BookinfoInstance.installed(cluster), timeouts)
 
 
 @contextmanager

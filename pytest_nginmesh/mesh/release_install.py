@@ -14,7 +14,8 @@ from ..errors import ClusterError
 from ..kube import Obj, key_of, read_manifest_file
 from ..profiles import Profile
 from ..settings import Settings
-from .install import Progress, wait_for_productpage
+from .bookinfo_instance import BookinfoInstance, wait_for_productpage
+from .install import Progress
 from .manifests import BOOKINFO_NAMESPACE, CONTROL_PLANE_NAMESPACE
 from .releases import ReleaseManifests, injector_script_argv
 
@@ -118,7 +119,7 @@ def install_release(cluster: KubernetesCluster, manifests: ReleaseManifests, pro
                             minimum=workload_count(bookinfo, BOOKINFO_NAMESPACE))
     cluster.wait_converged(timeouts.pod_ready)
     progress("waiting for /productpage through the ingress")
-    wait_for_productpage(cluster, timeouts)
+    wait_for_productpage(BookinfoInstance.installed(cluster), timeouts)
 
 
 def run_injector_script(cluster: KubernetesCluster, manifests: ReleaseManifests, settings: Settings,

@@ -149,7 +149,9 @@ class ConformanceSession:
         try:
             settings = self.settings()
             applied = getattr(funcargs.get("mesh_rules"), "applied", [])
-            namespaces = [funcargs["isolated_namespace"]] if "isolated_namespace" in funcargs else []
+            namespaces = [funcargs[name] for name in ("isolated_namespace", "module_namespace") if name in funcargs]
+            if "bookinfo" in funcargs:
+                namespaces.append(funcargs["bookinfo"].namespace)
             bundle = write_bundle(cluster, self.options.directory / "diagnostics", result.name, namespaces,
                                   settings.mesh_profile, list(applied), [f["id"] for f in result.findings],
                                   lambda: _scrape(cluster, settings))

@@ -1,4 +1,5 @@
-"""pytest -n 2: one cluster for both workers, torn down once after the last; rules never meet another's traffic."""
+"""pytest -n 2: one cluster for both workers, torn down once after the last; each worker tests a Bookinfo of its
+own, so one worker's rules never meet another's traffic."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from helpers import cluster_settings, settings_env
 
 from pytest_nginmesh.cluster.local import lifecycle
 
-# The worker of test_quick.py asks for the cluster first and is done at once, so it owns the cluster and must
-# outlive the worker of test_slow.py (--dist loadscope: one module, one worker), which keeps using it. Each
-# test writes down which worker saw which cluster daemon.
+# The worker of test_quick.py asks for the cluster first and is done before the other, so it owns the cluster and
+# must outlive the worker of test_slow.py (--dist loadscope: one module, one worker), which keeps using it. While
+# the slow worker's all-v1 rule is in force, the quick worker samples its own Bookinfo and still sees every version.
+# Each test writes down which worker saw which cluster daemon and Bookinfo namespace.
 SEEN = """
-import json, os, pathlib
+import json, os, pathlib, time
 
 LOG = pathlib.Path({log!r})
 
@@ -27,16 +29,33 @@ def seen(request, **extra):
         log.write(json.dumps({{"worker": os.environ["PYTEST_XDIST_WORKER"], "test": request.node.name,
                               "daemon": daemon, **extra}}) + "\\n")
     return cluster
+
+
+def wait_for_file(name, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not (LOG.parent / name).exists():
+        assert time.monotonic() < deadline, f"the other worker never wrote {{name}}"
+        time.sleep(0.1)
 """
 QUICK = """
 import pytest
+import requests
 
-from seen import seen
+from pytest_nginmesh.bookinfo import reviews_version
+from seen import seen, wait_for_file
 
 
-@pytest.mark.conformance(name="xdist-quick", features=["ingress"])
+@pytest.mark.conformance(name="xdist-quick", features=["routing-default"])
 def test_quick(request):
     seen(request)
+    bookinfo = request.getfixturevalue("bookinfo")
+    wait_for_file("rule-applied")  # the other worker's all-v1 rule is in force now, for its own Bookinfo
+    with requests.Session() as session:
+        versions = {reviews_version(session.get(bookinfo.url("/productpage"), headers=bookinfo.headers,
+                                                timeout=10).text) for _ in range(30)}
+    (LOG.parent / "sampled").touch()
+    seen(request, namespace=bookinfo.namespace, versions=sorted(versions))
+    assert len(versions) > 1, "another worker's rule reached this worker's Bookinfo"
 """
 SLOW = """
 import time
@@ -45,15 +64,19 @@ import pytest
 import requests
 
 from pytest_nginmesh.bookinfo import reviews_version
-from seen import seen
+from seen import LOG, seen, wait_for_file
 
 
 @pytest.mark.conformance(name="xdist-slow-rules", features=["routing-version"])
 def test_slow_applies_a_rule(request):
     time.sleep(3)  # after worker "quick" owns the cluster
     cluster = seen(request)
+    bookinfo = request.getfixturevalue("bookinfo")
     request.getfixturevalue("mesh_rules").apply("routes/route-rule-all-v1.yaml")
-    page = requests.get(cluster.ingress_url() + "/productpage", timeout=10)
+    (LOG.parent / "rule-applied").touch()
+    wait_for_file("sampled")
+    seen(request, namespace=bookinfo.namespace)
+    page = requests.get(bookinfo.url("/productpage"), headers=bookinfo.headers, timeout=10)
     assert reviews_version(page.text) == "v1"
 
 
@@ -86,6 +109,9 @@ def test_two_workers_share_one_cluster_torn_down_once_after_the_last(pytester: p
     assert workers["test_quick"] != workers["test_slow_applies_a_rule"] == workers[
         "test_slow_uses_the_cluster_after_the_owner_is_done"], seen
     assert len({s["daemon"] for s in seen}) == 1, f"one cluster for every test of both workers: {seen}"
+    namespaces = {s["test"]: s["namespace"] for s in seen if "namespace" in s}
+    assert namespaces["test_quick"] != namespaces["test_slow_applies_a_rule"], "each worker has a Bookinfo of its own"
+    assert "default" in namespaces.values(), "the first worker tests the Bookinfo installed with the mesh"
     assert leftovers == [], "torn down after the last worker"
     report = yaml.safe_load((tmp_path / "reports" / "conformance-report.yaml").read_text())
     assert sorted(t["name"] for t in report["tests"]) == ["xdist-quick", "xdist-slow-late", "xdist-slow-rules"]
