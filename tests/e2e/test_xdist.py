@@ -42,7 +42,7 @@ import pytest
 import requests
 
 from pytest_nginmesh.bookinfo import reviews_version
-from seen import seen, wait_for_file
+from seen import LOG, seen, wait_for_file
 
 
 @pytest.mark.conformance(name="xdist-quick", features=["routing-default"])
