@@ -33,9 +33,11 @@ NEEDS_ROOT = pytest.mark.skipif(
 RANGE_POOL = ipaddress.IPv4Network("10.128.0.0/10")
 BLOCK_PREFIX = 18
 RESERVATIONS = Path(tempfile.gettempdir()) / "pytest-nginmesh-test-ranges.json"
-# Several checkouts may run their tests on one host at once: each may pick a slot (0-15) of its own, which
-# keeps their cluster names apart.
+# Several checkouts may run their tests on one host at once: each may pick a slot (0-15) of its own; and each
+# pytest-xdist worker of a run adds its own number. Either keeps their cluster names apart.
 TEST_SLOT = int(os.environ.get("NGINMESH_TEST_SLOT", "0"))
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+CLUSTER_NAME_SUFFIX = (str(TEST_SLOT) if TEST_SLOT else "") + (f"w{XDIST_WORKER}" if XDIST_WORKER else "")
 _chosen: dict[tuple[str, int], Settings] = {}
 
 
@@ -76,7 +78,7 @@ def cluster_settings(name: str, index: int) -> Settings:
     if key not in _chosen:
         block = reserve_free_block()
         pod, service, link, _ = block.subnets(new_prefix=20)
-        _chosen[key] = Settings(cluster_name=f"{name}{TEST_SLOT}" if TEST_SLOT else name, pod_cidr=str(pod),
+        _chosen[key] = Settings(cluster_name=name + CLUSTER_NAME_SUFFIX, pod_cidr=str(pod),
                                 service_cidr=str(service), link_cidr=str(next(link.subnets(new_prefix=30))))
     return _chosen[key]
 
