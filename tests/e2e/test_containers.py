@@ -62,10 +62,14 @@ def pid_of(cluster: KubernetesCluster, pod: Obj, container: str) -> int:
 
 
 def children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
+    """The processes ``pid`` started, from any of its threads (each thread's children are listed apart)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return sorted(found)
 
 
 def alive(pid: int) -> bool:
