@@ -12,6 +12,9 @@ import shutil
 import signal
 import ssl
 import tempfile
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +116,16 @@ def raw_post(connection: ssl.SSLSocket, path: str, token: str, body: bytes, leng
         return response.status, json.loads(response.read())
     finally:
         connection.close()
+
+
+@contextlib.contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """``handler`` served from threads on a free loopback port, as ``host:port``; shut down afterwards."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

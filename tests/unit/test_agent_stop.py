@@ -9,10 +9,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from helpers import loopback_server
 
 
 class HangingPilot(BaseHTTPRequestHandler):
@@ -32,14 +33,8 @@ class HangingPilot(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def pilot() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), HangingPilot)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(HangingPilot) as address:
+        yield address
 
 
 def test_sigterm_ends_the_agent_while_its_poll_of_pilot_hangs(pilot: str, tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ ConfigMaps its agents and mixer read, and they read it back (pytest_nginmesh.mes
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
+from helpers import loopback_server
 
 from pytest_nginmesh.errors import ManifestError
 from pytest_nginmesh.mesh.manifests import (
@@ -37,13 +37,8 @@ def serving(body: object | None) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pilot)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with loopback_server(Pilot) as address:
+        yield f"http://{address}"
 
 
 @pytest.fixture
