@@ -1,5 +1,5 @@
 """Load on the ingress: C concurrent clients x N requests to /productpage; print JSON with latency
-percentiles (p50/p95/p99/max) and errors.
+percentiles (p50/p95/p99/max), errors, and the CPU each page costs, per part of the cluster.
 
 Runs on the local cluster the PYTEST_NGINMESH_* environment names (reused if running, else started and
 removed), e.g.
@@ -9,7 +9,9 @@ removed), e.g.
         .venv/bin/python benchmarks/ingress_load.py [--clients 20] [--requests 100]
 
 Each client is a thread with its own keep-alive-less connection per request (as independent users are);
-the latency is what the client saw, connect included.
+the latency is what the client saw, connect included. The CPU per page is read from the cluster's cgroups
+(each container's, the daemon's: API server, controllers, kubelet) and this process's own (the clients),
+before and after the load: where a 2-core machine's time goes when the suites sample routes.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import math
 import statistics
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 
 import requests
 from _cluster import mesh_cluster
+
+from pytest_nginmesh.cluster.base import Cluster
+from pytest_nginmesh.cluster.local.cgroup import Cgroup
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -45,6 +50,21 @@ def client(url: str, count: int, start: threading.Barrier, latencies: list[float
             errors[outcome] += 1
 
 
+def cpu_by_part(cluster: Cluster, name: str) -> dict[str, float]:
+    """CPU seconds used so far by the cluster's daemon and by each container, as ``<app>/<container>``."""
+    root = Cgroup.of_cluster(name)
+    used: dict[str, float] = defaultdict(float, {"daemon": root.child("daemon").cpu_seconds()})
+    for pod in cluster.list_pods():
+        meta = pod["metadata"]
+        app = (meta.get("labels") or {}).get("app") or meta["name"]
+        pod_cgroup = root.child("pods", meta["uid"])
+        if pod_cgroup.exists():
+            for container in pod_cgroup.path.iterdir():
+                if container.is_dir():
+                    used[f"{app}/{container.name}"] += Cgroup(container).cpu_seconds()
+    return used
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=20)
@@ -60,12 +80,18 @@ def main() -> None:
                    for _ in range(args.clients)]
         for thread in threads:
             thread.start()
+        cpu_before, clients_before = cpu_by_part(cluster, cluster.name), time.process_time()
         start.wait()
         began = time.monotonic()
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - began
+        after = cpu_by_part(cluster, cluster.name)
+        cpu = {part: seconds - cpu_before.get(part, 0.0) for part, seconds in after.items()}
+        cpu["clients (this process)"] = time.process_time() - clients_before
     ordered = sorted(latencies)
+    per_page = {part: round(1000 * seconds / len(ordered), 3)
+                for part, seconds in sorted(cpu.items(), key=lambda item: -item[1]) if seconds > 0}
     print(json.dumps({
         "url_path": "/productpage", "clients": args.clients, "requests_per_client": args.requests,
         "requests": len(ordered), "errors": sum(errors.values()), "error_kinds": dict(errors),
@@ -73,6 +99,7 @@ def main() -> None:
         "latency_ms": {name: round(1000 * value, 1) for name, value in (
             ("p50", percentile(ordered, 0.50)), ("p95", percentile(ordered, 0.95)),
             ("p99", percentile(ordered, 0.99)), ("max", ordered[-1]), ("mean", statistics.fmean(ordered)))},
+        "cpu_ms_per_request": {"total": round(sum(per_page.values()), 3), **per_page},
     }, indent=2))
 
 

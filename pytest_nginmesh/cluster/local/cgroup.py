@@ -88,6 +88,15 @@ class Cgroup:
             return False
         return "populated 1" in events.split("\n")
 
+    def cpu_seconds(self) -> float:
+        """CPU time the processes of this cgroup and below have used, exited ones included (cpu.stat usage_usec);
+        0.0 once the cgroup is gone."""
+        try:
+            fields = dict(line.split() for line in (self.path / "cpu.stat").read_text().splitlines() if line)
+        except OSError:
+            return 0.0
+        return int(fields.get("usage_usec", 0)) / 1e6
+
     def kill(self, timeout: float) -> list[int]:
         """SIGKILL every process of this cgroup and below, and wait until none is left; return their pids."""
         victims = self.pids()
