@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pytest_nginmesh.errors import ManifestError
-from pytest_nginmesh.kube import ObjectKey, key_of, parse_manifests, read_manifest_file
+from pytest_nginmesh.kube import ObjectKey, in_namespace, key_of, parse_manifests, read_manifest_file
 
 SERVICE = """\
 apiVersion: v1
@@ -180,3 +180,17 @@ def test_read_manifest_file_on_a_directory_says_it_cannot_be_read(tmp_path: Path
 def test_read_manifest_file_dash_reads_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO(DEPLOYMENT))
     assert names(read_manifest_file("-")) == [("Deployment", "reviews-v1")]
+
+
+# -- placing in a namespace --------------------------------------------------------------------------
+
+
+def test_in_namespace_places_what_names_no_namespace_and_leaves_the_rest() -> None:
+    objects = parse_manifests(SERVICE + "---\n" + DEPLOYMENT + "---\napiVersion: v1\nkind: Namespace\n"
+                              "metadata: {name: elsewhere}\n")
+    placed = in_namespace(objects, "copy")
+    assert [key_of(o) for o in placed] == [ObjectKey("Service", "copy", "reviews"),
+                                           ObjectKey("Deployment", "bookinfo", "reviews-v1"),
+                                           ObjectKey("Namespace", "", "elsewhere")]
+    assert "namespace" not in placed[2]["metadata"], "a cluster-scoped object gets no namespace"
+    assert "namespace" not in objects[0]["metadata"], "the originals stay as they were"
