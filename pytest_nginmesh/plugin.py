@@ -444,7 +444,8 @@ def bookinfo(mesh_cluster: Cluster, nginmesh_settings: Settings, pytestconfig: p
         yield BookinfoInstance.installed(mesh_cluster)
         return
     with bookinfo_copy(mesh_cluster, nginmesh_settings.mesh_profile, nginmesh_settings,
-                       f"bookinfo-{worker_id(pytestconfig)}") as instance:
+                       f"bookinfo-{worker_id(pytestconfig)}",
+                       guard=lambda: mesh_state(pytestconfig, nginmesh_settings, exclusive=False)) as instance:
         yield instance
 
 

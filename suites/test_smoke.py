@@ -3,10 +3,10 @@
 from collections import Counter
 
 import pytest
-import requests
 
 from pytest_nginmesh.bookinfo import REVIEWS_VERSIONS, reviews_version
 from pytest_nginmesh.mesh.bookinfo_instance import BookinfoInstance
+from pytest_nginmesh.traffic import SessionPerThread
 
 REQUESTS = 30
 
@@ -16,9 +16,9 @@ def test_productpage_serves_all_reviews_versions(bookinfo: BookinfoInstance) -> 
     url = bookinfo.url("/productpage")
     seen: Counter[str] = Counter()
     statuses: Counter[int] = Counter()
-    with requests.Session() as session:
+    with SessionPerThread(bookinfo.headers) as session:
         for _ in range(REQUESTS):
-            response = session.get(url, headers=bookinfo.headers, timeout=10)
+            response = session.get(url, timeout=10)
             statuses[response.status_code] += 1
             seen[reviews_version(response.text)] += 1
     assert statuses == {200: REQUESTS}

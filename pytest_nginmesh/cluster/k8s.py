@@ -347,7 +347,8 @@ class KubernetesCluster(Cluster):
         began = time.monotonic()
         status = self._proxy_status()
         if status is not None:
-            self._wait_published(max(0.0, timeout - (time.monotonic() - began)), self._changes_so_far(status))
+            changes = self._changes_so_far(status)
+            self._wait_published(max(0.0, timeout - (time.monotonic() - began)), changes)
         else:
             self._wait_stable_configs(timeout)
 

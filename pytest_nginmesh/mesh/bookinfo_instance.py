@@ -8,10 +8,9 @@ never touch another copy's traffic: under pytest-xdist every worker after the fi
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass
 
 import requests
 
@@ -21,7 +20,7 @@ from ..kube import Obj, in_namespace
 from ..profiles import Profile
 from ..settings import Settings, Timeouts
 from .manifests import BOOKINFO_DEPLOYMENTS, BOOKINFO_NAMESPACE, load_fixture
-from .namespaces import namespace_of_its_own
+from .namespaces import create_namespace, delete_namespace
 from .nginx_routes import service_fqdn
 
 # RFC 2606 reserves .test: a copy's host never names a real one.
@@ -35,10 +34,11 @@ class BookinfoInstance:
     namespace: str
     ingress_url: str
     host: str = ""
-    headers: dict[str, str] = field(init=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "headers", {"Host": self.host} if self.host else {})
+    @property
+    def headers(self) -> dict[str, str]:
+        """What requests through the ingress send: the copy's host, if any."""
+        return {"Host": self.host} if self.host else {}
 
     @classmethod
     def installed(cls, cluster: Cluster) -> BookinfoInstance:
@@ -62,22 +62,31 @@ def copy_objects(objects: list[Obj], namespace: str, host: str) -> list[Obj]:
     placed = in_namespace(objects, namespace)
     for obj in placed:
         if obj.get("kind") == "Ingress":
-            obj["spec"]["rules"] = [{**copy.deepcopy(rule), "host": host} for rule in obj["spec"].get("rules") or []]
+            for rule in obj["spec"].get("rules") or []:
+                rule["host"] = host
     return placed
 
 
 @contextmanager
-def bookinfo_copy(cluster: Cluster, profile: Profile, settings: Settings, owner: str) -> Iterator[BookinfoInstance]:
+def bookinfo_copy(cluster: Cluster, profile: Profile, settings: Settings, owner: str,
+                  guard: Callable[[], AbstractContextManager[object]] = nullcontext) -> Iterator[BookinfoInstance]:
     """The profile's Bookinfo (its release's bookinfo.yaml) in a namespace of its own, serving every reviews
-    version through the ingress; removed afterwards with its namespace, however its setup ends."""
+    version through the ingress; removed afterwards with its namespace, however its setup ends. Making and
+    removing it change the mesh, so each runs inside ``guard()`` (the mesh-state lock, under xdist)."""
     timeouts = settings.timeouts
-    with namespace_of_its_own(cluster, settings, owner) as namespace:
+    with guard():
+        namespace = create_namespace(cluster, settings, owner)
+    try:
         instance = BookinfoInstance(namespace, cluster.ingress_url(), f"{namespace}.{COPY_HOST_DOMAIN}")
-        cluster.apply(copy_objects(load_fixture(profile.bookinfo.fixture), namespace, instance.host))
-        cluster.wait_pods_ready(namespace, timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
-        cluster.wait_converged(timeouts.convergence)
-        wait_for_productpage(instance, timeouts)
+        with guard():
+            cluster.apply(copy_objects(load_fixture(profile.bookinfo.fixture), namespace, instance.host))
+            cluster.wait_pods_ready(namespace, timeouts.pod_ready, minimum=len(BOOKINFO_DEPLOYMENTS))
+            cluster.wait_converged(timeouts.pod_ready)
+            wait_for_productpage(instance, timeouts)
         yield instance
+    finally:
+        with guard():
+            delete_namespace(cluster, settings, namespace)
 
 
 def wait_for_productpage(bookinfo: BookinfoInstance, timeouts: Timeouts) -> None:

@@ -242,7 +242,7 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[st
             continue
         namespace = ingress["metadata"].get("namespace", "default")
         for rule in ingress.get("spec", {}).get("rules") or []:
-            host = str(rule.get("host") or "")
+            host = str(rule.get("host") or "").lower()  # host names match case-insensitively
             for path in (rule.get("http") or {}).get("paths") or []:
                 backend = path.get("backend") or {}
                 port = _backend_port(services.get((namespace, backend.get("serviceName"))), backend)
@@ -259,14 +259,14 @@ def _ingress_server(snapshot: Snapshot, proxy: Proxy, service_locations: list[st
                 else:
                     locations.setdefault(host, []).append(f"    location = {raw} {{ {target} }}")
     lines = []
-    for host in sorted(locations):
+    for host in sorted(locations.keys() | catch_alls.keys()):
         catch_all = catch_alls.get(host, 'return 404 "no ingress rule for $uri\\n";')
         lines += [
             "  server {",
             f"    listen {proxy.ingress_port}{' default_server' if not host else ''};",
             *([f"    server_name {quote(host)};"] if host else []),
             "    set $nginmesh_direction ingress;",
-            *sorted(set(locations[host])),
+            *sorted(set(locations.get(host, []))),
             f"    location / {{ {catch_all} }}",
             *service_locations,
             "  }",

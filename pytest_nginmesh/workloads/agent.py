@@ -245,15 +245,14 @@ class Agent:
     def run(self) -> int:
         """Poll Pilot from a thread until SIGTERM: a long poll blocks in a read that a signal does not end, and
         a stopped pod must go at once, as the release's agent (a Go program that dies on SIGTERM) does."""
-        servers = [serve(DELAY_PORT, DelayHandler, "delays"), serve(STATUS_PORT, status_handler(self), "status")]
+        serve(DELAY_PORT, DelayHandler, "delays")
+        serve(STATUS_PORT, status_handler(self), "status")
         threading.Thread(target=self.watch_master, name="master", daemon=True).start()
         threading.Thread(target=self.poll_pilot, name="pilot", daemon=True).start()
         self.stop.wait()
-        for server in servers:
-            server.shutdown()
         with self.applying:
             self.shutdown()
-        return 0
+        return 0  # the servers' and the poll's daemon threads end with the process
 
     def poll_pilot(self) -> None:
         failing = False

@@ -52,6 +52,7 @@ class Pilot:
         self.acks = AckBook()
         self.dirty = threading.Event()
         self.last_config_event = 0.0  # time.monotonic() of the latest watch event
+        self.first_pending_event: float | None = None  # of the first one not yet in a served snapshot
         self.current: Obj | None = None  # the snapshot served now, once every kind is listed
         self.changed = threading.Condition()
 
@@ -79,19 +80,22 @@ class Pilot:
                 self.stop.wait(RETRY_PERIOD)
 
     def config_changed(self) -> None:
-        self.last_config_event = time.monotonic()
+        now = time.monotonic()
+        if self.first_pending_event is None:
+            self.first_pending_event = now
+        self.last_config_event = now
         self.dirty.set()
 
     def debounce(self) -> None:
-        """Return once config events have been quiet for DEBOUNCE_AFTER, or DEBOUNCE_MAX after this call (at
-        once when the latest is older: an ack alone is published without delay)."""
-        started = time.monotonic()
+        """Return once config events have been quiet for DEBOUNCE_AFTER, or DEBOUNCE_MAX after the first of them
+        (at once when the latest is older: an ack alone is published without delay)."""
         while not self.stop.is_set():
             now = time.monotonic()
             quiet_at = self.last_config_event + DEBOUNCE_AFTER
-            if now >= quiet_at or now >= started + DEBOUNCE_MAX:
+            latest = (self.first_pending_event if self.first_pending_event is not None else now) + DEBOUNCE_MAX
+            if now >= quiet_at or now >= latest:
                 return
-            self.stop.wait(min(quiet_at, started + DEBOUNCE_MAX) - now)
+            self.stop.wait(min(quiet_at, latest) - now)
 
     @classmethod
     def for_twin(cls, api: KubeClient, stop: threading.Event) -> Pilot:
@@ -122,6 +126,7 @@ class Pilot:
                 continue
             self.debounce()
             self.dirty.clear()
+            self.first_pending_event = None
             observed = self.cache.observed  # read before the snapshot: the annotation never claims too much
             snapshot = self.cache.snapshot()
             self.serve(snapshot)

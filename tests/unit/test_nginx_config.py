@@ -415,6 +415,16 @@ def test_ingress_rules_with_a_host_get_a_server_of_their_own(snapshot: Snapshot,
     assert any(line.startswith("location / { return 404") for line in hosted[0])
 
 
+def test_a_host_whose_only_path_is_dot_star_gets_a_server_of_its_own(snapshot: Snapshot, gateway: Obj,
+                                                                    proxy_dir: Path) -> None:
+    # Istio 0.3.0's Bookinfo Ingress has the one path /.*: a copy of it for a host must still be served for it.
+    snapshot["ingresses"].append(hosted_copy(catch_all_gateway(gateway), "default", "B.nginmesh.test"))
+    lines = render(snapshot, ingress(proxy_dir)).splitlines()
+    bodies = [block("\n".join(lines[i:]), "server {") for i, line in enumerate(lines) if line.strip() == "server {"]
+    (hosted,) = [body for body in bodies if 'server_name "b.nginmesh.test";' in body]
+    assert f"location / {{ rewrite ^ /.nginmesh/{upstream_name('default', 'productpage', 9080)} last; }}" in hosted
+
+
 @needs_nginx
 def test_ingress_with_hosted_rules_passes_nginx_t(snapshot: Snapshot, gateway: Obj, proxy_dir: Path,
                                                   pod_netns: Callable[[str | None], str]) -> None:
