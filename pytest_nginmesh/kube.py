@@ -49,7 +49,6 @@ def key_of(obj: Obj, default_namespace: str = "default") -> ObjectKey:
     return ObjectKey(kind, namespace, meta["name"])
 
 
-
 def in_namespace(objects: Iterable[Obj], namespace: str) -> list[Obj]:
     """Copies of ``objects`` with every namespaced one that names no namespace placed in ``namespace``, as
     ``kubectl apply -n`` places them."""
@@ -61,6 +60,7 @@ def in_namespace(objects: Iterable[Obj], namespace: str) -> list[Obj]:
             meta["namespace"] = namespace
         placed.append(copied)
     return placed
+
 
 # One apply is one request to the API server, and kube-apiserver takes request bodies of at most 3 MiB
 # (MaxRequestBodyBytes in kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/server/config.go).

@@ -1,4 +1,4 @@
-"""Running under pytest-xdist: one cluster for every worker, torn down once, and mesh-wide changes one at a time.
+"""Running under pytest-xdist: one cluster for every worker, torn down once, and a test that needs the mesh alone.
 
 The first worker that needs the mesh enters the usual cluster context (create or reuse) behind a file lock
 and owns it; the others enter it after, with ``keep_cluster`` so that they only attach. The owner leaves last:
@@ -134,7 +134,7 @@ def wait_for_others(attachments: Attachments, lock: Path, me: int) -> None:
 
 @contextlib.contextmanager
 def mesh_state(config: pytest.Config, settings: Settings, exclusive: bool) -> Iterator[None]:
-    """Hold the cluster's mesh-state lock for a test: exclusive to change mesh-wide state, shared to rely on it
+    """Hold the cluster's mesh-state lock: exclusive for a test that needs the mesh alone, shared otherwise
     (only under xdist). Taken once per test, in one mode: flock locks of one process on two open files
     would block each other. Everyone first passes a turnstile, which a waiting exclusive holder keeps
     closed: flock alone would let shared holders overlap forever and starve it."""

@@ -119,13 +119,15 @@ def raw_post(connection: ssl.SSLSocket, path: str, token: str, body: bytes, leng
 
 
 @contextlib.contextmanager
-def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """``handler`` served from threads on a free loopback port, as ``host:port``; shut down afterwards."""
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
+    """``handler`` served from threads on a free port of 127.0.0.1 (yielded); shut down afterwards."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield server.server_address[1]
     finally:
         server.shutdown()
         server.server_close()
+        thread.join()

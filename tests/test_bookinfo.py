@@ -8,18 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from helpers import loopback_server
 
 ROOT = Path(__file__).resolve().parents[1]
 LOOPBACK = "127.0.0.1"
@@ -168,19 +168,6 @@ class AbortingRatings(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
-    server = ThreadingHTTPServer((LOOPBACK, 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_address[1]
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("bookinfo")
@@ -204,7 +191,7 @@ def mesh(log_dir: Path) -> Iterator[dict[str, int]]:
 @pytest.fixture
 def recording_ratings() -> Iterator[tuple[int, list[dict[str, str]]]]:
     seen: ClassVar[list[dict[str, str]]] = []
-    with serving(type("Recorder", (RecordingRatings,), {"seen": seen})) as port:
+    with loopback_server(type("Recorder", (RecordingRatings,), {"seen": seen})) as port:
         yield port, seen
 
 
@@ -287,7 +274,7 @@ def test_ratings_down_behind_v2(log_dir: Path, mesh: dict[str, int]) -> None:
 def test_a_releases_reviews_show_a_failed_ratings_call_as_that_release(log_dir: Path, mesh: dict[str, int],
                                                                        image_tag: str, shown: str | None) -> None:
     """Istio's reviews write the error text from 0.5.0 on; the 0.2.3 and 0.2.8 images leave the stars out."""
-    with serving(AbortingRatings) as ratings, \
+    with loopback_server(AbortingRatings) as ratings, \
             running([("reviews", "v2", upstream_env(ratings=ratings))], log_dir, image_tag) as (reviews,):
         spec = [("productpage", "v1", upstream_env(details=mesh["details"], reviews=reviews.port))]
         with running(spec, log_dir, image_tag) as (page,):
@@ -305,7 +292,7 @@ def test_a_releases_reviews_show_a_failed_ratings_call_as_that_release(log_dir: 
 def test_productpage_relays_a_failed_upstreams_status_as_its_release_does(
         log_dir: Path, image_tag: str, aborted: int, unreachable: int) -> None:
     """Istio's productpage answers with the upstream's own status (500 when nothing answered); the local one 503."""
-    with serving(AbortingRatings) as ratings:
+    with loopback_server(AbortingRatings) as ratings:
         spec = [("productpage", "v1", upstream_env(details=free_port(), reviews=free_port(), ratings=ratings))]
         with running(spec, log_dir, image_tag) as (page,):
             ratings_api = call(page.port, "/api/v1/products/0/ratings")

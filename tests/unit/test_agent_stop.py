@@ -33,8 +33,8 @@ class HangingPilot(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def pilot() -> Iterator[str]:
-    with loopback_server(HangingPilot) as address:
-        yield address
+    with loopback_server(HangingPilot) as port:
+        yield f"127.0.0.1:{port}"
 
 
 def test_sigterm_ends_the_agent_while_its_poll_of_pilot_hangs(pilot: str, tmp_path: Path) -> None:

@@ -37,8 +37,8 @@ def serving(body: object | None) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(data)
 
-    with loopback_server(Pilot) as address:
-        yield f"http://{address}"
+    with loopback_server(Pilot) as port:
+        yield f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture
