@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from pytest_nginmesh.checks.overhead import binomial_cdf
+from pytest_nginmesh.checks.overhead import binomial_cdf, point_quantile
 from pytest_nginmesh.checks.routing import DEFAULT_ALPHA, DEFAULT_DELTA, DEFAULT_POWER, WeightTest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,8 +148,7 @@ def quantiles(values: list[float]) -> dict[str, float | int]:
     ordered = sorted(values)
     if not ordered:
         return {"count": 0}
-    rank = lambda q: ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]  # noqa: E731
-    return {"count": len(ordered), "p50": rank(0.5), "p99": rank(0.99)}
+    return {"count": len(ordered), "p50": point_quantile(ordered, 0.5), "p99": point_quantile(ordered, 0.99)}
 
 
 def cluster_runs(runs: int, pytest_args: list[str]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class Pilot:
     def for_twin(cls, api: KubeClient, stop: threading.Event) -> Pilot:
         """The Pilot of the release the agent config names (the local reference without one)."""
         try:
-            configmap = agent_config_map(api)
+            configmap = fetch_agent_config(api)
         except NotFoundError:
             return cls(api, stop)
         config = AgentConfig.parse((configmap.get("data") or {}).get(AGENT_CONFIG_KEY, "{}"),
@@ -166,11 +166,7 @@ class Pilot:
         except NotFoundError:
             self.api.request("POST", STATUS_PATH.rsplit("/", 1)[0], configmap)
 
-    def agent_config(self) -> Obj:
-        return agent_config_map(self.api)
-
-
-def agent_config_map(api: KubeClient) -> Obj:
+def fetch_agent_config(api: KubeClient) -> Obj:
     """The twin's agent config ConfigMap the installer rendered from the profile (NotFoundError without one)."""
     return dict(api.request("GET", f"/api/v1/namespaces/{CONTROL_PLANE_NAMESPACE}/configmaps/{AGENT_CONFIG_MAP}"))
 
@@ -195,7 +191,7 @@ def discovery_handler(pilot: Pilot) -> type[BaseHTTPRequestHandler]:
             elif self.path == AGENT_CONFIG_PATH:
                 # The twin's agent config: the agent takes what it knows of the mesh from Pilot, as the real one does.
                 try:
-                    self._reply(200, pilot.agent_config())
+                    self._reply(200, fetch_agent_config(pilot.api))
                 except NotFoundError as e:
                     self._reply(404, {"message": str(e)})
                 except ClusterError as e:
